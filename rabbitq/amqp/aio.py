@@ -1,0 +1,162 @@
+"""Publishing from asyncio code (and from the worker) on aio-pika.
+
+One robust connection and one confirming channel per event loop. Concurrent ``publish``
+calls pipeline their confirms on that channel. A publish interrupted by a lost connection is
+retried on the restored channel until the caller's deadline (at-least-once: the broker may
+have stored the first copy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import aio_pika
+import aio_pika.exceptions
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from rabbitq.errors import (
+    BrokerConnectionError,
+    PublishError,
+    PublishNackedError,
+    PublishTimeoutError,
+    UnroutableError,
+)
+from rabbitq.message import Envelope
+from rabbitq.topology import TASK_EXCHANGE
+
+log = logging.getLogger("rabbitq.publisher")
+
+
+def to_aio_message(envelope: Envelope) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=envelope.body,
+        headers=envelope.headers,
+        content_type=envelope.content_type,
+        content_encoding=envelope.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode(envelope.delivery_mode),
+        priority=envelope.priority,
+        correlation_id=envelope.correlation_id,
+        reply_to=envelope.reply_to,
+        message_id=envelope.message_id,
+        expiration=int(envelope.expiration) / 1000 if envelope.expiration else None,
+    )
+
+
+class AsyncPublisher:
+    """Confirmed, mandatory publishing for one event loop."""
+
+    def __init__(self, url: str, *, publish_timeout: float = 30.0) -> None:
+        self.url = url
+        self.publish_timeout = publish_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._connect_lock = asyncio.Lock()
+
+    @property
+    def connection(self) -> AbstractRobustConnection | None:
+        return self._connection
+
+    async def connect(self) -> AbstractChannel:
+        async with self._connect_lock:
+            if self._channel is not None and not self._channel.is_closed:
+                return self._channel
+            if self._connection is None or self._connection.is_closed:
+                try:
+                    self._connection = await aio_pika.connect_robust(
+                        self.url, client_properties={"connection_name": "rabbitq-async-publisher"}
+                    )
+                except (OSError, aiormq.exceptions.AMQPError) as exc:
+                    raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
+            channel = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            self._exchanges = {
+                TASK_EXCHANGE: await channel.declare_exchange(
+                    TASK_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+                ),
+                "": channel.default_exchange,
+            }
+            self._channel = channel
+            return channel
+
+    async def publish(
+        self,
+        routing_key: str,
+        envelope: Envelope,
+        *,
+        exchange: str = TASK_EXCHANGE,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish and return once confirmed; raise ``PublishError`` otherwise."""
+        limit = timeout if timeout is not None else self.publish_timeout
+        try:
+            await asyncio.wait_for(self._publish_until_confirmed(routing_key, envelope, exchange), limit)
+        except TimeoutError:
+            raise PublishTimeoutError(
+                f"no publisher confirm for routing key {routing_key!r} within {limit:g}s "
+                "(broker unreachable, or the connection is blocked)"
+            ) from None
+
+    async def publish_many(
+        self,
+        messages: Iterable[tuple[str, Envelope]],
+        *,
+        exchange: str = TASK_EXCHANGE,
+        timeout: float | None = None,
+    ) -> list[PublishError | None]:
+        """Publish concurrently (pipelined confirms); one error (or None) per message."""
+        results = await asyncio.gather(
+            *(self.publish(rk, env, exchange=exchange, timeout=timeout) for rk, env in messages),
+            return_exceptions=True,
+        )
+        errors: list[PublishError | None] = []
+        for result in results:
+            if isinstance(result, PublishError):
+                errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                errors.append(None)
+        return errors
+
+    async def _publish_until_confirmed(
+        self, routing_key: str, envelope: Envelope, exchange_name: str
+    ) -> None:
+        message = to_aio_message(envelope)
+        while True:
+            await self.connect()
+            exchange = await self._exchange(exchange_name)
+            try:
+                await exchange.publish(message, routing_key=routing_key, mandatory=True)
+                return
+            except aiormq.exceptions.PublishError:
+                raise UnroutableError(routing_key, exchange_name) from None
+            except aiormq.exceptions.DeliveryError as exc:
+                raise PublishNackedError(f"the broker nacked the message: {exc}") from None
+            except (
+                aiormq.exceptions.ConnectionClosed,
+                aiormq.exceptions.ChannelInvalidStateError,
+                aio_pika.exceptions.ChannelClosed,
+                ConnectionError,
+            ) as exc:
+                # The confirm is lost with the connection: send again once restored.
+                log.warning("publish interrupted (%s); retrying after reconnect", exc)
+                await asyncio.sleep(0.2)
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            assert self._channel is not None
+            exchange = await self._channel.get_exchange(name, ensure=False)
+            self._exchanges[name] = exchange
+        return exchange
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+        self._channel = None

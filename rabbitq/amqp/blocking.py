@@ -1,0 +1,463 @@
+"""Publishing from synchronous code: one pika I/O thread per process.
+
+pika connections are not thread-safe, and a blocking publish that waits for its own confirm
+caps one caller at the broker's round trip. So a single I/O thread owns a pika
+``SelectConnection``; ``publish()`` hands it the message and waits for that message's
+confirm. Messages from many request threads are in flight together on one channel and their
+confirms pipeline, so throughput grows with the number of callers.
+
+Safety properties, each handled below where it happens:
+
+* fork: the thread and connection belong to the process that made them. A child (gunicorn,
+  uwsgi, multiprocessing) notices the pid changed and builds its own, never touching the
+  parent's socket.
+* broker restart / dropped connection: the thread reconnects with backoff; messages that were
+  sent but not confirmed are sent again after reconnecting (at-least-once: a confirm that was
+  lost in flight may mean a duplicate, never a loss).
+* ``connection.blocked`` (the broker is out of memory or disk): publishes wait, and a caller
+  whose confirm does not arrive within its timeout gets ``PublishTimeoutError`` saying so.
+* every publish is ``mandatory``: a returned message fails its caller with ``UnroutableError``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.exceptions
+import pika.spec
+
+from rabbitq.errors import (
+    PublishError,
+    PublishNackedError,
+    PublishTimeoutError,
+    UnroutableError,
+)
+from rabbitq.message import Envelope
+from rabbitq.topology import TASK_EXCHANGE
+
+log = logging.getLogger("rabbitq.publisher")
+
+RECONNECT_BACKOFF_MAX = 5.0
+
+
+class _Outcome:
+    """A one-shot result slot; cheaper than a Future (one lock, one wake-up)."""
+
+    __slots__ = ("_done", "_is_set", "error")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._is_set = False
+        self.error: PublishError | None = None
+
+    def done(self) -> bool:
+        return self._is_set
+
+    def set(self, error: PublishError | None) -> None:
+        # Only the I/O thread sets outcomes, so this check-then-act does not race.
+        if not self._is_set:
+            self._is_set = True
+            self.error = error
+            self._done.release()
+
+    def wait(self, timeout: float) -> bool:
+        if self._done.acquire(timeout=timeout):
+            self._done.release()  # stay "done" for any later look
+            return True
+        return False
+
+
+@dataclass(eq=False)
+class _Request:
+    exchange: str
+    routing_key: str
+    envelope: Envelope
+    future: _Outcome = field(default_factory=_Outcome)
+    returned: bool = False
+    abandoned: bool = False  # the caller timed out: do not (re)send it
+
+
+def to_pika_properties(envelope: Envelope) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        content_type=envelope.content_type,
+        content_encoding=envelope.content_encoding,
+        headers=envelope.headers,
+        delivery_mode=envelope.delivery_mode,
+        priority=envelope.priority,
+        correlation_id=envelope.correlation_id,
+        reply_to=envelope.reply_to,
+        message_id=envelope.message_id,
+        expiration=envelope.expiration,
+    )
+
+
+class BlockingPublisher:
+    """Thread-safe, fork-safe publisher with confirms for synchronous callers."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        publish_timeout: float = 30.0,
+        heartbeat: int = 30,
+        exchanges: Sequence[tuple[str, str]] = ((TASK_EXCHANGE, "topic"),),
+    ) -> None:
+        self.url = url
+        self.publish_timeout = publish_timeout
+        self._heartbeat = heartbeat
+        self._exchanges = tuple(exchanges)
+        self._reset_state()
+        _live_publishers.add(self)
+
+    def _reset_state(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pending: collections.deque[_Request] = collections.deque()
+        self._closing = False
+        # Only the I/O thread touches what follows.
+        self._connection: pika.SelectConnection | None = None
+        self._channel: Any = None
+        self._ready = False
+        self._blocked_reason: str | None = None
+        self._last_error: str | None = None
+        self._next_tag = 1
+        self._unconfirmed: dict[int, _Request] = {}
+        self._by_message_id: dict[str | None, collections.deque[_Request]] = {}
+
+    # -- caller side -------------------------------------------------------------------------
+
+    def publish(
+        self,
+        routing_key: str,
+        envelope: Envelope,
+        *,
+        exchange: str = TASK_EXCHANGE,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish and return once the broker confirmed it; raise ``PublishError`` otherwise."""
+        request = self._submit([(exchange, routing_key, envelope)])[0]
+        self._wait([request], timeout)
+
+    def publish_many(
+        self,
+        messages: Iterable[tuple[str, Envelope]],
+        *,
+        exchange: str = TASK_EXCHANGE,
+        timeout: float | None = None,
+    ) -> list[PublishError | None]:
+        """Publish many at once with pipelined confirms; one error (or None) per message."""
+        requests = self._submit([(exchange, rk, env) for rk, env in messages])
+        deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
+        errors: list[PublishError | None] = []
+        for request in requests:
+            try:
+                self._wait([request], max(0.0, deadline - time.monotonic()))
+                errors.append(None)
+            except PublishError as exc:
+                errors.append(exc)
+        return errors
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the connection after in-flight publishes are confirmed (or ``timeout``)."""
+        if self._pid != os.getpid():
+            return
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+            connection = self._connection
+        if thread is None:
+            return
+        if connection is not None:
+            try:
+                connection.ioloop.add_callback_threadsafe(self._close_connection)
+            except Exception:  # the loop may already be gone
+                pass
+        thread.join(timeout)
+
+    def _submit(self, items: Sequence[tuple[str, str, Envelope]]) -> list[_Request]:
+        if self._pid != os.getpid():
+            # Forked: the parent's thread does not exist here and its socket is not ours.
+            self._reset_state()
+        requests = [_Request(ex, rk, env) for ex, rk, env in items]
+        with self._lock:
+            if self._closing:
+                raise PublishError("publisher is closed")
+            self._pending.extend(requests)
+            self._ensure_thread()
+            connection = self._connection if self._ready else None
+        if connection is not None:
+            try:
+                connection.ioloop.add_callback_threadsafe(self._flush)
+            except Exception:
+                pass  # connection is going away: the reconnect flushes pending requests
+        return requests
+
+    def _wait(self, requests: Sequence[_Request], timeout: float | None) -> None:
+        limit = timeout if timeout is not None else self.publish_timeout
+        deadline = time.monotonic() + limit
+        for request in requests:
+            if not request.future.wait(max(0.0, deadline - time.monotonic())):
+                request.abandoned = True
+                raise PublishTimeoutError(self._timeout_reason(request, limit))
+            if request.future.error is not None:
+                raise request.future.error
+
+    def _timeout_reason(self, request: _Request, limit: float) -> str:
+        what = f"no publisher confirm for routing key {request.routing_key!r} within {limit:g}s"
+        if self._blocked_reason is not None:
+            return f"{what}: the broker has blocked the connection ({self._blocked_reason})"
+        if not self._ready:
+            return f"{what}: not connected to the broker ({self._last_error or 'connecting'})"
+        return what
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._run, name="rabbitq-publisher", daemon=True
+            )
+            self._thread.start()
+
+    # -- I/O thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while True:
+            with self._lock:
+                if self._closing and not self._pending:
+                    return
+            started = time.monotonic()
+            self._connect_and_serve()
+            with self._lock:
+                if self._closing:
+                    self._fail_pending(PublishError("publisher closed before the confirm"))
+                    return
+            # Back off, but not after a connection that lived a while (a one-off drop).
+            attempt = 0 if time.monotonic() - started > 10 else attempt + 1
+            delay = min(RECONNECT_BACKOFF_MAX, 0.1 * 2**attempt) * (0.5 + random.random() / 2)
+            time.sleep(delay)
+
+    def _connect_and_serve(self) -> None:
+        params = pika.URLParameters(self.url)
+        params.heartbeat = self._heartbeat
+        params.connection_attempts = 1
+        params.blocked_connection_timeout = None  # our per-call timeout governs instead
+        params.client_properties = {"connection_name": f"rabbitq-publisher-{os.getpid()}"}
+        try:
+            connection = pika.SelectConnection(
+                params,
+                on_open_callback=self._on_connection_open,
+                on_open_error_callback=self._on_connection_error,
+                on_close_callback=self._on_connection_closed,
+            )
+        except Exception as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            return
+        with self._lock:
+            self._connection = connection
+        connection.add_on_connection_blocked_callback(self._on_blocked)
+        connection.add_on_connection_unblocked_callback(self._on_unblocked)
+        connection.ioloop.start()
+        with self._lock:
+            self._connection = None
+            self._ready = False
+
+    def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+        self._blocked_reason = None
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_connection_error(self, connection: pika.SelectConnection, error: Any) -> None:
+        self._last_error = str(error) or type(error).__name__
+        log.warning("publisher cannot connect to %s: %s", _redact(self.url), self._last_error)
+        connection.ioloop.stop()
+
+    def _on_connection_closed(self, connection: pika.SelectConnection, reason: Any) -> None:
+        self._ready = False
+        self._channel = None
+        self._last_error = str(reason)
+        if not self._closing:
+            log.warning("publisher connection lost (%s); reconnecting", reason)
+        self._requeue_unconfirmed()
+        connection.ioloop.stop()
+
+    def _on_channel_open(self, channel: Any) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_ok)
+
+    def _on_confirm_ok(self, _frame: Any) -> None:
+        self._next_tag = 1
+        self._declare_exchanges(list(self._exchanges))
+
+    def _declare_exchanges(self, remaining: list[tuple[str, str]]) -> None:
+        # The exchange must exist before the first publish, or the broker closes the channel
+        # (404) instead of returning an unroutable message.
+        if not remaining:
+            self._ready = True
+            self._flush()
+            return
+        name, kind = remaining[0]
+        self._channel.exchange_declare(
+            exchange=name,
+            exchange_type=kind,
+            durable=True,
+            callback=lambda _frame: self._declare_exchanges(remaining[1:]),
+        )
+
+    def _on_channel_closed(self, channel: Any, reason: Any) -> None:
+        self._ready = False
+        self._channel = None
+        connection = self._connection
+        if connection is None or not connection.is_open or self._closing:
+            return
+        # A channel error (e.g. a message over the broker's max size) is not transient:
+        # fail what was in flight with the broker's reason instead of resending it forever.
+        log.warning("publisher channel closed by the broker: %s", reason)
+        error = PublishError(f"the broker closed the publishing channel: {reason}")
+        for request in self._unconfirmed.values():
+            _resolve(request, error)
+        self._unconfirmed.clear()
+        self._by_message_id.clear()
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_blocked(self, _connection: Any, frame: Any) -> None:
+        self._blocked_reason = getattr(frame.method, "reason", "") or "resource alarm"
+        log.warning("broker blocked the publisher connection: %s", self._blocked_reason)
+
+    def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
+        log.info("broker unblocked the publisher connection")
+        self._blocked_reason = None
+
+    def _flush(self) -> None:
+        if not self._ready or self._channel is None:
+            return
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                request = self._pending.popleft()
+            if request.abandoned or request.future.done():
+                continue
+            try:
+                self._channel.basic_publish(
+                    request.exchange,
+                    request.routing_key,
+                    request.envelope.body,
+                    to_pika_properties(request.envelope),
+                    mandatory=True,
+                )
+            except Exception as exc:
+                _resolve(request, PublishError(f"publish failed: {type(exc).__name__}: {exc}"))
+                continue
+            self._unconfirmed[self._next_tag] = request
+            self._by_message_id.setdefault(request.envelope.message_id, collections.deque()).append(
+                request
+            )
+            self._next_tag += 1
+
+    def _on_return(
+        self, _channel: Any, method: Any, properties: pika.BasicProperties, _body: bytes
+    ) -> None:
+        # RabbitMQ sends basic.return before the basic.ack of the same message, and returns
+        # come in publish order, so the oldest in-flight request with this message id is it.
+        queue = self._by_message_id.get(properties.message_id)
+        if queue:
+            for request in queue:
+                if not request.returned:
+                    request.returned = True
+                    break
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        ok = isinstance(method, pika.spec.Basic.Ack)
+        tags = (
+            [tag for tag in self._unconfirmed if tag <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
+        for tag in tags:
+            request = self._unconfirmed.pop(tag, None)
+            if request is None:
+                continue
+            self._forget_message_id(request)
+            if not ok:
+                _resolve(request, PublishNackedError("the broker nacked the message"))
+            elif request.returned:
+                _resolve(request, UnroutableError(request.routing_key, request.exchange))
+            else:
+                _resolve(request, None)
+
+    def _forget_message_id(self, request: _Request) -> None:
+        queue = self._by_message_id.get(request.envelope.message_id)
+        if queue is not None:
+            try:
+                queue.remove(request)
+            except ValueError:
+                pass
+            if not queue:
+                del self._by_message_id[request.envelope.message_id]
+
+    def _requeue_unconfirmed(self) -> None:
+        # Sent but never confirmed: the broker may or may not have it. Send again on the next
+        # connection, ahead of newer requests (at-least-once).
+        in_flight = [self._unconfirmed[tag] for tag in sorted(self._unconfirmed)]
+        self._unconfirmed.clear()
+        self._by_message_id.clear()
+        with self._lock:
+            for request in reversed(in_flight):
+                request.returned = False
+                self._pending.appendleft(request)
+
+    def _fail_pending(self, error: PublishError) -> None:
+        while self._pending:
+            _resolve(self._pending.popleft(), error)
+
+    def _close_connection(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        if self._unconfirmed and connection.is_open:
+            # Let in-flight confirms arrive first; close() waits up to its timeout for them.
+            connection.ioloop.call_later(0.01, self._close_connection)
+            return
+        if connection.is_open:
+            connection.close()
+        else:
+            connection.ioloop.stop()
+
+
+def _resolve(request: _Request, error: PublishError | None) -> None:
+    request.future.set(error)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for log lines."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+_live_publishers: weakref.WeakSet[BlockingPublisher] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for publisher in list(_live_publishers):
+        publisher.close(timeout=2.0)
+

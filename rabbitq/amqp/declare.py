@@ -1,0 +1,117 @@
+"""Declaring rabbitq's exchanges and queues on the broker, idempotently.
+
+Each queue is declared on a channel of its own: a queue that already exists with different
+arguments makes the broker close the channel (PRECONDITION_FAILED), and we turn that into a
+``TopologyConflictError`` naming the queue and the arguments we wanted, without disturbing
+other declarations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import AbstractConnection, ExchangeType
+
+from rabbitq.errors import BrokerConnectionError, TopologyConflictError
+from rabbitq.topology import TASK_EXCHANGE, QueueSpec, Topology
+
+T = TypeVar("T")
+
+
+async def declare_task_exchange(connection: AbstractConnection) -> None:
+    async with connection.channel() as channel:
+        await channel.declare_exchange(TASK_EXCHANGE, ExchangeType.TOPIC, durable=True)
+
+
+async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
+    """Declare ``spec``, its ``.dead`` queue and its bindings to the task exchange."""
+    dead = spec.dead_letter_spec()
+    await _declare_one(connection, dead.name, dead.arguments())
+    await _declare_one(connection, spec.name, spec.arguments())
+    async with connection.channel() as channel:
+        queue = await channel.get_queue(spec.name, ensure=False)
+        for pattern in spec.effective_bindings():
+            await queue.bind(TASK_EXCHANGE, routing_key=pattern)
+
+
+async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
+    """Declare ``spec`` unless a queue of that name already exists (whatever its arguments).
+
+    Publishers use this: operations may have declared the queue differently with
+    ``rabbitq topology apply``, and a publisher must not fight that.
+    """
+    try:
+        async with connection.channel() as channel:
+            await channel.declare_queue(spec.name, passive=True)
+        return
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        pass
+    await declare_queue(connection, spec)
+
+
+async def apply_topology(connection: AbstractConnection, topology: Topology) -> list[str]:
+    """Declare everything a routing file describes; return one line per object declared."""
+    await declare_task_exchange(connection)
+    report = [f"exchange {TASK_EXCHANGE} (topic, durable)"]
+    for spec in topology.queues:
+        await declare_queue(connection, spec)
+        bindings = ", ".join(spec.effective_bindings())
+        report.append(f"queue {spec.name} ({spec.type}) bound to {bindings}")
+        report.append(f"queue {spec.dead_letter_queue} ({spec.type})")
+    return report
+
+
+async def _declare_one(connection: AbstractConnection, name: str, arguments: dict[str, Any]) -> None:
+    try:
+        async with connection.channel() as channel:
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise TopologyConflictError(
+            f"queue {name!r} already exists with different arguments than wanted "
+            f"({_describe(arguments)}); the broker said: {exc}. Delete the queue or change the "
+            "routing file to match it (queue arguments cannot change in place)."
+        ) from None
+
+
+def _describe(arguments: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(arguments.items())) or "no arguments"
+
+
+async def with_connection(url: str, work: Callable[[AbstractConnection], Awaitable[T]]) -> T:
+    """Open a plain (non-robust) connection for one job, then close it."""
+    try:
+        connection = await aio_pika.connect(url)
+    except (OSError, aiormq.exceptions.AMQPError) as exc:
+        raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion from synchronous code, even inside a running loop.
+
+    A private thread with its own loop keeps this safe to call from sync code that happens
+    to run on an event loop's thread (where ``asyncio.run`` would refuse).
+    """
+    outcome: dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            outcome["value"] = asyncio.run(coroutine)
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=runner, name="rabbitq-declare", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    value: T = outcome["value"]
+    return value

@@ -1,0 +1,24 @@
+"""``rabbitq``: the command group. Each subcommand lives in a module of its own."""
+
+from __future__ import annotations
+
+import click
+
+from rabbitq.cli.dev_broker import dev_broker
+from rabbitq.cli.topology import topology
+from rabbitq.cli.worker import worker
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rabbitq")
+def cli() -> None:
+    """rabbitq: background jobs on RabbitMQ."""
+
+
+cli.add_command(worker)
+cli.add_command(topology)
+cli.add_command(dev_broker)
+
+
+def main() -> None:
+    cli()

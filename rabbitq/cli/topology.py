@@ -1,0 +1,83 @@
+"""``rabbitq topology apply FILE`` and ``rabbitq topology show``."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+import click
+
+from rabbitq.amqp.declare import apply_topology, with_connection
+from rabbitq.amqp.management import ManagementClient, management_url_for, vhost_of
+from rabbitq.app import DEFAULT_BROKER_URL
+from rabbitq.errors import RabbitqError
+from rabbitq.routing import load_routing
+from rabbitq.topology import TASK_EXCHANGE
+
+broker_option = click.option(
+    "--broker", envvar="RABBITQ_BROKER_URL", default=DEFAULT_BROKER_URL, show_default=True,
+    help="AMQP URL [env: RABBITQ_BROKER_URL].",
+)
+
+
+@click.group()
+def topology() -> None:
+    """Declare and inspect exchanges, queues and bindings."""
+
+
+@topology.command()
+@click.argument("routing_file", type=click.Path(dir_okay=False))
+@broker_option
+def apply(routing_file: str, broker: str) -> None:
+    """Declare everything ROUTING_FILE describes (idempotent)."""
+    try:
+        spec = load_routing(routing_file)
+        report = asyncio.run(with_connection(broker, lambda conn: apply_topology(conn, spec)))
+    except RabbitqError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in report:
+        click.echo(f"declared {line}")
+
+
+@topology.command()
+@broker_option
+@click.option("--management-url", envvar="RABBITQ_MANAGEMENT_URL", default=None,
+              help="Management API URL [default: same host as --broker, port 15672].")
+@click.option("--all", "show_all", is_flag=True, help="Also show queues not bound to rabbitq.")
+def show(broker: str, management_url: str | None, show_all: bool) -> None:
+    """Print exchanges, queues (type, depth, consumers) and bindings on the broker."""
+    client = ManagementClient(management_url or management_url_for(broker))
+    vhost = vhost_of(broker)
+    try:
+        exchanges = client.exchanges(vhost)
+        queues = client.queues(vhost)
+        bindings = client.bindings(vhost)
+    except RabbitqError as exc:
+        raise click.ClickException(
+            f"{exc}\n(`topology show` needs the rabbitmq_management plugin; "
+            "`rabbitq dev-broker` enables it)"
+        ) from None
+    bound: dict[str, list[str]] = {}
+    for binding in bindings:
+        if binding.get("source") == TASK_EXCHANGE and binding.get("destination_type") == "queue":
+            bound.setdefault(binding["destination"], []).append(binding["routing_key"])
+    click.echo("Exchanges:")
+    for exchange in sorted(exchanges, key=lambda e: e["name"]):
+        if exchange["name"] and not exchange["name"].startswith("amq."):
+            click.echo(f"  {exchange['name']:<40} {exchange['type']:<8}"
+                       f"{' durable' if exchange.get('durable') else ''}")
+    click.echo("Queues:")
+    click.echo(f"  {'name':<40} {'type':<8} {'messages':>9} {'unacked':>8} {'consumers':>9}"
+               "  bindings")
+    rabbitq_names = set(bound) | {q["name"] + ".dead" for q in queues if q["name"] in bound}
+    for queue in sorted(queues, key=lambda q: q["name"]):
+        name = queue["name"]
+        if not show_all and name not in rabbitq_names:
+            continue
+        click.echo(
+            f"  {name:<40} {queue.get('type', 'classic'):<8} "
+            f"{queue.get('messages_ready', 0):>9} {queue.get('messages_unacknowledged', 0):>8} "
+            f"{queue.get('consumers', 0):>9}  {', '.join(sorted(bound.get(name, [])))}"
+        )
+
+

@@ -1,0 +1,62 @@
+"""``rabbitq worker``: consume queues and run their tasks."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rabbitq.errors import RabbitqError
+from rabbitq.worker.process import WorkerConfig, run_worker_process
+from rabbitq.worker.supervisor import Supervisor
+
+
+@click.command()
+@click.option("-A", "--app", "app_path", required=True, metavar="MODULE[:ATTR]",
+              help="Module holding the rabbitq.App (e.g. shop.tasks or shop.tasks:app).")
+@click.option("-Q", "--queues", default="default", show_default=True,
+              help="Comma-separated queues to consume.")
+@click.option("-c", "--concurrency", default=8, show_default=True, type=click.IntRange(1),
+              help="Tasks run at once per process (thread pool size for plain functions).")
+@click.option("--prefetch", type=click.IntRange(1), default=None,
+              help="Unacked messages per queue per process [default: 4 x concurrency].")
+@click.option("-P", "--processes", default=1, show_default=True, type=click.IntRange(1),
+              help="Worker processes, supervised and restarted if they die.")
+@click.option("--routing", type=click.Path(dir_okay=False), envvar="RABBITQ_ROUTING",
+              help="Routing YAML file [env: RABBITQ_ROUTING].")
+@click.option("-l", "--loglevel", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--shutdown-timeout", type=float, default=None,
+              help="Seconds to wait for running tasks on SIGTERM [default: no limit].")
+def worker(
+    app_path: str,
+    queues: str,
+    concurrency: int,
+    prefetch: int | None,
+    processes: int,
+    routing: str | None,
+    loglevel: str,
+    shutdown_timeout: float | None,
+) -> None:
+    """Consume QUEUES and run their tasks (acks after each task finishes)."""
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: the app module is found from the cwd
+    names = tuple(q.strip() for q in queues.split(",") if q.strip())
+    if not names:
+        raise click.UsageError("--queues names no queue")
+    config = WorkerConfig(
+        app_path=app_path,
+        queues=names,
+        concurrency=concurrency,
+        prefetch=prefetch,
+        routing=routing,
+        loglevel=loglevel,
+        shutdown_timeout=shutdown_timeout,
+    )
+    try:
+        if processes == 1:
+            run_worker_process(config)
+        else:
+            sys.exit(Supervisor(config, processes).run())
+    except RabbitqError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,117 @@
+"""What a dead letter looks like: the original message plus headers that say why.
+
+The worker puts in ``<queue>.dead`` every message it cannot or will not run, with::
+
+    rabbitq_reason                 undecodable | unknown-task | bad-arguments | expired |
+                                   redelivery-limit | task-failed | retries-exhausted
+    rabbitq_exception_type         e.g. "ValueError" (when an exception is the cause)
+    rabbitq_exception_message      str(exception), truncated
+    rabbitq_traceback              the formatted traceback, truncated
+    rabbitq_original_queue         the queue it was consumed from
+    rabbitq_original_routing_key   the routing key it was published with
+    rabbitq_original_exchange      the exchange it was published to
+    rabbitq_dead_at                ISO 8601 time it was dead-lettered
+    rabbitq_attempts               how many times it ran (retries + 1), when known
+
+Body and properties are kept byte for byte, so ``rabbitq dead replay`` can put it back as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from dataclasses import replace
+from typing import Any
+
+from rabbitq.message import Envelope
+
+REASON_UNDECODABLE = "undecodable"
+REASON_UNKNOWN_TASK = "unknown-task"
+REASON_BAD_ARGUMENTS = "bad-arguments"
+REASON_EXPIRED = "expired"
+REASON_REDELIVERY_LIMIT = "redelivery-limit"
+REASON_TASK_FAILED = "task-failed"
+REASON_RETRIES_EXHAUSTED = "retries-exhausted"
+
+DEAD_LETTER_HEADERS = (
+    "rabbitq_reason",
+    "rabbitq_exception_type",
+    "rabbitq_exception_message",
+    "rabbitq_traceback",
+    "rabbitq_original_queue",
+    "rabbitq_original_routing_key",
+    "rabbitq_original_exchange",
+    "rabbitq_dead_at",
+    "rabbitq_attempts",
+)
+
+# Headers live in one AMQP frame (128 KiB by default): a long traceback must not break it.
+MAX_TRACEBACK_CHARS = 16_000
+MAX_MESSAGE_CHARS = 2_000
+
+# RabbitMQ's own dead-lettering bookkeeping. A message republished with these still attached
+# can be dropped by the broker's cycle detection, so every republish strips them.
+BROKER_DEATH_HEADERS = (
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+)
+
+
+def without_broker_death_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in headers.items() if k not in BROKER_DEATH_HEADERS}
+
+
+def dead_letter_envelope(
+    original: Envelope,
+    *,
+    reason: str,
+    queue: str,
+    routing_key: str,
+    exchange: str,
+    exception: BaseException | None = None,
+    attempts: int | None = None,
+    now: dt.datetime | None = None,
+) -> Envelope:
+    """The envelope to publish into ``<queue>.dead``."""
+    headers = without_broker_death_headers(dict(original.headers or {}))
+    headers.update(
+        {
+            "rabbitq_reason": reason,
+            "rabbitq_original_queue": queue,
+            "rabbitq_original_routing_key": routing_key,
+            "rabbitq_original_exchange": exchange,
+            "rabbitq_dead_at": (now or dt.datetime.now(dt.UTC)).isoformat(),
+        }
+    )
+    if attempts is not None:
+        headers["rabbitq_attempts"] = attempts
+    if exception is not None:
+        headers["rabbitq_exception_type"] = type(exception).__qualname__
+        headers["rabbitq_exception_message"] = _truncate(str(exception), MAX_MESSAGE_CHARS)
+        formatted = "".join(traceback.format_exception(exception))
+        headers["rabbitq_traceback"] = _truncate(formatted, MAX_TRACEBACK_CHARS, keep_end=True)
+    return replace(original, headers=headers, expiration=None)
+
+
+def restored_envelope(dead: Envelope) -> Envelope:
+    """The message as it was before it was dead-lettered (for replay)."""
+    headers = {
+        k: v
+        for k, v in (dead.headers or {}).items()
+        if k not in DEAD_LETTER_HEADERS and k not in BROKER_DEATH_HEADERS
+    }
+    return replace(dead, headers=headers)
+
+
+def _truncate(text: str, limit: int, *, keep_end: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    marker = "\n...[truncated]...\n"
+    if keep_end:  # the end of a traceback (where it was raised) matters most
+        return marker + text[-(limit - len(marker)) :]
+    return text[: limit - len(marker)] + marker

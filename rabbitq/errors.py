@@ -1,0 +1,105 @@
+"""Every error rabbitq raises, in one tree.
+
+    RabbitqError
+    ├── ConfigurationError          bad App options, bad --app path, missing task
+    │   └── RoutingConfigError      a routing YAML file is invalid (names file and line)
+    ├── BrokerError                 talking to RabbitMQ failed
+    │   ├── BrokerConnectionError   could not connect, or the connection was lost for good
+    │   └── TopologyConflictError   a queue exists with different arguments
+    ├── PublishError                a message was not accepted by the broker
+    │   ├── UnroutableError         no queue is bound for the routing key (mandatory return)
+    │   ├── PublishNackedError      the broker refused to store the message (nack)
+    │   └── PublishTimeoutError     no confirm in time (broker down, or connection.blocked)
+    ├── MessageError                an incoming message cannot be run
+    │   ├── MessageDecodeError      body or headers are not a valid task message
+    │   └── UnknownTaskError        the message names a task this worker does not know
+    └── TaskArgumentsError          arguments do not fit the task's signature
+
+Catch ``RabbitqError`` to catch everything rabbitq raises on purpose.
+"""
+
+from __future__ import annotations
+
+
+class RabbitqError(Exception):
+    """Base class of every error rabbitq raises on purpose."""
+
+
+class ConfigurationError(RabbitqError):
+    """The application, a CLI option or an environment variable is misconfigured."""
+
+
+class RoutingConfigError(ConfigurationError):
+    """A routing file is invalid. ``str()`` reads ``file:line: problem``."""
+
+    def __init__(self, problem: str, *, source: str = "<routing>", line: int | None = None):
+        self.problem = problem
+        self.source = source
+        self.line = line
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {problem}")
+
+
+class BrokerError(RabbitqError):
+    """Talking to RabbitMQ failed."""
+
+
+class BrokerConnectionError(BrokerError):
+    """The broker could not be reached, or the connection was lost and not regained."""
+
+
+class TopologyConflictError(BrokerError):
+    """A queue or exchange already exists with arguments that differ from ours."""
+
+
+class PublishError(RabbitqError):
+    """The broker did not accept a message; the task was NOT enqueued."""
+
+
+class UnroutableError(PublishError):
+    """No queue is bound for the routing key: the broker returned the message."""
+
+    def __init__(self, routing_key: str, exchange: str = "rabbitq"):
+        self.routing_key = routing_key
+        self.exchange = exchange
+        super().__init__(
+            f"no queue is bound to exchange {exchange!r} for routing key {routing_key!r}; "
+            "the message was returned and the task was not enqueued "
+            "(start a worker for the queue, or declare it with `rabbitq topology apply`)"
+        )
+
+
+class PublishNackedError(PublishError):
+    """The broker nacked the message: it was not stored."""
+
+
+class PublishTimeoutError(PublishError):
+    """No confirm arrived in time: the broker is unreachable or has blocked the connection."""
+
+
+class MessageError(RabbitqError):
+    """An incoming message cannot be run. The worker dead-letters it with the reason."""
+
+    reason = "invalid-message"
+
+
+class MessageDecodeError(MessageError):
+    """The body or headers are not a valid task message."""
+
+    reason = "undecodable"
+
+
+class UnknownTaskError(MessageError):
+    """The message names a task that is not registered in this worker's app."""
+
+    reason = "unknown-task"
+
+    def __init__(self, task_name: str):
+        self.task_name = task_name
+        super().__init__(f"no task named {task_name!r} is registered in this app")
+
+
+class TaskArgumentsError(RabbitqError):
+    """The arguments do not fit the task's signature (raised before the task runs)."""
+
+    reason = "bad-arguments"

@@ -1,0 +1,140 @@
+"""Tasks: ``@app.task`` wraps a function; ``delay``/``apply_async`` publish a request to run it.
+
+Publishing from synchronous code goes through the app's pika publisher thread; from asyncio
+code ``await task.adelay(...)`` / ``await task.aapply_async(...)`` use aio-pika (the ``a``
+prefix follows Django's async API). Both build the message the same way (``App.prepare``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rabbitq.result import AsyncResult
+
+if TYPE_CHECKING:
+    from rabbitq.app import App
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What a running task knows about its message (``self.request`` with ``bind=True``)."""
+
+    id: str
+    task: str
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+    retries: int = 0
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    redelivered: bool = False
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+current_request: contextvars.ContextVar[TaskRequest | None] = contextvars.ContextVar(
+    "rabbitq_current_request", default=None
+)
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """Per-call options of ``apply_async``; ``None`` means "use the task's default"."""
+
+    task_id: str | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    priority: int | None = None
+    expires: float | dt.datetime | None = None
+    headers: Mapping[str, Any] | None = None
+    serializer: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+
+
+class Task:
+    """A function registered with an ``App``; call it directly to run it in-process."""
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        queue: str | None = None,
+        routing_key: str | None = None,
+        bind: bool = False,
+        serializer: str | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = queue
+        self.routing_key = routing_key
+        self.bind = bind
+        self.serializer = serializer
+        self.time_limit = time_limit
+        self.soft_time_limit = soft_time_limit
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.bind:
+            return self.fn(self, *args, **kwargs)
+        return self.fn(*args, **kwargs)
+
+    @property
+    def request(self) -> TaskRequest | None:
+        """The message being run, inside a worker; ``None`` when called directly."""
+        return current_request.get()
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise ``TypeError`` if ``args``/``kwargs`` do not fit the function's signature."""
+        if self.bind:
+            self.signature.bind(None, *args, **kwargs)
+        else:
+            self.signature.bind(*args, **kwargs)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Publish with default options; returns once the broker has confirmed the message."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Publish with options (queue, routing_key, priority, expires, headers, task_id...)."""
+        return self.app.send_task(self.name, args, kwargs, _task=self, **options)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """``delay`` for asyncio code: publishes on aio-pika without blocking the loop."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """``apply_async`` for asyncio code."""
+        return await self.app.asend_task(self.name, args, kwargs, _task=self, **options)

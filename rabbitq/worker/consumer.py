@@ -1,0 +1,302 @@
+"""The worker's consumer: receive a task message, run it, ack it. Nothing is lost on the way.
+
+Per delivery, in order:
+
+1. poison check — redelivered too often? dead-letter it (see ``redelivery.py``);
+2. decode — not a valid task message? dead-letter ``undecodable``;
+3. expiry — ``expires`` in the past? dead-letter ``expired``;
+4. lookup — unknown task name? dead-letter ``unknown-task``;
+5. arguments — do not fit the signature? dead-letter ``bad-arguments``;
+6. run — raised? dead-letter ``task-failed`` with the traceback;
+7. ack — only now, after the task returned or its dead letter was confirmed by the broker.
+
+Whatever happens to the process in between, the broker still holds the unacked message and
+redelivers it: at-least-once, so tasks must tolerate running twice (use the task id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from rabbitq import dead_letters
+from rabbitq.amqp.aio import AsyncPublisher
+from rabbitq.amqp.declare import declare_queue, declare_task_exchange, ensure_queue
+from rabbitq.app import App
+from rabbitq.errors import BrokerConnectionError, MessageError, RabbitqError, TaskArgumentsError
+from rabbitq.message import Envelope, TaskMessage, decode_task
+from rabbitq.task import TaskRequest
+from rabbitq.worker.executor import Executor
+from rabbitq.worker.redelivery import REDELIVERY_COUNT_HEADER, judge_redelivery
+
+log = logging.getLogger("rabbitq.worker")
+
+
+@dataclass
+class WorkerStats:
+    succeeded: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+def envelope_of(message: AbstractIncomingMessage) -> Envelope:
+    return Envelope(
+        body=message.body,
+        headers=dict(message.headers or {}),
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        priority=message.priority,
+        delivery_mode=int(message.delivery_mode or 2),
+    )
+
+
+class Consumer:
+    """Consumes the given queues on one connection and runs their tasks."""
+
+    def __init__(
+        self,
+        app: App,
+        queues: Iterable[str],
+        *,
+        concurrency: int = 8,
+        prefetch: int | None = None,
+    ) -> None:
+        self.app = app
+        self.queues = tuple(queues)
+        if not self.queues:
+            raise RabbitqError("a worker needs at least one queue")
+        self.concurrency = concurrency
+        self.prefetch = prefetch or concurrency * 4
+        self.executor = Executor(concurrency)
+        self.stats = WorkerStats()
+        self.hostname = f"{os.getpid()}@{socket.gethostname()}"
+        self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._connection: AbstractRobustConnection | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._publisher = AsyncPublisher(app.broker_url, publish_timeout=app.publish_timeout)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, declare the queues, and begin consuming."""
+        try:
+            self._connection = await aio_pika.connect_robust(
+                self.app.broker_url,
+                client_properties={"connection_name": f"rabbitq-worker-{self.hostname}"},
+            )
+        except (OSError, aiormq.exceptions.AMQPError) as exc:
+            raise BrokerConnectionError(f"worker cannot connect to the broker: {exc}") from exc
+        await declare_task_exchange(self._connection)
+        configured = set(self.app.topology.configured_queue_names())
+        for name in self.queues:
+            spec = self.app.topology.queue(name)
+            # A queue the routing file describes is declared exactly as described (a conflict
+            # is reported); any other queue is created with defaults only if missing.
+            if name in configured:
+                await declare_queue(self._connection, spec)
+            else:
+                await ensure_queue(self._connection, spec)
+        await self._publisher.connect()
+        for name in self.queues:
+            # One channel per queue: prefetch is per channel, and a channel error on one
+            # queue does not stop the others.
+            channel: AbstractRobustChannel = await self._connection.channel()  # type: ignore[assignment]
+            await channel.set_qos(prefetch_count=self.prefetch)
+            queue = await channel.get_queue(name, ensure=False)
+            tag = await queue.consume(self._make_handler(name), no_ack=False)
+            self._consumers.append((queue, tag))
+        log.info(
+            "worker %s consuming %s (concurrency %d, prefetch %d, %d tasks registered)",
+            self.hostname,
+            ", ".join(self.queues),
+            self.concurrency,
+            self.prefetch,
+            len(self.app.tasks),
+        )
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop consuming, let running tasks finish and ack, then close."""
+        self._stopping = True
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception as exc:  # connection may already be gone
+                log.debug("cancel of %s failed: %s", queue.name, exc)
+        self._consumers.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("%d task(s) still running at shutdown; the broker will redeliver them",
+                        self._in_flight)
+        self.executor.shutdown(wait=False)
+        await self._publisher.close()
+        if self._connection is not None:
+            await self._connection.close()
+        log.info(
+            "worker %s stopped: %d succeeded, %d failed, %d dead-lettered",
+            self.hostname,
+            self.stats.succeeded,
+            self.stats.failed,
+            self.stats.dead_lettered,
+        )
+
+    # -- one delivery -----------------------------------------------------------------------
+
+    def _make_handler(self, queue: str) -> Any:
+        async def handle(message: AbstractIncomingMessage) -> None:
+            self._in_flight += 1
+            self._idle.clear()
+            try:
+                await self._handle(queue, message)
+            except Exception:
+                # E.g. the dead-letter publish failed. The worker lives on and the message goes
+                # back to the queue (after a pause, so a persistent fault does not spin).
+                log.exception("could not handle a message from %s; requeueing it", queue)
+                await asyncio.sleep(1.0)
+                await _settle(message.nack(requeue=True))
+            finally:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.set()
+
+        return handle
+
+    async def _handle(self, queue: str, message: AbstractIncomingMessage) -> None:
+        envelope = envelope_of(message)
+        verdict = judge_redelivery(bool(message.redelivered), envelope.headers,
+                                   self.app.redelivery_limit)
+        if verdict.action == "dead-letter":
+            error = RabbitqError(
+                f"delivered {verdict.redeliveries + 1} times without finishing "
+                f"(limit: {self.app.redelivery_limit} redeliveries); it may crash workers"
+            )
+            await self._dead_letter(queue, message, envelope, dead_letters.REASON_REDELIVERY_LIMIT,
+                                    error)
+            return
+        if verdict.action == "recount":
+            await self._republish_counted(queue, message, envelope, verdict.redeliveries)
+            return
+        try:
+            task_message = decode_task(envelope)
+        except MessageError as exc:
+            await self._dead_letter(queue, message, envelope, exc.reason, exc)
+            return
+        if task_message.is_expired():
+            error = RabbitqError(f"expired at {task_message.expires.isoformat()}"
+                                 if task_message.expires else "expired")
+            await self._dead_letter(queue, message, envelope, dead_letters.REASON_EXPIRED, error,
+                                    task_message)
+            return
+        try:
+            task = self.app.get_task(task_message.task)
+        except MessageError as exc:
+            await self._dead_letter(queue, message, envelope, exc.reason, exc, task_message)
+            return
+        try:
+            task.check_arguments(task_message.args, task_message.kwargs)
+        except TypeError as exc:
+            error = TaskArgumentsError(f"arguments do not fit {task.name}{task.signature}: {exc}")
+            await self._dead_letter(queue, message, envelope, error.reason, error, task_message)
+            return
+        async with self._slots:
+            if self._stopping:
+                # Shutting down: this one has not started, so hand it straight back.
+                await _settle(message.nack(requeue=True))
+                return
+            request = TaskRequest(
+                id=task_message.id,
+                task=task.name,
+                args=task_message.args,
+                kwargs=task_message.kwargs,
+                retries=task_message.retries,
+                root_id=task_message.root_id,
+                parent_id=task_message.parent_id,
+                group=task_message.group,
+                queue=queue,
+                routing_key=message.routing_key,
+                redelivered=bool(message.redelivered),
+                headers=task_message.headers,
+            )
+            started = time.perf_counter()
+            try:
+                await self.executor.run(task, request)
+            except Exception as exc:
+                self.stats.failed += 1
+                await self._dead_letter(queue, message, envelope, dead_letters.REASON_TASK_FAILED,
+                                        exc, task_message)
+                return
+            self.stats.succeeded += 1
+            if log.isEnabledFor(logging.INFO):
+                log.info("task %s[%s] succeeded in %.4fs", task.name, task_message.id,
+                         time.perf_counter() - started)
+        await _settle(message.ack())
+
+    async def _dead_letter(
+        self,
+        queue: str,
+        message: AbstractIncomingMessage,
+        envelope: Envelope,
+        reason: str,
+        error: BaseException,
+        task_message: TaskMessage | None = None,
+    ) -> None:
+        """Publish to ``<queue>.dead`` and wait for the confirm; only then ack the original."""
+        dead = dead_letters.dead_letter_envelope(
+            envelope,
+            reason=reason,
+            queue=queue,
+            routing_key=message.routing_key or "",
+            exchange=message.exchange or "",
+            exception=error,
+            attempts=task_message.retries + 1 if task_message else None,
+        )
+        target = self.app.topology.queue(queue).dead_letter_queue
+        await self._publisher.publish(target, dead, exchange="")
+        self.stats.dead_lettered += 1
+        what = f"{task_message.task}[{task_message.id}]" if task_message else (
+            f"message {envelope.message_id or '(no id)'}"
+        )
+        log.warning("%s from %s dead-lettered to %s: %s: %s: %s", what, queue, target, reason,
+                    type(error).__name__, error)
+        await _settle(message.ack())
+
+    async def _republish_counted(
+        self, queue: str, message: AbstractIncomingMessage, envelope: Envelope, count: int
+    ) -> None:
+        """Classic queues: carry the redelivery count in a header on a fresh copy."""
+        envelope.headers[REDELIVERY_COUNT_HEADER] = count
+        await self._publisher.publish(queue, envelope, exchange="")
+        log.warning("message %s redelivered (%d of at most %d redeliveries)",
+                    envelope.message_id, count, self.app.redelivery_limit)
+        await _settle(message.ack())
+
+
+async def _settle(acknowledgement: Any) -> None:
+    """Ack or nack; if the channel is gone the broker redelivers, which is what we want."""
+    try:
+        await acknowledgement
+    except Exception as exc:  # channel closed, connection lost, or already settled
+        log.warning("could not settle a delivery (%s); the broker will redeliver it", exc)

@@ -1,0 +1,85 @@
+"""One worker process: an asyncio loop running a ``Consumer`` until told to stop.
+
+SIGTERM or SIGINT: stop consuming, let running tasks finish and ack, exit 0.
+A second signal: exit at once; the broker redelivers whatever was unfinished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+from rabbitq.app import App, load_app
+from rabbitq.routing import load_routing
+from rabbitq.worker.consumer import Consumer
+
+log = logging.getLogger("rabbitq.worker")
+
+EXIT_NOW_CODE = 130
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker process needs; plain data so it crosses a process boundary."""
+
+    app_path: str
+    queues: tuple[str, ...]
+    concurrency: int = 8
+    prefetch: int | None = None
+    routing: str | None = None
+    loglevel: str = "INFO"
+    shutdown_timeout: float | None = None
+    # A supervised child leaves SIGINT (Ctrl-C hits the whole process group) to its
+    # supervisor, which forwards one SIGTERM; otherwise Ctrl-C would count as two signals.
+    supervised: bool = False
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="[%(asctime)s: %(levelname)s/%(processName)s %(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def load_configured_app(config: WorkerConfig) -> App:
+    app = load_app(config.app_path)
+    if config.routing:
+        app.topology = load_routing(config.routing)
+    return app
+
+
+async def serve(config: WorkerConfig) -> None:
+    app = load_configured_app(config)
+    consumer = Consumer(app, config.queues, concurrency=config.concurrency,
+                        prefetch=config.prefetch)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop_requested.is_set():
+            log.warning("second signal: exiting now; unfinished tasks will be redelivered")
+            os._exit(EXIT_NOW_CODE)
+        log.info("received %s: finishing running tasks (signal again to exit now)",
+                 signal.Signals(signum).name)
+        stop_requested.set()
+
+    if config.supervised:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        loop.add_signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+    else:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+    await consumer.start()
+    await stop_requested.wait()
+    await consumer.stop(config.shutdown_timeout)
+
+
+def run_worker_process(config: WorkerConfig) -> None:
+    """Entry point of one worker process (also the target of supervised children)."""
+    configure_logging(config.loglevel)
+    asyncio.run(serve(config))

@@ -1,0 +1,89 @@
+"""``--processes N``: N worker processes, each its own asyncio loop, restarted if one dies.
+
+Children are spawned (not forked) so none inherits the supervisor's connections or threads.
+The first SIGTERM/SIGINT is forwarded to every child as SIGTERM (each finishes its running
+tasks); a second one kills them, and the broker redelivers their unacked messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.process
+import os
+import signal
+import time
+from dataclasses import replace
+from types import FrameType
+
+from rabbitq.worker.process import EXIT_NOW_CODE, WorkerConfig, run_worker_process
+
+log = logging.getLogger("rabbitq.supervisor")
+
+RESTART_BACKOFF_MAX = 10.0
+QUICK_DEATH_SECONDS = 2.0
+
+
+class Supervisor:
+    def __init__(self, config: WorkerConfig, processes: int) -> None:
+        self.config = replace(config, supervised=True)
+        self.processes = processes
+        self._context = multiprocessing.get_context("spawn")
+        self._children: dict[int, multiprocessing.process.BaseProcess] = {}
+        self._started_at: dict[int, float] = {}
+        self._quick_deaths: dict[int, int] = {}
+        self._signals = 0
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for slot in range(self.processes):
+            self._start(slot)
+        while self._signals == 0:
+            time.sleep(0.2)
+            for slot, child in list(self._children.items()):
+                if not child.is_alive() and self._signals == 0:
+                    self._restart(slot, child.exitcode)
+        for child in self._children.values():
+            child.join()
+        log.info("all worker processes stopped")
+        return 0
+
+    def _start(self, slot: int) -> None:
+        child = self._context.Process(
+            target=run_worker_process, args=(self.config,), name=f"worker-{slot}", daemon=False
+        )
+        child.start()
+        self._children[slot] = child
+        self._started_at[slot] = time.monotonic()
+        log.info("started worker process %s (pid %s)", child.name, child.pid)
+
+    def _restart(self, slot: int, exitcode: int | None) -> None:
+        lived = time.monotonic() - self._started_at[slot]
+        quick = self._quick_deaths.get(slot, 0) + 1 if lived < QUICK_DEATH_SECONDS else 0
+        self._quick_deaths[slot] = quick
+        delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** (quick - 1)) if quick else 0.0
+        log.error("worker process %d died (exit code %s); restarting in %.1fs", slot, exitcode,
+                  delay)
+        time.sleep(delay)
+        if self._signals == 0:
+            self._start(slot)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("received %s: stopping worker processes gracefully (again to kill)",
+                     signal.Signals(signum).name)
+            self._send_all(signal.SIGTERM)
+        else:
+            log.warning("second signal: killing worker processes")
+            self._send_all(signal.SIGKILL)
+            os._exit(EXIT_NOW_CODE)
+
+    def _send_all(self, signum: int) -> None:
+        for child in self._children.values():
+            if child.pid is not None and child.is_alive():
+                try:
+                    os.kill(child.pid, signum)
+                except ProcessLookupError:
+                    pass
