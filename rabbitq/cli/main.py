@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-from rabbitq.cli.dev_broker import dev_broker
+try:
+    from rabbitq.cli.dev_broker import dev_broker
+except ImportError:  # TEMP
+    dev_broker = None
 from rabbitq.cli.topology import topology
 from rabbitq.cli.worker import worker
 
@@ -17,7 +20,7 @@ def cli() -> None:
 
 cli.add_command(worker)
 cli.add_command(topology)
-cli.add_command(dev_broker)
+if dev_broker: cli.add_command(dev_broker)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import aio_pika
 import aiormq.exceptions
+from aiormq.abc import AbstractChannel
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
@@ -41,6 +42,7 @@ from rabbitq.app import App
 from rabbitq.errors import BrokerConnectionError, MessageError, RabbitqError, TaskArgumentsError
 from rabbitq.message import Envelope, TaskMessage, decode_task
 from rabbitq.task import TaskRequest
+from rabbitq.worker.acks import AckBatcher
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.redelivery import REDELIVERY_COUNT_HEADER, judge_redelivery
 
@@ -53,6 +55,12 @@ class WorkerStats:
     failed: int = 0
     dead_lettered: int = 0
     started_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: AbstractChannel
+    tag: int
 
 
 def envelope_of(message: AbstractIncomingMessage) -> Envelope:
@@ -90,6 +98,7 @@ class Consumer:
         self.stats = WorkerStats()
         self.hostname = f"{os.getpid()}@{socket.gethostname()}"
         self._slots = asyncio.Semaphore(concurrency)
+        self._acks = AckBatcher()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -151,6 +160,7 @@ class Consumer:
         except TimeoutError:
             log.warning("%d task(s) still running at shutdown; the broker will redeliver them",
                         self._in_flight)
+        await self._acks.flush()
         self.executor.shutdown(wait=False)
         await self._publisher.close()
         if self._connection is not None:
@@ -169,14 +179,18 @@ class Consumer:
         async def handle(message: AbstractIncomingMessage) -> None:
             self._in_flight += 1
             self._idle.clear()
+            # The channel is captured now: after a reconnect the message's own channel
+            # reference raises, and its tag must not be acked on the new channel.
+            delivery = Delivery(message.channel, message.delivery_tag)
+            self._acks.delivered(delivery.channel, delivery.tag)
             try:
-                await self._handle(queue, message)
+                await self._handle(queue, message, delivery)
             except Exception:
                 # E.g. the dead-letter publish failed. The worker lives on and the message goes
                 # back to the queue (after a pause, so a persistent fault does not spin).
                 log.exception("could not handle a message from %s; requeueing it", queue)
                 await asyncio.sleep(1.0)
-                await _settle(message.nack(requeue=True))
+                await self._acks.nack(delivery.channel, delivery.tag, requeue=True)
             finally:
                 self._in_flight -= 1
                 if self._in_flight == 0:
@@ -184,7 +198,9 @@ class Consumer:
 
         return handle
 
-    async def _handle(self, queue: str, message: AbstractIncomingMessage) -> None:
+    async def _handle(
+        self, queue: str, message: AbstractIncomingMessage, delivery: Delivery
+    ) -> None:
         envelope = envelope_of(message)
         verdict = judge_redelivery(bool(message.redelivered), envelope.headers,
                                    self.app.redelivery_limit)
@@ -193,38 +209,38 @@ class Consumer:
                 f"delivered {verdict.redeliveries + 1} times without finishing "
                 f"(limit: {self.app.redelivery_limit} redeliveries); it may crash workers"
             )
-            await self._dead_letter(queue, message, envelope, dead_letters.REASON_REDELIVERY_LIMIT,
+            await self._dead_letter(queue, message, delivery, envelope, dead_letters.REASON_REDELIVERY_LIMIT,
                                     error)
             return
         if verdict.action == "recount":
-            await self._republish_counted(queue, message, envelope, verdict.redeliveries)
+            await self._republish_counted(queue, message, delivery, envelope, verdict.redeliveries)
             return
         try:
             task_message = decode_task(envelope)
         except MessageError as exc:
-            await self._dead_letter(queue, message, envelope, exc.reason, exc)
+            await self._dead_letter(queue, message, delivery, envelope, exc.reason, exc)
             return
         if task_message.is_expired():
             error = RabbitqError(f"expired at {task_message.expires.isoformat()}"
                                  if task_message.expires else "expired")
-            await self._dead_letter(queue, message, envelope, dead_letters.REASON_EXPIRED, error,
+            await self._dead_letter(queue, message, delivery, envelope, dead_letters.REASON_EXPIRED, error,
                                     task_message)
             return
         try:
             task = self.app.get_task(task_message.task)
         except MessageError as exc:
-            await self._dead_letter(queue, message, envelope, exc.reason, exc, task_message)
+            await self._dead_letter(queue, message, delivery, envelope, exc.reason, exc, task_message)
             return
         try:
             task.check_arguments(task_message.args, task_message.kwargs)
         except TypeError as exc:
             error = TaskArgumentsError(f"arguments do not fit {task.name}{task.signature}: {exc}")
-            await self._dead_letter(queue, message, envelope, error.reason, error, task_message)
+            await self._dead_letter(queue, message, delivery, envelope, error.reason, error, task_message)
             return
         async with self._slots:
             if self._stopping:
                 # Shutting down: this one has not started, so hand it straight back.
-                await _settle(message.nack(requeue=True))
+                await self._acks.nack(delivery.channel, delivery.tag, requeue=True)
                 return
             request = TaskRequest(
                 id=task_message.id,
@@ -245,19 +261,20 @@ class Consumer:
                 await self.executor.run(task, request)
             except Exception as exc:
                 self.stats.failed += 1
-                await self._dead_letter(queue, message, envelope, dead_letters.REASON_TASK_FAILED,
+                await self._dead_letter(queue, message, delivery, envelope, dead_letters.REASON_TASK_FAILED,
                                         exc, task_message)
                 return
             self.stats.succeeded += 1
             if log.isEnabledFor(logging.INFO):
                 log.info("task %s[%s] succeeded in %.4fs", task.name, task_message.id,
                          time.perf_counter() - started)
-        await _settle(message.ack())
+        self._acks.ack(delivery.channel, delivery.tag)
 
     async def _dead_letter(
         self,
         queue: str,
         message: AbstractIncomingMessage,
+        delivery: Delivery,
         envelope: Envelope,
         reason: str,
         error: BaseException,
@@ -281,22 +298,20 @@ class Consumer:
         )
         log.warning("%s from %s dead-lettered to %s: %s: %s: %s", what, queue, target, reason,
                     type(error).__name__, error)
-        await _settle(message.ack())
+        self._acks.ack(delivery.channel, delivery.tag)
 
     async def _republish_counted(
-        self, queue: str, message: AbstractIncomingMessage, envelope: Envelope, count: int
+        self,
+        queue: str,
+        message: AbstractIncomingMessage,
+        delivery: Delivery,
+        envelope: Envelope,
+        count: int,
     ) -> None:
         """Classic queues: carry the redelivery count in a header on a fresh copy."""
         envelope.headers[REDELIVERY_COUNT_HEADER] = count
         await self._publisher.publish(queue, envelope, exchange="")
         log.warning("message %s redelivered (%d of at most %d redeliveries)",
                     envelope.message_id, count, self.app.redelivery_limit)
-        await _settle(message.ack())
+        self._acks.ack(delivery.channel, delivery.tag)
 
-
-async def _settle(acknowledgement: Any) -> None:
-    """Ack or nack; if the channel is gone the broker redelivers, which is what we want."""
-    try:
-        await acknowledgement
-    except Exception as exc:  # channel closed, connection lost, or already settled
-        log.warning("could not settle a delivery (%s); the broker will redeliver it", exc)

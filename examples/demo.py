@@ -1,0 +1,105 @@
+"""The main job, end to end: a local broker, a worker, tasks flowing, results printed.
+
+Run through ``bash scripts/demo.sh`` (which installs what it needs), or directly with
+``python -m examples.demo`` inside the virtualenv.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+
+import pika
+
+from rabbitq.testing import LocalBroker
+
+
+
+def main() -> int:
+    with ExitStack() as stack:
+        url = os.environ.get("RABBITQ_BROKER_URL")
+        if url:
+            print(f"using the broker at $RABBITQ_BROKER_URL")
+        else:
+            print("starting a throwaway RabbitMQ node (no Docker needed)...", flush=True)
+            broker = stack.enter_context(LocalBroker(management=False))
+            url = broker.url
+            os.environ["RABBITQ_BROKER_URL"] = url
+            print(f"broker up at {url}")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "rabbitq", "worker", "-A", "examples.shop",
+             "-Q", "emails,reports", "--loglevel", "INFO"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        ready = threading.Event()
+        ran: list[str] = []
+        dead: list[str] = []
+
+        def follow_worker() -> None:
+            assert worker.stdout is not None
+            for line in worker.stdout:
+                line = line.rstrip()
+                if "consuming" in line:
+                    ready.set()
+                if line.startswith("["):  # what the tasks print
+                    ran.append(line)
+                    print(f"  worker ran: {line}")
+                elif "dead-lettered" in line:
+                    dead.append(line)
+                    print(f"  worker dead-lettered: {line.split('dead-lettered', 1)[1].strip()}")
+
+        threading.Thread(target=follow_worker, daemon=True).start()
+        if not ready.wait(60):
+            worker.kill()
+            print("the worker did not start", file=sys.stderr)
+            return 1
+        print("worker consuming queues emails and reports; sending tasks...")
+        from examples import shop
+
+        start = time.monotonic()
+        handles = [
+            shop.send_welcome.delay(1, "ada@example.com"),
+            shop.send_welcome.delay(2, "grace@example.com"),
+            shop.send_receipt.delay(1001, 59.90),
+            shop.send_receipt.delay(1002, 12.00),
+            shop.build_report.delay("2026-10", 18_250),
+            shop.build_report.apply_async(("2026-11",), {"rows": 9_120}, priority=5),
+            shop.broken_report.delay("2026-09"),
+        ]
+        print(f"sent {len(handles)} tasks, each confirmed by the broker "
+              f"({time.monotonic() - start:.3f}s); ids: {', '.join(h.id[:8] for h in handles)}")
+        try:
+            shop.app.send_task("shop.typo", routing_key="nobody.listens")
+        except Exception as exc:
+            print(f"an unroutable task raised at the caller: {type(exc).__name__}")
+        deadline = time.monotonic() + 30
+        while (len(ran) < 6 or not dead) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shop.app.close()
+        print("stopping the worker (SIGTERM: finish running tasks, then exit)...")
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(30)
+        dead_count = _depth(url, "reports.dead")
+        print(f"worker exited with {code}; {len(ran)} tasks ran, "
+              f"{dead_count} failed task(s) kept in reports.dead with the traceback")
+        ok = len(ran) == 6 and dead_count == 1 and code == 0
+        print("demo OK" if ok else "demo FAILED")
+        return 0 if ok else 1
+
+
+def _depth(url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

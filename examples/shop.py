@@ -1,0 +1,39 @@
+"""A small shop: e-mails on one queue, reports on another. Used by scripts/demo.sh.
+
+    rabbitq worker -A examples.shop -Q emails,reports
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import rabbitq
+
+app = rabbitq.App("shop")  # broker from $RABBITQ_BROKER_URL
+
+
+@app.task(queue="emails")
+def send_welcome(user_id: int, email: str) -> str:
+    line = f"[emails] welcome e-mail sent to user {user_id} <{email}>"
+    print(line, flush=True)
+    return line
+
+
+@app.task(routing_key="emails.receipts")
+async def send_receipt(order_id: int, total: float) -> str:
+    await asyncio.sleep(0.05)  # an async task runs on the worker's event loop
+    line = f"[emails] receipt for order {order_id}: {total:.2f} EUR"
+    print(line, flush=True)
+    return line
+
+
+@app.task(queue="reports")
+def build_report(month: str, rows: int) -> str:
+    line = f"[reports] built the {month} report ({rows} rows)"
+    print(line, flush=True)
+    return line
+
+
+@app.task(queue="reports")
+def broken_report(month: str) -> None:
+    raise RuntimeError(f"the {month} data is missing")

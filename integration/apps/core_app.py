@@ -1,0 +1,58 @@
+"""Tasks the integration tests run in real worker processes.
+
+Each run appends "<task id> <label>" to the file named by $RABBITQ_TEST_RECORD (O_APPEND
+writes of one short line are atomic, so several worker processes can share the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import rabbitq
+
+app = rabbitq.App("integration", redelivery_limit=int(os.environ.get("RABBITQ_TEST_REDELIVERY_LIMIT", "5")))
+
+
+def _record(label: object) -> None:
+    request = record.request  # the contextvar of whichever task is running
+    line = f"{request.id if request else '-'} {label}\n".encode()
+    fd = os.open(os.environ["RABBITQ_TEST_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+@app.task(name="it.record")
+def record(label: object) -> None:
+    _record(label)
+
+
+@app.task(name="it.async_record")
+async def async_record(label: object) -> None:
+    await asyncio.sleep(0)
+    _record(label)
+
+
+@app.task(name="it.slow_record")
+def slow_record(label: object, seconds: float) -> None:
+    time.sleep(seconds)
+    _record(label)
+
+
+@app.task(name="it.fail")
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(name="it.crash")
+def crash() -> None:
+    # Simulates a task that kills its worker process (segfault, OOM kill).
+    os._exit(3)
+
+
+@app.task(name="it.two_args")
+def two_args(a: int, b: int) -> None:
+    _record(a + b)

@@ -1,0 +1,3 @@
+from rabbitq.cli.main import main
+
+main()
