@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pika
+import pika.exceptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,8 @@ class WorkerProcess:
                  *extra_args: str, env: dict[str, str] | None = None,
                  app: str = "integration.apps.core_app") -> None:
         self.log_file = log_file
+        self.broker_url = broker_url
+        self.first_queue = queues.split(",")[0]
         command = [sys.executable, "-m", "rabbitq", "worker", "-A", app, "-Q", queues,
                    "--loglevel", "INFO", *extra_args]
         environment = {**os.environ, "RABBITQ_BROKER_URL": broker_url,
@@ -34,7 +37,8 @@ class WorkerProcess:
                                         stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_until_consuming(self, timeout: float = 30.0, count: int = 1) -> None:
-        wait_for(lambda: self.log().count("consuming") >= count, timeout,
+        """Until the broker reports ``count`` consumers on the worker's first queue."""
+        wait_for(lambda: consumer_count(self.broker_url, self.first_queue) >= count, timeout,
                  lambda: f"worker did not start consuming; log:\n{self.log()[-3000:]}")
 
     def log(self) -> str:
@@ -109,6 +113,18 @@ def drain_queue(broker_url: str, queue: str) -> list[tuple[Any, bytes]]:
             messages.append((properties, body))
     finally:
         connection.close()
+
+
+def consumer_count(broker_url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        result = connection.channel().queue_declare(queue, passive=True)
+        return int(result.method.consumer_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0  # not declared yet
+    finally:
+        if connection.is_open:
+            connection.close()
 
 
 def queue_depth(broker_url: str, queue: str) -> int:

@@ -85,9 +85,10 @@ def test_publishing_from_16_threads_at_once(
     assert stored == set(ids)
 
 
-def _publish_in_child(app: rabbitq.App, task_name: str, result: multiprocessing.Queue) -> None:
+def _publish_in_child(app: rabbitq.App, task_name: str, queue: str,
+                      result: multiprocessing.Queue) -> None:
     try:
-        handle = app.send_task(task_name, (os.getpid(),))
+        handle = app.send_task(task_name, (os.getpid(),), queue=queue)
         result.put(("ok", handle.id))
     except Exception as exc:  # reported to the parent
         result.put(("error", repr(exc)))
@@ -101,7 +102,7 @@ def test_publishing_from_a_forked_child_uses_its_own_connection(
     parent_id = task.delay(0).id  # the parent's publisher thread and connection now exist
     context = multiprocessing.get_context("fork")
     results: multiprocessing.Queue = context.Queue()
-    children = [context.Process(target=_publish_in_child, args=(app, task.name, results))
+    children = [context.Process(target=_publish_in_child, args=(app, task.name, unique_name, results))
                 for _ in range(3)]
     for child in children:
         child.start()

@@ -30,6 +30,7 @@ async def declare_task_exchange(connection: AbstractConnection) -> None:
 
 async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
     """Declare ``spec``, its ``.dead`` queue and its bindings to the task exchange."""
+    await declare_task_exchange(connection)  # binding to a missing exchange is a 404
     dead = spec.dead_letter_spec()
     await _declare_one(connection, dead.name, dead.arguments())
     await _declare_one(connection, spec.name, spec.arguments())

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import click
 
-try:
-    from rabbitq.cli.dev_broker import dev_broker
-except ImportError:  # TEMP
-    dev_broker = None
+from rabbitq.cli.dev_broker import dev_broker
 from rabbitq.cli.topology import topology
 from rabbitq.cli.worker import worker
 
@@ -20,7 +17,7 @@ def cli() -> None:
 
 cli.add_command(worker)
 cli.add_command(topology)
-if dev_broker: cli.add_command(dev_broker)
+cli.add_command(dev_broker)
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ class Consumer:
             log.warning("%d task(s) still running at shutdown; the broker will redeliver them",
                         self._in_flight)
         await self._acks.flush()
-        self.executor.shutdown(wait=False)
+        self.executor.shutdown()
         await self._publisher.close()
         if self._connection is not None:
             await self._connection.close()

@@ -1,0 +1,241 @@
+"""Routing files: operations-owned YAML -> ``Topology``, validated strictly, errors with lines.
+
+    default_queue_type: classic          # classic | quorum, for queues not listed below
+    queues:
+      emails:
+        type: quorum
+        bindings: ["emails.#"]           # topic patterns; default [emails, emails.#]
+        max_length: 100000
+        max_length_bytes: 10000000
+        overflow: reject-publish         # drop-head | reject-publish | reject-publish-dlx
+        message_ttl: 3600000             # milliseconds
+        max_priority: 10                 # classic queues only
+      reports: {}
+    tasks:                               # task name or glob -> routing key; first match wins
+      shop.tasks.send_email: emails.transactional
+      "shop.reports.*": reports
+
+The file is read through PyYAML's node API so that every error can name its line; plain
+``yaml.safe_load`` forgets where values came from and silently keeps the last of two
+duplicate keys.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable
+from typing import Any, cast
+
+import yaml
+
+from rabbitq.errors import RoutingConfigError
+from rabbitq.topology import QueueSpec, QueueType, TaskRoute, Topology
+
+MAX_NAME_BYTES = 255
+TOP_LEVEL_KEYS = ("default_queue_type", "queues", "tasks")
+QUEUE_KEYS = (
+    "type", "bindings", "max_length", "max_length_bytes", "overflow", "message_ttl",
+    "max_priority",
+)  # fmt: skip
+QUEUE_TYPES = ("classic", "quorum")
+OVERFLOWS = ("drop-head", "reject-publish", "reject-publish-dlx")
+
+
+def validate_topic_pattern(pattern: str) -> str | None:
+    """A problem with a binding pattern, or None. ``*`` and ``#`` only as whole words."""
+    problem = _check_name(pattern, "pattern")
+    if problem:
+        return problem
+    for word in pattern.split("."):
+        if word == "":
+            return f"pattern {pattern!r} has an empty word (two dots, or a dot at an end)"
+        if word not in ("*", "#") and ("*" in word or "#" in word):
+            return f"pattern {pattern!r}: '*' and '#' must be whole words, as in 'emails.#'"
+    return None
+
+
+def validate_routing_key(key: str) -> str | None:
+    """A problem with a routing key used for publishing, or None (no wildcards allowed)."""
+    problem = _check_name(key, "routing key")
+    if problem:
+        return problem
+    words = key.split(".")
+    if "" in words:
+        return f"routing key {key!r} has an empty word (two dots, or a dot at an end)"
+    if any("*" in word or "#" in word for word in words):
+        return f"routing key {key!r} contains a wildcard; wildcards belong in bindings"
+    return None
+
+
+def route_for_task(topology: Topology, task_name: str) -> str | None:
+    for route in topology.task_routes:
+        if route.task_pattern == task_name or fnmatch.fnmatchcase(task_name, route.task_pattern):
+            return route.routing_key
+    return None
+
+
+def load_routing(path: str | os.PathLike[str]) -> Topology:
+    source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise RoutingConfigError(f"cannot read routing file: {exc.strerror}", source=source) from None
+    return parse_routing(text, source)
+
+
+def parse_routing(text: str, source: str = "<routing>") -> Topology:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise RoutingConfigError(f"invalid YAML: {exc.problem or exc}", source=source,
+                                 line=line) from None
+    except yaml.YAMLError as exc:
+        raise RoutingConfigError(f"invalid YAML: {exc}", source=source) from None
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null")):
+        return Topology(source=source)
+    parser = _Parser(source)
+    return parser.topology(root)
+
+
+def _check_name(value: str, what: str) -> str | None:
+    if not value:
+        return f"{what} is empty"
+    if len(value.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"{what} {value[:40]!r}... is longer than {MAX_NAME_BYTES} bytes"
+    if any(c.isspace() for c in value):
+        return f"{what} {value!r} contains white space"
+    return None
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, node: yaml.Node, problem: str) -> RoutingConfigError:
+        return RoutingConfigError(problem, source=self.source, line=node.start_mark.line + 1)
+
+    def mapping(self, node: yaml.Node, what: str, allowed: tuple[str, ...] | None
+                ) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            return []
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{what} must be a mapping")
+        seen: dict[str, int] = {}
+        pairs: list[tuple[yaml.ScalarNode, yaml.Node]] = []
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or not key.tag.endswith(":str"):
+                raise self.fail(key, f"keys in {what} must be strings")
+            if key.value in seen:
+                raise self.fail(key, f"duplicate key {key.value!r} in {what} "
+                                     f"(first on line {seen[key.value]})")
+            seen[key.value] = key.start_mark.line + 1
+            if allowed is not None and key.value not in allowed:
+                raise self.fail(key, f"unknown key {key.value!r} in {what}; "
+                                     f"expected one of: {', '.join(allowed)}")
+            pairs.append((key, value))
+        return pairs
+
+    def string(self, node: yaml.Node, what: str) -> str:
+        if not isinstance(node, yaml.ScalarNode) or not node.tag.endswith(":str"):
+            raise self.fail(node, f"{what} must be a string, got {_shown(node)}")
+        return str(node.value)
+
+    def choice(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str:
+        value = self.string(node, what)
+        if value not in choices:
+            raise self.fail(node, f"{what} must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def integer(self, node: yaml.Node, what: str, minimum: int, maximum: int | None = None
+                ) -> int:
+        if not isinstance(node, yaml.ScalarNode) or not node.tag.endswith(":int"):
+            kind = "a positive integer" if minimum > 0 else "a non-negative integer"
+            raise self.fail(node, f"{what} must be {kind}, got {_shown(node)}")
+        value = int(yaml.safe_load(node.value))
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+            raise self.fail(node, f"{what} must be {bounds}, got {value}")
+        return value
+
+    def topology(self, root: yaml.Node) -> Topology:
+        default_type: QueueType = "classic"
+        queues: list[QueueSpec] = []
+        routes: list[TaskRoute] = []
+        for key, value in self.mapping(root, "the routing file", TOP_LEVEL_KEYS):
+            if key.value == "default_queue_type":
+                default_type = cast(QueueType, self.choice(value, "default_queue_type",
+                                                           QUEUE_TYPES))
+            elif key.value == "queues":
+                queues = [self.queue(k, v) for k, v in self.mapping(value, "queues", None)]
+            else:
+                routes = [self.route(k, v) for k, v in self.mapping(value, "tasks", None)]
+        return Topology(queues=tuple(queues), task_routes=tuple(routes),
+                        default_queue_type=default_type, source=self.source)
+
+    def route(self, key: yaml.ScalarNode, value: yaml.Node) -> TaskRoute:
+        routing_key = self.string(value, f"routing key of task {key.value!r}")
+        if problem := validate_routing_key(routing_key):
+            raise self.fail(value, problem)
+        return TaskRoute(key.value, routing_key, line=key.start_mark.line + 1)
+
+    def queue(self, key: yaml.ScalarNode, value: yaml.Node) -> QueueSpec:
+        name = key.value
+        if problem := _check_name(name, "queue name"):
+            raise self.fail(key, problem)
+        if name.endswith(".dead"):
+            raise self.fail(key, f"queue name {name!r} ends with '.dead', which rabbitq "
+                                 "reserves for dead-letter queues")
+        where = f"queue {name!r}"
+        fields: dict[str, Any] = {}
+        readers: dict[str, Callable[[yaml.Node], Any]] = {
+            "type": lambda n: self.choice(n, f"{where}: type", QUEUE_TYPES),
+            "bindings": lambda n: self.bindings(n, where),
+            "max_length": lambda n: self.integer(n, f"{where}: max_length", 1),
+            "max_length_bytes": lambda n: self.integer(n, f"{where}: max_length_bytes", 1),
+            "overflow": lambda n: self.choice(n, f"{where}: overflow", OVERFLOWS),
+            "message_ttl": lambda n: self.integer(n, f"{where}: message_ttl", 0),
+            "max_priority": lambda n: self.integer(n, f"{where}: max_priority", 1, 255),
+        }
+        nodes: dict[str, yaml.Node] = {}
+        for field_key, field_value in self.mapping(value, where, QUEUE_KEYS):
+            fields[field_key.value] = readers[field_key.value](field_value)
+            nodes[field_key.value] = field_key
+        if fields.get("type") == "quorum":
+            if "max_priority" in fields:
+                raise self.fail(nodes["max_priority"],
+                                f"{where}: quorum queues do not support max_priority")
+            if fields.get("overflow") == "reject-publish-dlx":
+                raise self.fail(nodes["overflow"], f"{where}: quorum queues do not support "
+                                                   "overflow reject-publish-dlx")
+        return QueueSpec(
+            name=name,
+            type=fields.get("type", "classic"),
+            bindings=tuple(fields.get("bindings", ())),
+            max_length=fields.get("max_length"),
+            max_length_bytes=fields.get("max_length_bytes"),
+            overflow=fields.get("overflow"),
+            message_ttl_ms=fields.get("message_ttl"),
+            max_priority=fields.get("max_priority"),
+            line=key.start_mark.line + 1,
+        )
+
+    def bindings(self, node: yaml.Node, where: str) -> list[str]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.fail(node, f"{where}: bindings must be a non-empty list of patterns")
+        patterns = []
+        for item in node.value:
+            pattern = self.string(item, f"{where}: binding")
+            if problem := validate_topic_pattern(pattern):
+                raise self.fail(item, f"{where}: {problem}")
+            patterns.append(pattern)
+        return patterns
+
+
+def _shown(node: yaml.Node) -> str:
+    if isinstance(node, yaml.ScalarNode):
+        return repr(node.value)
+    return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"

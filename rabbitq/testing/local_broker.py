@@ -1,0 +1,243 @@
+"""A throwaway RabbitMQ node that needs no Docker: for tests, the demo and local development.
+
+It runs the system's ``rabbitmq-server`` (Debian: ``apt-get install rabbitmq-server``) as the
+current user, with everything private to a temporary directory: its own Erlang cookie (HOME),
+its own epmd port, a unique node name, free AMQP/distribution/management ports, its own data
+and logs. So it never collides with a system broker or with another test run, and stopping
+it leaves no Erlang process behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from rabbitq.errors import ConfigurationError
+
+SERVER_CANDIDATES = ("/usr/lib/rabbitmq/bin/rabbitmq-server",)
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 20.0
+
+_handed_out_ports: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, and that this process has not handed out before."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _handed_out_ports:
+            _handed_out_ports.add(port)
+            return port
+    raise RuntimeError("no free TCP port found")
+
+
+def find_rabbitmq_server() -> str:
+    # /usr/sbin/rabbitmq-server is Debian's wrapper that switches to the rabbitmq user when
+    # run as root; the real script runs as whoever we are, which a private node needs.
+    for candidate in SERVER_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    for candidate in sorted(glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server")):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("rabbitmq-server")
+    if found and not found.startswith("/usr/sbin"):
+        return found
+    raise ConfigurationError(
+        "rabbitmq-server is not installed; install it with `apt-get install rabbitmq-server` "
+        "(scripts/bootstrap.sh does this when run as root), or point RABBITQ_BROKER_URL / "
+        "RABBITQ_TEST_URL at a running broker"
+    )
+
+
+def _find_epmd() -> str | None:
+    found = shutil.which("epmd")
+    if found:
+        return found
+    candidates = sorted(glob.glob("/usr/lib/erlang/erts-*/bin/epmd"))
+    return candidates[-1] if candidates else None
+
+
+def _port_open(port: int) -> bool:
+    # Probing with a plain socket first keeps pika from logging a refused connection for
+    # every attempt while the node boots.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class LocalBroker:
+    """``with LocalBroker() as broker: connect(broker.url)``."""
+
+    def __init__(
+        self,
+        management: bool = False,
+        data_dir: str | None = None,
+        consumer_timeout_ms: int | None = None,
+    ) -> None:
+        self.management = management
+        self.consumer_timeout_ms = consumer_timeout_ms
+        self._own_dir = data_dir is None
+        self.base = Path(data_dir or tempfile.mkdtemp(prefix="rabbitq-broker-"))
+        self.node_name = f"rabbitq-{uuid.uuid4().hex[:10]}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
+        self.management_port = free_port() if management else None
+        self.log_path = self.base / "rabbitmq.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        atexit.register(self.stop)
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def management_url(self) -> str | None:
+        if self.management_port is None:
+            return None
+        return f"http://guest:guest@127.0.0.1:{self.management_port}/"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def __enter__(self) -> LocalBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _environment(self) -> dict[str, str]:
+        home = self.base / "home"
+        for sub in ("home", "mnesia", "log"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        config = [
+            f"listeners.tcp.default = 127.0.0.1:{self.port}",
+            "loopback_users = none",
+        ]
+        if self.management_port is not None:
+            config += [f"management.tcp.port = {self.management_port}",
+                       "management.tcp.ip = 127.0.0.1"]
+        if self.consumer_timeout_ms is not None:
+            config.append(f"consumer_timeout = {self.consumer_timeout_ms}")
+        (self.base / "rabbitmq.conf").write_text("\n".join(config) + "\n")
+        plugins = "[rabbitmq_management]." if self.management else "[]."
+        (self.base / "enabled_plugins").write_text(plugins + "\n")
+        return {
+            **os.environ,
+            "HOME": str(home),  # private Erlang cookie
+            "ERL_EPMD_PORT": str(self.epmd_port),  # private epmd: nothing shared to clean up
+            "RABBITMQ_NODENAME": self.node_name,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.base / "rabbitmq.pid"),
+            "RABBITMQ_LOGS": "-",
+        }
+
+    def start(self) -> None:
+        if self.running:
+            return
+        server = find_rabbitmq_server()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            self._process = subprocess.Popen(
+                [server], env=self._environment(), cwd=self.base, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        finally:
+            log.close()
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        import pika  # only needed here; keeps `import rabbitq.testing` light
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise ConfigurationError(
+                    f"rabbitmq-server exited with {self._process.returncode} while starting; "
+                    f"last log lines:\n{self._log_tail()}"
+                )
+            if not _port_open(self.port):
+                time.sleep(0.2)
+                continue
+            try:
+                pika.BlockingConnection(pika.URLParameters(self.url)).close()
+                return
+            except Exception:
+                time.sleep(0.2)
+        self.stop()
+        raise ConfigurationError(
+            f"rabbitmq-server did not accept connections within {START_TIMEOUT:.0f}s; "
+            f"last log lines:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _halt(self, signum: int) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                pass
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        self._process = None
+        self._kill_epmd()
+
+    def _kill_epmd(self) -> None:
+        epmd = _find_epmd()
+        if epmd is None:
+            return
+        subprocess.run(
+            [epmd, "-kill"], env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False,
+        )
+
+    def restart(self) -> None:
+        """Stop gracefully and start again with the same name, ports and data."""
+        self._halt(signal.SIGTERM)
+        self.start()
+
+    def kill(self) -> None:
+        """SIGKILL the node (a crash): persistent messages survive, in-memory state does not."""
+        self._halt(signal.SIGKILL)
+
+    def stop(self) -> None:
+        """Stop the node and, unless a data_dir was given, remove its directory."""
+        self._halt(signal.SIGTERM)
+        if self._own_dir and self.base.exists():
+            shutil.rmtree(self.base, ignore_errors=True)
