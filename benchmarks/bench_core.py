@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,8 +41,10 @@ PREFETCH = 256
 
 def report(name: str, ours: float, raw: float, unit: str, higher_is_better: bool = True) -> None:
     ratio = ours / raw if higher_is_better else raw / ours
-    print(f"{name:<46} ours {ours:>9.1f} {unit:<6} raw {raw:>9.1f} {unit:<6} ratio {ratio:.2f}x",
-          flush=True)
+    print(
+        f"{name:<46} ours {ours:>9.1f} {unit:<6} raw {raw:>9.1f} {unit:<6} ratio {ratio:.2f}x",
+        flush=True,
+    )
 
 
 def purge(url: str, queue: str) -> None:
@@ -62,13 +63,15 @@ def depth(url: str, queue: str) -> int:
 
 # -- publishing ---------------------------------------------------------------------------------
 
+
 def raw_pika_single(url: str, queue: str, count: int) -> float:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.confirm_delivery()
     body = encode_task(TaskMessage(task="bench.noop"), MSGPACK)
-    properties = pika.BasicProperties(delivery_mode=2, headers=body.headers,
-                                      content_type=body.content_type, message_id="x")
+    properties = pika.BasicProperties(
+        delivery_mode=2, headers=body.headers, content_type=body.content_type, message_id="x"
+    )
     started = time.perf_counter()
     for _ in range(count):
         channel.basic_publish("rabbitq", queue, body.body, properties, mandatory=True)
@@ -98,16 +101,24 @@ async def _raw_aiormq_bulk(url: str, queue: str, count: int) -> float:
     connection = await aiormq.connect(url)
     channel = await connection.channel(publisher_confirms=True)
     body = encode_task(TaskMessage(task="bench.noop"), MSGPACK)
-    properties = aiormq.spec.Basic.Properties(delivery_mode=2, headers=body.headers,
-                                              content_type=body.content_type, message_id="x")
+    properties = aiormq.spec.Basic.Properties(
+        delivery_mode=2, headers=body.headers, content_type=body.content_type, message_id="x"
+    )
     started = time.perf_counter()
     window = 1000
     for offset in range(0, count, window):
-        await asyncio.gather(*(
-            channel.basic_publish(body.body, exchange="rabbitq", routing_key=queue,
-                                  properties=properties, mandatory=True)
-            for _ in range(min(window, count - offset))
-        ))
+        await asyncio.gather(
+            *(
+                channel.basic_publish(
+                    body.body,
+                    exchange="rabbitq",
+                    routing_key=queue,
+                    properties=properties,
+                    mandatory=True,
+                )
+                for _ in range(min(window, count - offset))
+            )
+        )
     elapsed = time.perf_counter() - started
     await connection.close()
     return count / elapsed
@@ -118,6 +129,7 @@ def raw_aiormq_bulk(url: str, queue: str, count: int) -> float:
 
 
 # -- consuming ----------------------------------------------------------------------------------
+
 
 async def _raw_aiormq_consume(url: str, queue: str, count: int) -> float:
     connection = await aiormq.connect(url)
@@ -149,11 +161,28 @@ def fill(url: str, queue: str, count: int) -> None:
 
 def ours_consume(url: str, queue: str, count: int, processes: int) -> float:
     fill(url, queue, count)
-    log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "rabbitq", "worker", "-A", "benchmarks.bench_app", "-Q", queue,
-         "-P", str(processes), "--prefetch", str(PREFETCH), "--loglevel", "WARNING"],
-        cwd=ROOT, env={**os.environ, "RABBITQ_BROKER_URL": url}, stdout=log, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "rabbitq",
+            "worker",
+            "-A",
+            "benchmarks.bench_app",
+            "-Q",
+            queue,
+            "-P",
+            str(processes),
+            "--prefetch",
+            str(PREFETCH),
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "RABBITQ_BROKER_URL": url},
+        stdout=log,
+        stderr=log,
     )
     try:
         # Time from the first message taken to the queue being empty (and all acked).
@@ -180,15 +209,31 @@ def _unfinished(url: str, queue: str) -> int:
 
 # -- latency ------------------------------------------------------------------------------------
 
+
 def ours_latency(url: str, queue: str, rate: int, seconds: float) -> list[float]:
     latency_file = Path(tempfile.mkdtemp()) / "latency.txt"
-    log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "rabbitq", "worker", "-A", "benchmarks.bench_app", "-Q", queue,
-         "--loglevel", "INFO"],
-        cwd=ROOT, stdout=log, stderr=log,
-        env={**os.environ, "RABBITQ_BROKER_URL": url,
-             "RABBITQ_BENCH_LATENCY_FILE": str(latency_file)},
+        [
+            sys.executable,
+            "-m",
+            "rabbitq",
+            "worker",
+            "-A",
+            "benchmarks.bench_app",
+            "-Q",
+            queue,
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+        env={
+            **os.environ,
+            "RABBITQ_BROKER_URL": url,
+            "RABBITQ_BENCH_LATENCY_FILE": str(latency_file),
+        },
     )
     try:
         while b"consuming" not in Path(log.name).read_bytes():
@@ -227,9 +272,13 @@ async def _raw_latency(url: str, queue: str, rate: int, seconds: float) -> list[
     interval = 1.0 / rate
     next_at = time.perf_counter()
     for _ in range(count):
-        await channel.basic_publish(str(time.time()).encode(), exchange="rabbitq",
-                                    routing_key=queue, mandatory=True,
-                                    properties=aiormq.spec.Basic.Properties(delivery_mode=2))
+        await channel.basic_publish(
+            str(time.time()).encode(),
+            exchange="rabbitq",
+            routing_key=queue,
+            mandatory=True,
+            properties=aiormq.spec.Basic.Properties(delivery_mode=2),
+        )
         next_at += interval
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
     while len(latencies) < count:
@@ -245,6 +294,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 # -- main ---------------------------------------------------------------------------------------
+
 
 @contextmanager
 def broker(url: str | None) -> Iterator[str]:
@@ -287,8 +337,12 @@ def main() -> None:
         for processes in (1, 2):
             purge(url, queue)
             ours_rate = ours_consume(url, queue, n, processes)
-            report(f"worker no-op, {processes} process(es) vs aiormq 1 proc", ours_rate,
-                   raw_consume, "task/s")
+            report(
+                f"worker no-op, {processes} process(es) vs aiormq 1 proc",
+                ours_rate,
+                raw_consume,
+                "task/s",
+            )
         purge(url, queue)
 
         seconds = 10 * scale
@@ -296,8 +350,13 @@ def main() -> None:
         purge(url, queue)
         raw_lat = asyncio.run(_raw_latency(url, queue, 100, seconds))
         for name, fraction in (("p50", 0.5), ("p99", 0.99)):
-            report(f"send-to-start latency {name} at 100/s", percentile(ours_lat, fraction) * 1e3,
-                   percentile(raw_lat, fraction) * 1e3, "ms", higher_is_better=False)
+            report(
+                f"send-to-start latency {name} at 100/s",
+                percentile(ours_lat, fraction) * 1e3,
+                percentile(raw_lat, fraction) * 1e3,
+                "ms",
+                higher_is_better=False,
+            )
         bench_app.app.close()
 
 

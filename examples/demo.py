@@ -19,12 +19,11 @@ import pika
 from rabbitq.testing import LocalBroker
 
 
-
 def main() -> int:
     with ExitStack() as stack:
         url = os.environ.get("RABBITQ_BROKER_URL")
         if url:
-            print(f"using the broker at $RABBITQ_BROKER_URL")
+            print("using the broker at $RABBITQ_BROKER_URL")
         else:
             print("starting a throwaway RabbitMQ node (no Docker needed)...", flush=True)
             broker = stack.enter_context(LocalBroker(management=False))
@@ -32,9 +31,21 @@ def main() -> int:
             os.environ["RABBITQ_BROKER_URL"] = url
             print(f"broker up at {url}")
         worker = subprocess.Popen(
-            [sys.executable, "-m", "rabbitq", "worker", "-A", "examples.shop",
-             "-Q", "emails,reports", "--loglevel", "INFO"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "rabbitq",
+                "worker",
+                "-A",
+                "examples.shop",
+                "-Q",
+                "emails,reports",
+                "--loglevel",
+                "INFO",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         ready = threading.Event()
@@ -72,8 +83,10 @@ def main() -> int:
             shop.build_report.apply_async(("2026-11",), {"rows": 9_120}, priority=5),
             shop.broken_report.delay("2026-09"),
         ]
-        print(f"sent {len(handles)} tasks, each confirmed by the broker "
-              f"({time.monotonic() - start:.3f}s); ids: {', '.join(h.id[:8] for h in handles)}")
+        print(
+            f"sent {len(handles)} tasks, each confirmed by the broker "
+            f"({time.monotonic() - start:.3f}s); ids: {', '.join(h.id[:8] for h in handles)}"
+        )
         try:
             shop.app.send_task("shop.typo", routing_key="nobody.listens")
         except Exception as exc:
@@ -86,8 +99,10 @@ def main() -> int:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(30)
         dead_count = _depth(url, "reports.dead")
-        print(f"worker exited with {code}; {len(ran)} tasks ran, "
-              f"{dead_count} failed task(s) kept in reports.dead with the traceback")
+        print(
+            f"worker exited with {code}; {len(ran)} tasks ran, "
+            f"{dead_count} failed task(s) kept in reports.dead with the traceback"
+        )
         ok = len(ran) == 6 and dead_count == 1 and code == 0
         print("demo OK" if ok else "demo FAILED")
         return 0 if ok else 1

@@ -1,6 +1,6 @@
 """A small shop: e-mails on one queue, reports on another. Used by scripts/demo.sh.
 
-    rabbitq worker -A examples.shop -Q emails,reports
+rabbitq worker -A examples.shop -Q emails,reports
 """
 
 from __future__ import annotations

@@ -22,24 +22,50 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class WorkerProcess:
     """``rabbitq worker`` in a subprocess, logging to a file."""
 
-    def __init__(self, broker_url: str, queues: str, record_file: Path, log_file: Path,
-                 *extra_args: str, env: dict[str, str] | None = None,
-                 app: str = "integration.apps.core_app") -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        queues: str,
+        record_file: Path,
+        log_file: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        app: str = "integration.apps.core_app",
+    ) -> None:
         self.log_file = log_file
         self.broker_url = broker_url
         self.first_queue = queues.split(",")[0]
-        command = [sys.executable, "-m", "rabbitq", "worker", "-A", app, "-Q", queues,
-                   "--loglevel", "INFO", *extra_args]
-        environment = {**os.environ, "RABBITQ_BROKER_URL": broker_url,
-                       "RABBITQ_TEST_RECORD": str(record_file), **(env or {})}
+        command = [
+            sys.executable,
+            "-m",
+            "rabbitq",
+            "worker",
+            "-A",
+            app,
+            "-Q",
+            queues,
+            "--loglevel",
+            "INFO",
+            *extra_args,
+        ]
+        environment = {
+            **os.environ,
+            "RABBITQ_BROKER_URL": broker_url,
+            "RABBITQ_TEST_RECORD": str(record_file),
+            **(env or {}),
+        }
         self._log = open(log_file, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment,
-                                        stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def wait_until_consuming(self, timeout: float = 30.0, count: int = 1) -> None:
         """Until the broker reports ``count`` consumers on the worker's first queue."""
-        wait_for(lambda: consumer_count(self.broker_url, self.first_queue) >= count, timeout,
-                 lambda: f"worker did not start consuming; log:\n{self.log()[-3000:]}")
+        wait_for(
+            lambda: consumer_count(self.broker_url, self.first_queue) >= count,
+            timeout,
+            lambda: f"worker did not start consuming; log:\n{self.log()[-3000:]}",
+        )
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
@@ -64,10 +90,16 @@ class WorkerProcess:
 
 
 @contextmanager
-def running_worker(broker_url: str, queues: str, tmp_path: Path, *extra_args: str,
-                   env: dict[str, str] | None = None) -> Iterator[WorkerProcess]:
-    worker = WorkerProcess(broker_url, queues, tmp_path / "ran.txt", tmp_path / "worker.log",
-                           *extra_args, env=env)
+def running_worker(
+    broker_url: str,
+    queues: str,
+    tmp_path: Path,
+    *extra_args: str,
+    env: dict[str, str] | None = None,
+) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(
+        broker_url, queues, tmp_path / "ran.txt", tmp_path / "worker.log", *extra_args, env=env
+    )
     try:
         worker.wait_until_consuming()
         yield worker
@@ -75,8 +107,11 @@ def running_worker(broker_url: str, queues: str, tmp_path: Path, *extra_args: st
         worker.stop()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float,
-             describe: Callable[[], str] = lambda: "condition not met") -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    describe: Callable[[], str] = lambda: "condition not met",
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

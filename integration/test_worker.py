@@ -57,8 +57,11 @@ def test_ten_thousand_tasks_all_run(
         10_000, lambda i: core_app.record.apply_async((i,), queue=unique_name)
     )
     with running_worker(broker_url, unique_name, tmp_path, "--loglevel", "WARNING"):
-        wait_for(lambda: len(ran_ids(tmp_path / "ran.txt")) >= 10_000, 180,
-                 lambda: f"{len(ran_ids(tmp_path / 'ran.txt'))} of 10000 ran")
+        wait_for(
+            lambda: len(ran_ids(tmp_path / "ran.txt")) >= 10_000,
+            180,
+            lambda: f"{len(ran_ids(tmp_path / 'ran.txt'))} of 10000 ran",
+        )
     assert set(ran_ids(tmp_path / "ran.txt")) == set(ids)
 
 
@@ -77,15 +80,19 @@ def test_worker_killed_mid_run_loses_nothing(
     ids = _publish_concurrently(
         5_000, lambda i: core_app.slow_record.apply_async((i, 0.001), queue=unique_name)
     )
-    first = WorkerProcess(broker_url, unique_name, record, tmp_path / "w1.log",
-                          "--loglevel", "WARNING")
+    first = WorkerProcess(
+        broker_url, unique_name, record, tmp_path / "w1.log", "--loglevel", "WARNING"
+    )
     first.wait_until_consuming()
     wait_for(lambda: len(ran_ids(record)) >= 1_000, 60)
     first.kill()  # SIGKILL: no chance to ack what it was running or had prefetched
     assert 0 < len(ran_ids(record)) < 5_000
     with running_worker(broker_url, unique_name, tmp_path, "--loglevel", "WARNING"):
-        wait_for(lambda: set(ran_ids(record)) >= set(ids), 120,
-                 lambda: f"{len(set(ids) - set(ran_ids(record)))} never ran")
+        wait_for(
+            lambda: set(ran_ids(record)) >= set(ids),
+            120,
+            lambda: f"{len(set(ids) - set(ran_ids(record)))} never ran",
+        )
     counts = ran_ids(record)
     twice = sum(1 for n in counts.values() if n > 1)
     print(f"\n5000 tasks, worker SIGKILLed mid-run: {twice} ran twice")
@@ -122,8 +129,9 @@ def test_second_signal_exits_at_once_and_the_task_is_redelivered(
 
 class TestBadInputIsDeadLetteredWhileTheWorkerKeepsGoing:
     @pytest.fixture
-    def worker(self, app: rabbitq.App, broker_url: str, unique_name: str,
-               tmp_path: Path) -> WorkerProcess:
+    def worker(
+        self, app: rabbitq.App, broker_url: str, unique_name: str, tmp_path: Path
+    ) -> WorkerProcess:
         with running_worker(broker_url, unique_name, tmp_path) as worker:
             yield worker
 
@@ -141,22 +149,33 @@ class TestBadInputIsDeadLetteredWhileTheWorkerKeepsGoing:
         handle = core_app.record.apply_async(("after",), queue=queue)
         wait_for(lambda: handle.id in ran_ids(tmp_path / "ran.txt"), 30)
 
-    def _publish_raw(self, broker_url: str, queue: str, body: bytes,
-                     headers: dict[str, object], content_type: str = "application/x-msgpack"
-                     ) -> None:
+    def _publish_raw(
+        self,
+        broker_url: str,
+        queue: str,
+        body: bytes,
+        headers: dict[str, object],
+        content_type: str = "application/x-msgpack",
+    ) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(broker_url))
         try:
             connection.channel().basic_publish(
-                "rabbitq", queue, body,
-                pika.BasicProperties(headers=headers, content_type=content_type,
-                                     message_id="raw-1", delivery_mode=2))
+                "rabbitq",
+                queue,
+                body,
+                pika.BasicProperties(
+                    headers=headers, content_type=content_type, message_id="raw-1", delivery_mode=2
+                ),
+            )
         finally:
             connection.close()
 
-    def test_undecodable_body(self, worker: WorkerProcess, broker_url: str, unique_name: str,
-                              tmp_path: Path) -> None:
-        self._publish_raw(broker_url, unique_name, b"\xc1\xc1 not msgpack",
-                          {"task": "it.record", "id": "raw-1"})
+    def test_undecodable_body(
+        self, worker: WorkerProcess, broker_url: str, unique_name: str, tmp_path: Path
+    ) -> None:
+        self._publish_raw(
+            broker_url, unique_name, b"\xc1\xc1 not msgpack", {"task": "it.record", "id": "raw-1"}
+        )
         [dead] = self._dead(broker_url, unique_name)
         assert dead["rabbitq_reason"] == "undecodable"
         assert dead["rabbitq_original_queue"] == unique_name
@@ -165,24 +184,32 @@ class TestBadInputIsDeadLetteredWhileTheWorkerKeepsGoing:
         self._still_working(unique_name, tmp_path)
         assert "dead-lettered" in worker.log()
 
-    def test_unknown_task(self, worker: WorkerProcess, app: rabbitq.App, broker_url: str,
-                          unique_name: str, tmp_path: Path) -> None:
+    def test_unknown_task(
+        self,
+        worker: WorkerProcess,
+        app: rabbitq.App,
+        broker_url: str,
+        unique_name: str,
+        tmp_path: Path,
+    ) -> None:
         app.send_task("it.no_such_task", (1,), queue=unique_name)
         [dead] = self._dead(broker_url, unique_name)
         assert dead["rabbitq_reason"] == "unknown-task"
         assert "it.no_such_task" in str(dead["rabbitq_exception_message"])
         self._still_working(unique_name, tmp_path)
 
-    def test_bad_arguments(self, worker: WorkerProcess, broker_url: str, unique_name: str,
-                           tmp_path: Path) -> None:
+    def test_bad_arguments(
+        self, worker: WorkerProcess, broker_url: str, unique_name: str, tmp_path: Path
+    ) -> None:
         core_app.two_args.apply_async((1, 2, 3), queue=unique_name)
         [dead] = self._dead(broker_url, unique_name)
         assert dead["rabbitq_reason"] == "bad-arguments"
         assert dead["rabbitq_exception_type"] == "TaskArgumentsError"
         self._still_working(unique_name, tmp_path)
 
-    def test_expired_task(self, worker: WorkerProcess, broker_url: str, unique_name: str,
-                          tmp_path: Path) -> None:
+    def test_expired_task(
+        self, worker: WorkerProcess, broker_url: str, unique_name: str, tmp_path: Path
+    ) -> None:
         import datetime as dt
 
         past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
@@ -192,8 +219,9 @@ class TestBadInputIsDeadLetteredWhileTheWorkerKeepsGoing:
         self._still_working(unique_name, tmp_path)
         assert handle.id not in ran_ids(tmp_path / "ran.txt")
 
-    def test_failing_task_keeps_its_traceback(self, worker: WorkerProcess, broker_url: str,
-                                              unique_name: str, tmp_path: Path) -> None:
+    def test_failing_task_keeps_its_traceback(
+        self, worker: WorkerProcess, broker_url: str, unique_name: str, tmp_path: Path
+    ) -> None:
         core_app.fail.apply_async(("kaboom",), queue=unique_name)
         [dead] = self._dead(broker_url, unique_name)
         assert dead["rabbitq_reason"] == "task-failed"
@@ -209,8 +237,13 @@ class TestBadInputIsDeadLetteredWhileTheWorkerKeepsGoing:
         import json
 
         body = json.dumps([["from json"], {}, {}]).encode()
-        self._publish_raw(broker_url, unique_name, body, {"task": "it.record", "id": "json-1"},
-                          content_type="application/json")
+        self._publish_raw(
+            broker_url,
+            unique_name,
+            body,
+            {"task": "it.record", "id": "json-1"},
+            content_type="application/json",
+        )
         wait_for(lambda: "json-1" in ran_ids(tmp_path / "ran.txt"), 30)
         assert "from json" in ran_labels(tmp_path / "ran.txt")
 
@@ -229,9 +262,16 @@ def test_message_that_keeps_killing_workers_is_dead_lettered(
 ) -> None:
     routing = tmp_path / "routing.yaml"
     routing.write_text(f"queues:\n  {unique_name}:\n    type: {queue_type}\n")
-    with running_worker(broker_url, unique_name, tmp_path, "--processes", "2",
-                        "--routing", str(routing),
-                        env={"RABBITQ_TEST_REDELIVERY_LIMIT": "2"}) as worker:
+    with running_worker(
+        broker_url,
+        unique_name,
+        tmp_path,
+        "--processes",
+        "2",
+        "--routing",
+        str(routing),
+        env={"RABBITQ_TEST_REDELIVERY_LIMIT": "2"},
+    ) as worker:
         worker.wait_until_consuming(count=2)
         core_app.crash.apply_async(queue=unique_name)
         found: list[dict[str, object]] = []

@@ -1,14 +1,14 @@
 """rabbitq: background jobs for Python, RabbitMQ-first.
 
-    import rabbitq
+import rabbitq
 
-    app = rabbitq.App("shop", broker="amqp://guest:guest@localhost:5672/")
+app = rabbitq.App("shop", broker="amqp://guest:guest@localhost:5672/")
 
-    @app.task(queue="emails")
-    def send_welcome(user_id: int) -> None: ...
+@app.task(queue="emails")
+def send_welcome(user_id: int) -> None: ...
 
-    send_welcome.delay(42)                 # returns once the broker confirmed the message
-    await send_welcome.adelay(42)          # the same from asyncio code
+send_welcome.delay(42)                 # returns once the broker confirmed the message
+await send_welcome.adelay(42)          # the same from asyncio code
 """
 
 from rabbitq.app import App

@@ -261,8 +261,10 @@ class App:
         if self._ensured_pid != os.getpid():
             self._ensured_queues = set()
             self._ensured_pid = os.getpid()
-        return self.declare_queues_on_publish and queue is not None and (
-            queue not in self._ensured_queues
+        return (
+            self.declare_queues_on_publish
+            and queue is not None
+            and (queue not in self._ensured_queues)
         )
 
     def _ensure_queue_sync(self, queue: str | None) -> None:

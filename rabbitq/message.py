@@ -186,9 +186,7 @@ def decode_task(envelope: Envelope) -> TaskMessage:
 
 def _split_body(body: Any) -> tuple[Sequence[Any], Mapping[str, Any], dict[str, Any]]:
     if not isinstance(body, list | tuple) or len(body) not in (2, 3):
-        raise MessageDecodeError(
-            f"body must be [args, kwargs, embed], got {type(body).__name__}"
-        )
+        raise MessageDecodeError(f"body must be [args, kwargs, embed], got {type(body).__name__}")
     args, kwargs = body[0], body[1]
     embed = body[2] if len(body) == 3 else {}
     if not isinstance(args, list | tuple):

@@ -81,7 +81,9 @@ def load_routing(path: str | os.PathLike[str]) -> Topology:
         with open(source, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as exc:
-        raise RoutingConfigError(f"cannot read routing file: {exc.strerror}", source=source) from None
+        raise RoutingConfigError(
+            f"cannot read routing file: {exc.strerror}", source=source
+        ) from None
     return parse_routing(text, source)
 
 
@@ -91,8 +93,9 @@ def parse_routing(text: str, source: str = "<routing>") -> Topology:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise RoutingConfigError(f"invalid YAML: {exc.problem or exc}", source=source,
-                                 line=line) from None
+        raise RoutingConfigError(
+            f"invalid YAML: {exc.problem or exc}", source=source, line=line
+        ) from None
     except yaml.YAMLError as exc:
         raise RoutingConfigError(f"invalid YAML: {exc}", source=source) from None
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null")):
@@ -118,8 +121,9 @@ class _Parser:
     def fail(self, node: yaml.Node, problem: str) -> RoutingConfigError:
         return RoutingConfigError(problem, source=self.source, line=node.start_mark.line + 1)
 
-    def mapping(self, node: yaml.Node, what: str, allowed: tuple[str, ...] | None
-                ) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+    def mapping(
+        self, node: yaml.Node, what: str, allowed: tuple[str, ...] | None
+    ) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
         if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
             return []
         if not isinstance(node, yaml.MappingNode):
@@ -130,12 +134,15 @@ class _Parser:
             if not isinstance(key, yaml.ScalarNode) or not key.tag.endswith(":str"):
                 raise self.fail(key, f"keys in {what} must be strings")
             if key.value in seen:
-                raise self.fail(key, f"duplicate key {key.value!r} in {what} "
-                                     f"(first on line {seen[key.value]})")
+                raise self.fail(
+                    key, f"duplicate key {key.value!r} in {what} (first on line {seen[key.value]})"
+                )
             seen[key.value] = key.start_mark.line + 1
             if allowed is not None and key.value not in allowed:
-                raise self.fail(key, f"unknown key {key.value!r} in {what}; "
-                                     f"expected one of: {', '.join(allowed)}")
+                raise self.fail(
+                    key,
+                    f"unknown key {key.value!r} in {what}; expected one of: {', '.join(allowed)}",
+                )
             pairs.append((key, value))
         return pairs
 
@@ -150,8 +157,7 @@ class _Parser:
             raise self.fail(node, f"{what} must be one of {', '.join(choices)}; got {value!r}")
         return value
 
-    def integer(self, node: yaml.Node, what: str, minimum: int, maximum: int | None = None
-                ) -> int:
+    def integer(self, node: yaml.Node, what: str, minimum: int, maximum: int | None = None) -> int:
         if not isinstance(node, yaml.ScalarNode) or not node.tag.endswith(":int"):
             kind = "a positive integer" if minimum > 0 else "a non-negative integer"
             raise self.fail(node, f"{what} must be {kind}, got {_shown(node)}")
@@ -167,14 +173,19 @@ class _Parser:
         routes: list[TaskRoute] = []
         for key, value in self.mapping(root, "the routing file", TOP_LEVEL_KEYS):
             if key.value == "default_queue_type":
-                default_type = cast(QueueType, self.choice(value, "default_queue_type",
-                                                           QUEUE_TYPES))
+                default_type = cast(
+                    QueueType, self.choice(value, "default_queue_type", QUEUE_TYPES)
+                )
             elif key.value == "queues":
                 queues = [self.queue(k, v) for k, v in self.mapping(value, "queues", None)]
             else:
                 routes = [self.route(k, v) for k, v in self.mapping(value, "tasks", None)]
-        return Topology(queues=tuple(queues), task_routes=tuple(routes),
-                        default_queue_type=default_type, source=self.source)
+        return Topology(
+            queues=tuple(queues),
+            task_routes=tuple(routes),
+            default_queue_type=default_type,
+            source=self.source,
+        )
 
     def route(self, key: yaml.ScalarNode, value: yaml.Node) -> TaskRoute:
         routing_key = self.string(value, f"routing key of task {key.value!r}")
@@ -187,8 +198,11 @@ class _Parser:
         if problem := _check_name(name, "queue name"):
             raise self.fail(key, problem)
         if name.endswith(".dead"):
-            raise self.fail(key, f"queue name {name!r} ends with '.dead', which rabbitq "
-                                 "reserves for dead-letter queues")
+            raise self.fail(
+                key,
+                f"queue name {name!r} ends with '.dead', which rabbitq "
+                "reserves for dead-letter queues",
+            )
         where = f"queue {name!r}"
         fields: dict[str, Any] = {}
         readers: dict[str, Callable[[yaml.Node], Any]] = {
@@ -206,11 +220,14 @@ class _Parser:
             nodes[field_key.value] = field_key
         if fields.get("type") == "quorum":
             if "max_priority" in fields:
-                raise self.fail(nodes["max_priority"],
-                                f"{where}: quorum queues do not support max_priority")
+                raise self.fail(
+                    nodes["max_priority"], f"{where}: quorum queues do not support max_priority"
+                )
             if fields.get("overflow") == "reject-publish-dlx":
-                raise self.fail(nodes["overflow"], f"{where}: quorum queues do not support "
-                                                   "overflow reject-publish-dlx")
+                raise self.fail(
+                    nodes["overflow"],
+                    f"{where}: quorum queues do not support overflow reject-publish-dlx",
+                )
         return QueueSpec(
             name=name,
             type=fields.get("type", "classic"),

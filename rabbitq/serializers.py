@@ -32,7 +32,10 @@ class Serializer:
 
 
 def _msgpack_dumps(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True, datetime=False, default=_msgpack_default)
+    packed: bytes = msgpack.packb(
+        value, use_bin_type=True, datetime=False, default=_msgpack_default
+    )
+    return packed
 
 
 def _msgpack_default(value: Any) -> Any:

@@ -17,9 +17,15 @@ def _failure() -> ValueError:
 
 def test_dead_letter_says_why_where_from_and_how_often() -> None:
     original = Envelope(body=b"body", headers={"task": "t"}, message_id="m")
-    dead = dead_letter_envelope(original, reason="task-failed", queue="emails",
-                                routing_key="emails.welcome", exchange="rabbitq",
-                                exception=_failure(), attempts=3)
+    dead = dead_letter_envelope(
+        original,
+        reason="task-failed",
+        queue="emails",
+        routing_key="emails.welcome",
+        exchange="rabbitq",
+        exception=_failure(),
+        attempts=3,
+    )
     assert dead.body == b"body"
     assert dead.headers["rabbitq_reason"] == "task-failed"
     assert dead.headers["rabbitq_exception_type"] == "ValueError"
@@ -33,22 +39,35 @@ def test_dead_letter_says_why_where_from_and_how_often() -> None:
 
 def test_dead_letter_drops_the_brokers_death_headers() -> None:
     original = Envelope(body=b"", headers={"x-death": [{}], "x-first-death-queue": "q"})
-    dead = dead_letter_envelope(original, reason="expired", queue="q", routing_key="q",
-                                exchange="rabbitq")
+    dead = dead_letter_envelope(
+        original, reason="expired", queue="q", routing_key="q", exchange="rabbitq"
+    )
     assert "x-death" not in dead.headers and "x-first-death-queue" not in dead.headers
 
 
 def test_huge_traceback_is_truncated_to_fit_one_frame() -> None:
     error = ValueError("x" * 100_000)
     error.__traceback__ = None
-    dead = dead_letter_envelope(Envelope(body=b"", headers={}), reason="task-failed",
-                                queue="q", routing_key="q", exchange="rabbitq", exception=error)
+    dead = dead_letter_envelope(
+        Envelope(body=b"", headers={}),
+        reason="task-failed",
+        queue="q",
+        routing_key="q",
+        exchange="rabbitq",
+        exception=error,
+    )
     assert len(dead.headers["rabbitq_traceback"]) <= MAX_TRACEBACK_CHARS
     assert len(dead.headers["rabbitq_exception_message"]) <= 2_000
 
 
 def test_restored_envelope_is_the_original_message() -> None:
     original = Envelope(body=b"b", headers={"task": "t", "custom": 1}, message_id="m")
-    dead = dead_letter_envelope(original, reason="unknown-task", queue="q", routing_key="q",
-                                exchange="rabbitq", exception=_failure())
+    dead = dead_letter_envelope(
+        original,
+        reason="unknown-task",
+        queue="q",
+        routing_key="q",
+        exchange="rabbitq",
+        exception=_failure(),
+    )
     assert restored_envelope(dead).headers == original.headers

@@ -39,9 +39,19 @@ def test_body_is_args_kwargs_embed() -> None:
 def test_round_trip_keeps_every_field(serializer: object) -> None:
     eta = dt.datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
     original = TaskMessage(
-        task="t", args=[1, [2, 3]], kwargs={"x": {"y": None}}, id="id1", parent_id="p",
-        group="g", eta=eta, expires=eta, retries=3, timelimit=(1.5, 3.0), origin="me",
-        headers={"custom": "value"}, embed_extras={"rabbitq_member": 4},
+        task="t",
+        args=[1, [2, 3]],
+        kwargs={"x": {"y": None}},
+        id="id1",
+        parent_id="p",
+        group="g",
+        eta=eta,
+        expires=eta,
+        retries=3,
+        timelimit=(1.5, 3.0),
+        origin="me",
+        headers={"custom": "value"},
+        embed_extras={"rabbitq_member": 4},
     )
     decoded = decode_task(encode_task(original, serializer))  # type: ignore[arg-type]
     assert decoded.task == "t" and decoded.id == "id1"
@@ -60,8 +70,9 @@ def test_naive_time_headers_from_celery_mean_utc() -> None:
 
 
 def test_missing_task_header_is_undecodable() -> None:
-    envelope = Envelope(body=msgpack.packb([[], {}, {}]), headers={},
-                        content_type="application/x-msgpack")
+    envelope = Envelope(
+        body=msgpack.packb([[], {}, {}]), headers={}, content_type="application/x-msgpack"
+    )
     with pytest.raises(MessageDecodeError, match="task"):
         decode_task(envelope)
 

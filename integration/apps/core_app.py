@@ -12,7 +12,9 @@ import time
 
 import rabbitq
 
-app = rabbitq.App("integration", redelivery_limit=int(os.environ.get("RABBITQ_TEST_REDELIVERY_LIMIT", "5")))
+app = rabbitq.App(
+    "integration", redelivery_limit=int(os.environ.get("RABBITQ_TEST_REDELIVERY_LIMIT", "5"))
+)
 
 
 def _record(label: object) -> None:

@@ -71,9 +71,7 @@ class AsyncPublisher:
                     )
                 except (OSError, aiormq.exceptions.AMQPError) as exc:
                     raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
-            channel = await self._connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
+            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             self._exchanges = {
                 TASK_EXCHANGE: await channel.declare_exchange(
                     TASK_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
@@ -94,7 +92,9 @@ class AsyncPublisher:
         """Publish and return once confirmed; raise ``PublishError`` otherwise."""
         limit = timeout if timeout is not None else self.publish_timeout
         try:
-            await asyncio.wait_for(self._publish_until_confirmed(routing_key, envelope, exchange), limit)
+            await asyncio.wait_for(
+                self._publish_until_confirmed(routing_key, envelope, exchange), limit
+            )
         except TimeoutError:
             raise PublishTimeoutError(
                 f"no publisher confirm for routing key {routing_key!r} within {limit:g}s "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import logging
 import os
 import random
@@ -181,10 +182,8 @@ class BlockingPublisher:
         if thread is None:
             return
         if connection is not None:
-            try:
+            with contextlib.suppress(Exception):  # the loop may already be gone
                 connection.ioloop.add_callback_threadsafe(self._close_connection)
-            except Exception:  # the loop may already be gone
-                pass
         thread.join(timeout)
 
     def _submit(self, items: Sequence[tuple[str, str, Envelope]]) -> list[_Request]:
@@ -199,10 +198,9 @@ class BlockingPublisher:
             self._ensure_thread()
             connection = self._connection if self._ready else None
         if connection is not None:
-            try:
+            # If the connection is going away, the reconnect flushes pending requests.
+            with contextlib.suppress(Exception):
                 connection.ioloop.add_callback_threadsafe(self._flush)
-            except Exception:
-                pass  # connection is going away: the reconnect flushes pending requests
         return requests
 
     def _wait(self, requests: Sequence[_Request], timeout: float | None) -> None:
@@ -225,9 +223,7 @@ class BlockingPublisher:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
-                target=self._run, name="rabbitq-publisher", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="rabbitq-publisher", daemon=True)
             self._thread.start()
 
     # -- I/O thread ----------------------------------------------------------------------------
@@ -403,10 +399,8 @@ class BlockingPublisher:
     def _forget_message_id(self, request: _Request) -> None:
         queue = self._by_message_id.get(request.envelope.message_id)
         if queue is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 queue.remove(request)
-            except ValueError:
-                pass
             if not queue:
                 del self._by_message_id[request.envelope.message_id]
 
@@ -460,4 +454,3 @@ _live_publishers: weakref.WeakSet[BlockingPublisher] = weakref.WeakSet()
 def _close_all_at_exit() -> None:
     for publisher in list(_live_publishers):
         publisher.close(timeout=2.0)
-

@@ -32,8 +32,9 @@ async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None
     """Declare ``spec``, its ``.dead`` queue and its bindings to the task exchange."""
     await declare_task_exchange(connection)  # binding to a missing exchange is a 404
     dead = spec.dead_letter_spec()
-    await _declare_one(connection, dead.name, dead.arguments())
+    # The task queue first, so a conflict names the queue the operator wrote down.
     await _declare_one(connection, spec.name, spec.arguments())
+    await _declare_one(connection, dead.name, dead.arguments())
     async with connection.channel() as channel:
         queue = await channel.get_queue(spec.name, ensure=False)
         for pattern in spec.effective_bindings():
@@ -67,7 +68,9 @@ async def apply_topology(connection: AbstractConnection, topology: Topology) -> 
     return report
 
 
-async def _declare_one(connection: AbstractConnection, name: str, arguments: dict[str, Any]) -> None:
+async def _declare_one(
+    connection: AbstractConnection, name: str, arguments: dict[str, Any]
+) -> None:
     try:
         async with connection.channel() as channel:
             await channel.declare_queue(name, durable=True, arguments=arguments)

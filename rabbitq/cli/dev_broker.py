@@ -12,10 +12,18 @@ from rabbitq.testing import LocalBroker
 
 
 @click.command("dev-broker")
-@click.option("--management/--no-management", default=True, show_default=True,
-              help="Enable the management UI and HTTP API (needed by `topology show`).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Keep the node's data here (kept after exit) instead of a temp dir.")
+@click.option(
+    "--management/--no-management",
+    default=True,
+    show_default=True,
+    help="Enable the management UI and HTTP API (needed by `topology show`).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the node's data here (kept after exit) instead of a temp dir.",
+)
 def dev_broker(management: bool, data_dir: str | None) -> None:
     """Run a private RabbitMQ node on free ports until Ctrl-C."""
     broker = LocalBroker(management=management, data_dir=data_dir)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 import click
 
 from rabbitq.amqp.declare import apply_topology, with_connection
@@ -15,7 +14,10 @@ from rabbitq.routing import load_routing
 from rabbitq.topology import TASK_EXCHANGE
 
 broker_option = click.option(
-    "--broker", envvar="RABBITQ_BROKER_URL", default=DEFAULT_BROKER_URL, show_default=True,
+    "--broker",
+    envvar="RABBITQ_BROKER_URL",
+    default=DEFAULT_BROKER_URL,
+    show_default=True,
     help="AMQP URL [env: RABBITQ_BROKER_URL].",
 )
 
@@ -41,8 +43,12 @@ def apply(routing_file: str, broker: str) -> None:
 
 @topology.command()
 @broker_option
-@click.option("--management-url", envvar="RABBITQ_MANAGEMENT_URL", default=None,
-              help="Management API URL [default: same host as --broker, port 15672].")
+@click.option(
+    "--management-url",
+    envvar="RABBITQ_MANAGEMENT_URL",
+    default=None,
+    help="Management API URL [default: same host as --broker, port 15672].",
+)
 @click.option("--all", "show_all", is_flag=True, help="Also show queues not bound to rabbitq.")
 def show(broker: str, management_url: str | None, show_all: bool) -> None:
     """Print exchanges, queues (type, depth, consumers) and bindings on the broker."""
@@ -64,11 +70,14 @@ def show(broker: str, management_url: str | None, show_all: bool) -> None:
     click.echo("Exchanges:")
     for exchange in sorted(exchanges, key=lambda e: e["name"]):
         if exchange["name"] and not exchange["name"].startswith("amq."):
-            click.echo(f"  {exchange['name']:<40} {exchange['type']:<8}"
-                       f"{' durable' if exchange.get('durable') else ''}")
+            click.echo(
+                f"  {exchange['name']:<40} {exchange['type']:<8}"
+                f"{' durable' if exchange.get('durable') else ''}"
+            )
     click.echo("Queues:")
-    click.echo(f"  {'name':<40} {'type':<8} {'messages':>9} {'unacked':>8} {'consumers':>9}"
-               "  bindings")
+    click.echo(
+        f"  {'name':<40} {'type':<8} {'messages':>9} {'unacked':>8} {'consumers':>9}  bindings"
+    )
     rabbitq_names = set(bound) | {q["name"] + ".dead" for q in queues if q["name"] in bound}
     for queue in sorted(queues, key=lambda q: q["name"]):
         name = queue["name"]
@@ -79,5 +88,3 @@ def show(broker: str, management_url: str | None, show_all: bool) -> None:
             f"{queue.get('messages_ready', 0):>9} {queue.get('messages_unacknowledged', 0):>8} "
             f"{queue.get('consumers', 0):>9}  {', '.join(sorted(bound.get(name, [])))}"
         )
-
-

@@ -12,22 +12,62 @@ from rabbitq.worker.supervisor import Supervisor
 
 
 @click.command()
-@click.option("-A", "--app", "app_path", required=True, metavar="MODULE[:ATTR]",
-              help="Module holding the rabbitq.App (e.g. shop.tasks or shop.tasks:app).")
-@click.option("-Q", "--queues", default="default", show_default=True,
-              help="Comma-separated queues to consume.")
-@click.option("-c", "--concurrency", default=8, show_default=True, type=click.IntRange(1),
-              help="Tasks run at once per process (thread pool size for plain functions).")
-@click.option("--prefetch", type=click.IntRange(1), default=None,
-              help="Unacked messages per queue per process [default: 4 x concurrency].")
-@click.option("-P", "--processes", default=1, show_default=True, type=click.IntRange(1),
-              help="Worker processes, supervised and restarted if they die.")
-@click.option("--routing", type=click.Path(dir_okay=False), envvar="RABBITQ_ROUTING",
-              help="Routing YAML file [env: RABBITQ_ROUTING].")
-@click.option("-l", "--loglevel", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-@click.option("--shutdown-timeout", type=float, default=None,
-              help="Seconds to wait for running tasks on SIGTERM [default: no limit].")
+@click.option(
+    "-A",
+    "--app",
+    "app_path",
+    required=True,
+    metavar="MODULE[:ATTR]",
+    help="Module holding the rabbitq.App (e.g. shop.tasks or shop.tasks:app).",
+)
+@click.option(
+    "-Q",
+    "--queues",
+    default="default",
+    show_default=True,
+    help="Comma-separated queues to consume.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Tasks run at once per process (thread pool size for plain functions).",
+)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(1),
+    default=None,
+    help="Unacked messages per queue per process [default: 4 x concurrency].",
+)
+@click.option(
+    "-P",
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Worker processes, supervised and restarted if they die.",
+)
+@click.option(
+    "--routing",
+    type=click.Path(dir_okay=False),
+    envvar="RABBITQ_ROUTING",
+    help="Routing YAML file [env: RABBITQ_ROUTING].",
+)
+@click.option(
+    "-l",
+    "--loglevel",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=None,
+    help="Seconds to wait for running tasks on SIGTERM [default: no limit].",
+)
 def worker(
     app_path: str,
     queues: str,

@@ -10,6 +10,7 @@ it leaves no Erlang process behind.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import os
 import shutil
@@ -49,7 +50,9 @@ def find_rabbitmq_server() -> str:
     for candidate in SERVER_CANDIDATES:
         if os.access(candidate, os.X_OK):
             return candidate
-    for candidate in sorted(glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server")):
+    for candidate in sorted(
+        glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server")
+    ):
         if os.access(candidate, os.X_OK):
             return candidate
     found = shutil.which("rabbitmq-server")
@@ -135,8 +138,10 @@ class LocalBroker:
             "loopback_users = none",
         ]
         if self.management_port is not None:
-            config += [f"management.tcp.port = {self.management_port}",
-                       "management.tcp.ip = 127.0.0.1"]
+            config += [
+                f"management.tcp.port = {self.management_port}",
+                "management.tcp.ip = 127.0.0.1",
+            ]
         if self.consumer_timeout_ms is not None:
             config.append(f"consumer_timeout = {self.consumer_timeout_ms}")
         (self.base / "rabbitmq.conf").write_text("\n".join(config) + "\n")
@@ -164,8 +169,13 @@ class LocalBroker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         try:
             self._process = subprocess.Popen(
-                [server], env=self._environment(), cwd=self.base, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [server],
+                env=self._environment(),
+                cwd=self.base,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         finally:
             log.close()
@@ -206,10 +216,8 @@ class LocalBroker:
         if process is None:
             return
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signum)
-            except ProcessLookupError:
-                pass
             try:
                 process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -223,8 +231,12 @@ class LocalBroker:
         if epmd is None:
             return
         subprocess.run(
-            [epmd, "-kill"], env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False,
+            [epmd, "-kill"],
+            env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
         )
 
     def restart(self) -> None:

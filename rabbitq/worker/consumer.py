@@ -27,13 +27,12 @@ from typing import Any
 
 import aio_pika
 import aiormq.exceptions
-from aiormq.abc import AbstractChannel
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aiormq.abc import AbstractChannel
 
 from rabbitq import dead_letters
 from rabbitq.amqp.aio import AsyncPublisher
@@ -132,9 +131,11 @@ class Consumer:
         for name in self.queues:
             # One channel per queue: prefetch is per channel, and a channel error on one
             # queue does not stop the others.
-            channel: AbstractRobustChannel = await self._connection.channel()  # type: ignore[assignment]
+            channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
-            queue = await channel.get_queue(name, ensure=False)
+            # Passive: after a reconnect aio-pika re-declares the queue the same way before it
+            # consumes again, and a passive declare restores a durable queue of any arguments.
+            queue = await channel.declare_queue(name, passive=True)
             tag = await queue.consume(self._make_handler(name), no_ack=False)
             self._consumers.append((queue, tag))
         log.info(
@@ -158,8 +159,10 @@ class Consumer:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
-            log.warning("%d task(s) still running at shutdown; the broker will redeliver them",
-                        self._in_flight)
+            log.warning(
+                "%d task(s) still running at shutdown; the broker will redeliver them",
+                self._in_flight,
+            )
         await self._acks.flush()
         self.executor.shutdown()
         await self._publisher.close()
@@ -181,6 +184,7 @@ class Consumer:
             self._idle.clear()
             # The channel is captured now: after a reconnect the message's own channel
             # reference raises, and its tag must not be acked on the new channel.
+            assert message.delivery_tag is not None  # manual acks: always tagged
             delivery = Delivery(message.channel, message.delivery_tag)
             self._acks.delivered(delivery.channel, delivery.tag)
             try:
@@ -202,15 +206,17 @@ class Consumer:
         self, queue: str, message: AbstractIncomingMessage, delivery: Delivery
     ) -> None:
         envelope = envelope_of(message)
-        verdict = judge_redelivery(bool(message.redelivered), envelope.headers,
-                                   self.app.redelivery_limit)
+        verdict = judge_redelivery(
+            bool(message.redelivered), envelope.headers, self.app.redelivery_limit
+        )
         if verdict.action == "dead-letter":
             error = RabbitqError(
                 f"delivered {verdict.redeliveries + 1} times without finishing "
                 f"(limit: {self.app.redelivery_limit} redeliveries); it may crash workers"
             )
-            await self._dead_letter(queue, message, delivery, envelope, dead_letters.REASON_REDELIVERY_LIMIT,
-                                    error)
+            await self._dead_letter(
+                queue, message, delivery, envelope, dead_letters.REASON_REDELIVERY_LIMIT, error
+            )
             return
         if verdict.action == "recount":
             await self._republish_counted(queue, message, delivery, envelope, verdict.redeliveries)
@@ -221,21 +227,29 @@ class Consumer:
             await self._dead_letter(queue, message, delivery, envelope, exc.reason, exc)
             return
         if task_message.is_expired():
-            error = RabbitqError(f"expired at {task_message.expires.isoformat()}"
-                                 if task_message.expires else "expired")
-            await self._dead_letter(queue, message, delivery, envelope, dead_letters.REASON_EXPIRED, error,
-                                    task_message)
+            error = RabbitqError(
+                f"expired at {task_message.expires.isoformat()}"
+                if task_message.expires
+                else "expired"
+            )
+            await self._dead_letter(
+                queue, message, delivery, envelope, dead_letters.REASON_EXPIRED, error, task_message
+            )
             return
         try:
             task = self.app.get_task(task_message.task)
         except MessageError as exc:
-            await self._dead_letter(queue, message, delivery, envelope, exc.reason, exc, task_message)
+            await self._dead_letter(
+                queue, message, delivery, envelope, exc.reason, exc, task_message
+            )
             return
         try:
             task.check_arguments(task_message.args, task_message.kwargs)
         except TypeError as exc:
             error = TaskArgumentsError(f"arguments do not fit {task.name}{task.signature}: {exc}")
-            await self._dead_letter(queue, message, delivery, envelope, error.reason, error, task_message)
+            await self._dead_letter(
+                queue, message, delivery, envelope, error.reason, error, task_message
+            )
             return
         async with self._slots:
             if self._stopping:
@@ -261,13 +275,24 @@ class Consumer:
                 await self.executor.run(task, request)
             except Exception as exc:
                 self.stats.failed += 1
-                await self._dead_letter(queue, message, delivery, envelope, dead_letters.REASON_TASK_FAILED,
-                                        exc, task_message)
+                await self._dead_letter(
+                    queue,
+                    message,
+                    delivery,
+                    envelope,
+                    dead_letters.REASON_TASK_FAILED,
+                    exc,
+                    task_message,
+                )
                 return
             self.stats.succeeded += 1
             if log.isEnabledFor(logging.INFO):
-                log.info("task %s[%s] succeeded in %.4fs", task.name, task_message.id,
-                         time.perf_counter() - started)
+                log.info(
+                    "task %s[%s] succeeded in %.4fs",
+                    task.name,
+                    task_message.id,
+                    time.perf_counter() - started,
+                )
         self._acks.ack(delivery.channel, delivery.tag)
 
     async def _dead_letter(
@@ -293,11 +318,20 @@ class Consumer:
         target = self.app.topology.queue(queue).dead_letter_queue
         await self._publisher.publish(target, dead, exchange="")
         self.stats.dead_lettered += 1
-        what = f"{task_message.task}[{task_message.id}]" if task_message else (
-            f"message {envelope.message_id or '(no id)'}"
+        what = (
+            f"{task_message.task}[{task_message.id}]"
+            if task_message
+            else (f"message {envelope.message_id or '(no id)'}")
         )
-        log.warning("%s from %s dead-lettered to %s: %s: %s: %s", what, queue, target, reason,
-                    type(error).__name__, error)
+        log.warning(
+            "%s from %s dead-lettered to %s: %s: %s: %s",
+            what,
+            queue,
+            target,
+            reason,
+            type(error).__name__,
+            error,
+        )
         self._acks.ack(delivery.channel, delivery.tag)
 
     async def _republish_counted(
@@ -311,7 +345,10 @@ class Consumer:
         """Classic queues: carry the redelivery count in a header on a fresh copy."""
         envelope.headers[REDELIVERY_COUNT_HEADER] = count
         await self._publisher.publish(queue, envelope, exchange="")
-        log.warning("message %s redelivered (%d of at most %d redeliveries)",
-                    envelope.message_id, count, self.app.redelivery_limit)
+        log.warning(
+            "message %s redelivered (%d of at most %d redeliveries)",
+            envelope.message_id,
+            count,
+            self.app.redelivery_limit,
+        )
         self._acks.ack(delivery.channel, delivery.tag)
-

@@ -55,8 +55,9 @@ def load_configured_app(config: WorkerConfig) -> App:
 
 async def serve(config: WorkerConfig) -> None:
     app = load_configured_app(config)
-    consumer = Consumer(app, config.queues, concurrency=config.concurrency,
-                        prefetch=config.prefetch)
+    consumer = Consumer(
+        app, config.queues, concurrency=config.concurrency, prefetch=config.prefetch
+    )
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -64,8 +65,10 @@ async def serve(config: WorkerConfig) -> None:
         if stop_requested.is_set():
             log.warning("second signal: exiting now; unfinished tasks will be redelivered")
             os._exit(EXIT_NOW_CODE)
-        log.info("received %s: finishing running tasks (signal again to exit now)",
-                 signal.Signals(signum).name)
+        log.info(
+            "received %s: finishing running tasks (signal again to exit now)",
+            signal.Signals(signum).name,
+        )
         stop_requested.set()
 
     if config.supervised:

@@ -7,6 +7,7 @@ tasks); a second one kills them, and the broker redelivers their unacked message
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -63,8 +64,9 @@ class Supervisor:
         quick = self._quick_deaths.get(slot, 0) + 1 if lived < QUICK_DEATH_SECONDS else 0
         self._quick_deaths[slot] = quick
         delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** (quick - 1)) if quick else 0.0
-        log.error("worker process %d died (exit code %s); restarting in %.1fs", slot, exitcode,
-                  delay)
+        log.error(
+            "worker process %d died (exit code %s); restarting in %.1fs", slot, exitcode, delay
+        )
         time.sleep(delay)
         if self._signals == 0:
             self._start(slot)
@@ -72,8 +74,10 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
-            log.info("received %s: stopping worker processes gracefully (again to kill)",
-                     signal.Signals(signum).name)
+            log.info(
+                "received %s: stopping worker processes gracefully (again to kill)",
+                signal.Signals(signum).name,
+            )
             self._send_all(signal.SIGTERM)
         else:
             log.warning("second signal: killing worker processes")
@@ -83,7 +87,5 @@ class Supervisor:
     def _send_all(self, signum: int) -> None:
         for child in self._children.values():
             if child.pid is not None and child.is_alive():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signum)
-                except ProcessLookupError:
-                    pass

@@ -1,0 +1,35 @@
+"""The throwaway broker used by tests, the demo and `rabbitq dev-broker`."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pika
+
+from rabbitq.testing import LocalBroker
+
+
+def _beam_processes(node_name: str) -> str:
+    result = subprocess.run(["ps", "axww", "-o", "args"], capture_output=True, text=True)
+    return "\n".join(line for line in result.stdout.splitlines() if node_name in line)
+
+
+def test_persistent_message_survives_a_restart_and_stop_leaves_nothing_behind() -> None:
+    broker = LocalBroker()
+    broker.start()
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+        channel = connection.channel()
+        channel.queue_declare("kept", durable=True)
+        channel.basic_publish("", "kept", b"hello", pika.BasicProperties(delivery_mode=2))
+        connection.close()
+        broker.restart()
+        connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+        _method, _properties, body = connection.channel().basic_get("kept", auto_ack=True)
+        connection.close()
+        assert body == b"hello"
+    finally:
+        broker.stop()
+    assert not broker.running
+    assert _beam_processes(broker.node_name) == ""
+    assert not broker.base.exists()

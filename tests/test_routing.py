@@ -1,0 +1,131 @@
+"""Routing files are validated strictly and every error names the file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rabbitq.errors import RoutingConfigError
+from rabbitq.routing import (
+    load_routing,
+    parse_routing,
+    route_for_task,
+    validate_routing_key,
+    validate_topic_pattern,
+)
+
+
+def error_of(text: str) -> RoutingConfigError:
+    with pytest.raises(RoutingConfigError) as caught:
+        parse_routing(text, "routing.yaml")
+    return caught.value
+
+
+def test_full_file_becomes_a_topology() -> None:
+    topology = parse_routing(
+        "default_queue_type: quorum\n"
+        "queues:\n"
+        "  emails:\n"
+        "    type: quorum\n"
+        "    bindings: ['emails.#', 'notify.*.email']\n"
+        "    max_length: 100\n"
+        "    max_length_bytes: 1000\n"
+        "    overflow: reject-publish\n"
+        "    message_ttl: 60000\n"
+        "  reports: {}\n"
+        "tasks:\n"
+        "  shop.send: emails.transactional\n"
+    )
+    emails = topology.queue("emails")
+    assert emails.type == "quorum" and emails.bindings == ("emails.#", "notify.*.email")
+    assert emails.arguments()["x-max-length"] == 100
+    assert emails.arguments()["x-message-ttl"] == 60000
+    assert topology.queue("reports").effective_bindings() == ("reports", "reports.#")
+    assert topology.queue("unlisted").type == "quorum"
+    assert route_for_task(topology, "shop.send") == "emails.transactional"
+
+
+def test_empty_file_is_an_empty_topology() -> None:
+    assert parse_routing("# nothing yet\n").queues == ()
+
+
+def test_unknown_top_level_key_names_the_line() -> None:
+    error = error_of("queues: {}\nroutes: {}\n")
+    assert error.line == 2 and "unknown key 'routes'" in str(error)
+
+
+def test_unknown_queue_key_names_the_line_and_the_allowed_keys() -> None:
+    error = error_of("queues:\n  emails:\n    max_lenght: 10\n")
+    assert str(error).startswith("routing.yaml:3: unknown key 'max_lenght'")
+    assert "max_length" in str(error)
+
+
+def test_wrong_type_says_what_was_expected() -> None:
+    error = error_of("queues:\n  emails:\n    max_length: lots\n")
+    assert error.line == 3 and "must be a positive integer, got 'lots'" in str(error)
+
+
+def test_boolean_is_not_an_integer() -> None:
+    assert "positive integer" in str(error_of("queues:\n  q:\n    max_length: true\n"))
+
+
+def test_unknown_queue_type_lists_the_choices() -> None:
+    error = error_of("queues:\n  q:\n    type: lazy\n")
+    assert error.line == 3 and "classic, quorum" in str(error)
+
+
+def test_duplicate_queue_names_are_rejected_with_the_line() -> None:
+    error = error_of("queues:\n  q: {}\n  q: {}\n")
+    assert error.line == 3 and "first on line 2" in str(error)
+
+
+def test_bad_binding_pattern_names_the_line() -> None:
+    error = error_of("queues:\n  q:\n    bindings:\n      - ok.#\n      - bad#\n")
+    assert error.line == 5 and "whole words" in str(error)
+
+
+def test_quorum_queue_rejects_max_priority() -> None:
+    error = error_of("queues:\n  q:\n    type: quorum\n    max_priority: 5\n")
+    assert error.line == 4 and "quorum" in str(error)
+
+
+def test_dead_suffix_is_reserved() -> None:
+    assert "reserves" in str(error_of("queues:\n  emails.dead: {}\n"))
+
+
+def test_task_route_must_not_contain_wildcards() -> None:
+    error = error_of("tasks:\n  shop.send: 'emails.#'\n")
+    assert error.line == 2 and "wildcard" in str(error)
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    error = error_of("queues:\n  q: {\n\n")
+    assert error.line is not None and "invalid YAML" in str(error)
+
+
+def test_missing_file_is_a_routing_error(tmp_path: Path) -> None:
+    with pytest.raises(RoutingConfigError, match="cannot read"):
+        load_routing(tmp_path / "absent.yaml")
+
+
+def test_task_glob_routes_first_match_wins() -> None:
+    topology = parse_routing("tasks:\n  'shop.reports.*': reports\n  'shop.*': default\n")
+    assert route_for_task(topology, "shop.reports.monthly") == "reports"
+    assert route_for_task(topology, "shop.send") == "default"
+    assert route_for_task(topology, "other.task") is None
+
+
+@pytest.mark.parametrize("pattern", ["emails", "emails.#", "*.emails.*", "#"])
+def test_valid_topic_patterns(pattern: str) -> None:
+    assert validate_topic_pattern(pattern) is None
+
+
+@pytest.mark.parametrize("pattern", ["", "emails#", "em*ils", "a..b", ".a", "a b", "x" * 256])
+def test_invalid_topic_patterns(pattern: str) -> None:
+    assert validate_topic_pattern(pattern) is not None
+
+
+@pytest.mark.parametrize("key", ["emails.#", "a.*", "", "a..b", "x" * 256])
+def test_invalid_publish_routing_keys(key: str) -> None:
+    assert validate_routing_key(key) is not None
