@@ -58,12 +58,12 @@ def main() -> int:
                 line = line.rstrip()
                 if "consuming" in line:
                     ready.set()
-                if line.startswith("["):  # what the tasks print
+                if " dead-lettered to " in line:
+                    dead.append(line)
+                    print(f"  worker dead-lettered: {line.split('rabbitq.worker: ', 1)[-1]}")
+                elif line.startswith(("[emails]", "[reports]")):  # what the tasks print
                     ran.append(line)
                     print(f"  worker ran: {line}")
-                elif "dead-lettered" in line:
-                    dead.append(line)
-                    print(f"  worker dead-lettered: {line.split('dead-lettered', 1)[1].strip()}")
 
         threading.Thread(target=follow_worker, daemon=True).start()
         if not ready.wait(60):

@@ -6,16 +6,23 @@ rabbitq worker -A examples.shop -Q emails,reports
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import rabbitq
 
 app = rabbitq.App("shop")  # broker from $RABBITQ_BROKER_URL
 
 
+def _say(line: str) -> None:
+    # One write per line: tasks run in several threads, and print() writes the newline apart.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 @app.task(queue="emails")
 def send_welcome(user_id: int, email: str) -> str:
     line = f"[emails] welcome e-mail sent to user {user_id} <{email}>"
-    print(line, flush=True)
+    _say(line)
     return line
 
 
@@ -23,14 +30,14 @@ def send_welcome(user_id: int, email: str) -> str:
 async def send_receipt(order_id: int, total: float) -> str:
     await asyncio.sleep(0.05)  # an async task runs on the worker's event loop
     line = f"[emails] receipt for order {order_id}: {total:.2f} EUR"
-    print(line, flush=True)
+    _say(line)
     return line
 
 
 @app.task(queue="reports")
 def build_report(month: str, rows: int) -> str:
     line = f"[reports] built the {month} report ({rows} rows)"
-    print(line, flush=True)
+    _say(line)
     return line
 
 
