@@ -31,63 +31,20 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pika
 import pika.exceptions
 import pika.spec
 
-from rabbitq.errors import (
-    PublishError,
-    PublishNackedError,
-    PublishTimeoutError,
-    UnroutableError,
-)
+from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
+from rabbitq.errors import PublishError, PublishTimeoutError
 from rabbitq.message import Envelope
 from rabbitq.topology import TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
 
 RECONNECT_BACKOFF_MAX = 5.0
-
-
-class _Outcome:
-    """A one-shot result slot; cheaper than a Future (one lock, one wake-up)."""
-
-    __slots__ = ("_done", "_is_set", "error")
-
-    def __init__(self) -> None:
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._is_set = False
-        self.error: PublishError | None = None
-
-    def done(self) -> bool:
-        return self._is_set
-
-    def set(self, error: PublishError | None) -> None:
-        # Only the I/O thread sets outcomes, so this check-then-act does not race.
-        if not self._is_set:
-            self._is_set = True
-            self.error = error
-            self._done.release()
-
-    def wait(self, timeout: float) -> bool:
-        if self._done.acquire(timeout=timeout):
-            self._done.release()  # stay "done" for any later look
-            return True
-        return False
-
-
-@dataclass(eq=False)
-class _Request:
-    exchange: str
-    routing_key: str
-    envelope: Envelope
-    future: _Outcome = field(default_factory=_Outcome)
-    returned: bool = False
-    abandoned: bool = False  # the caller timed out: do not (re)send it
 
 
 def to_pika_properties(envelope: Envelope) -> pika.BasicProperties:
@@ -126,7 +83,7 @@ class BlockingPublisher:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pending: collections.deque[_Request] = collections.deque()
+        self._pending: collections.deque[PublishRequest] = collections.deque()
         self._closing = False
         # Only the I/O thread touches what follows.
         self._connection: pika.SelectConnection | None = None
@@ -134,9 +91,7 @@ class BlockingPublisher:
         self._ready = False
         self._blocked_reason: str | None = None
         self._last_error: str | None = None
-        self._next_tag = 1
-        self._unconfirmed: dict[int, _Request] = {}
-        self._by_message_id: dict[str | None, collections.deque[_Request]] = {}
+        self._confirms = ConfirmTracker()
 
     # -- caller side -------------------------------------------------------------------------
 
@@ -186,11 +141,11 @@ class BlockingPublisher:
                 connection.ioloop.add_callback_threadsafe(self._close_connection)
         thread.join(timeout)
 
-    def _submit(self, items: Sequence[tuple[str, str, Envelope]]) -> list[_Request]:
+    def _submit(self, items: Sequence[tuple[str, str, Envelope]]) -> list[PublishRequest]:
         if self._pid != os.getpid():
             # Forked: the parent's thread does not exist here and its socket is not ours.
             self._reset_state()
-        requests = [_Request(ex, rk, env) for ex, rk, env in items]
+        requests = [PublishRequest(ex, rk, env) for ex, rk, env in items]
         with self._lock:
             if self._closing:
                 raise PublishError("publisher is closed")
@@ -203,17 +158,17 @@ class BlockingPublisher:
                 connection.ioloop.add_callback_threadsafe(self._flush)
         return requests
 
-    def _wait(self, requests: Sequence[_Request], timeout: float | None) -> None:
+    def _wait(self, requests: Sequence[PublishRequest], timeout: float | None) -> None:
         limit = timeout if timeout is not None else self.publish_timeout
         deadline = time.monotonic() + limit
         for request in requests:
-            if not request.future.wait(max(0.0, deadline - time.monotonic())):
+            if not request.outcome.wait(max(0.0, deadline - time.monotonic())):
                 request.abandoned = True
                 raise PublishTimeoutError(self._timeout_reason(request, limit))
-            if request.future.error is not None:
-                raise request.future.error
+            if request.outcome.error is not None:
+                raise request.outcome.error
 
-    def _timeout_reason(self, request: _Request, limit: float) -> str:
+    def _timeout_reason(self, request: PublishRequest, limit: float) -> str:
         what = f"no publisher confirm for routing key {request.routing_key!r} within {limit:g}s"
         if self._blocked_reason is not None:
             return f"{what}: the broker has blocked the connection ({self._blocked_reason})"
@@ -295,7 +250,7 @@ class BlockingPublisher:
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_ok)
 
     def _on_confirm_ok(self, _frame: Any) -> None:
-        self._next_tag = 1
+        self._confirms.reset()
         self._declare_exchanges(list(self._exchanges))
 
     def _declare_exchanges(self, remaining: list[tuple[str, str]]) -> None:
@@ -323,10 +278,8 @@ class BlockingPublisher:
         # fail what was in flight with the broker's reason instead of resending it forever.
         log.warning("publisher channel closed by the broker: %s", reason)
         error = PublishError(f"the broker closed the publishing channel: {reason}")
-        for request in self._unconfirmed.values():
-            _resolve(request, error)
-        self._unconfirmed.clear()
-        self._by_message_id.clear()
+        for request in self._confirms.take_unconfirmed():
+            request.resolve(error)
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_blocked(self, _connection: Any, frame: Any) -> None:
@@ -345,7 +298,7 @@ class BlockingPublisher:
                 if not self._pending:
                     return
                 request = self._pending.popleft()
-            if request.abandoned or request.future.done():
+            if request.abandoned or request.outcome.done():
                 continue
             try:
                 self._channel.basic_publish(
@@ -356,74 +309,39 @@ class BlockingPublisher:
                     mandatory=True,
                 )
             except Exception as exc:
-                _resolve(request, PublishError(f"publish failed: {type(exc).__name__}: {exc}"))
+                request.resolve(PublishError(f"publish failed: {type(exc).__name__}: {exc}"))
                 continue
-            self._unconfirmed[self._next_tag] = request
-            self._by_message_id.setdefault(request.envelope.message_id, collections.deque()).append(
-                request
-            )
-            self._next_tag += 1
+            self._confirms.sent(request)
 
     def _on_return(
-        self, _channel: Any, method: Any, properties: pika.BasicProperties, _body: bytes
+        self, _channel: Any, _method: Any, properties: pika.BasicProperties, _body: bytes
     ) -> None:
-        # RabbitMQ sends basic.return before the basic.ack of the same message, and returns
-        # come in publish order, so the oldest in-flight request with this message id is it.
-        queue = self._by_message_id.get(properties.message_id)
-        if queue:
-            for request in queue:
-                if not request.returned:
-                    request.returned = True
-                    break
+        self._confirms.returned(properties.message_id)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        ok = isinstance(method, pika.spec.Basic.Ack)
-        tags = (
-            [tag for tag in self._unconfirmed if tag <= method.delivery_tag]
-            if method.multiple
-            else [method.delivery_tag]
+        self._confirms.confirmed(
+            method.delivery_tag,
+            multiple=bool(method.multiple),
+            ack=isinstance(method, pika.spec.Basic.Ack),
         )
-        for tag in tags:
-            request = self._unconfirmed.pop(tag, None)
-            if request is None:
-                continue
-            self._forget_message_id(request)
-            if not ok:
-                _resolve(request, PublishNackedError("the broker nacked the message"))
-            elif request.returned:
-                _resolve(request, UnroutableError(request.routing_key, request.exchange))
-            else:
-                _resolve(request, None)
-
-    def _forget_message_id(self, request: _Request) -> None:
-        queue = self._by_message_id.get(request.envelope.message_id)
-        if queue is not None:
-            with contextlib.suppress(ValueError):
-                queue.remove(request)
-            if not queue:
-                del self._by_message_id[request.envelope.message_id]
 
     def _requeue_unconfirmed(self) -> None:
         # Sent but never confirmed: the broker may or may not have it. Send again on the next
         # connection, ahead of newer requests (at-least-once).
-        in_flight = [self._unconfirmed[tag] for tag in sorted(self._unconfirmed)]
-        self._unconfirmed.clear()
-        self._by_message_id.clear()
+        in_flight = self._confirms.take_unconfirmed()
         with self._lock:
-            for request in reversed(in_flight):
-                request.returned = False
-                self._pending.appendleft(request)
+            self._pending.extendleft(reversed(in_flight))
 
     def _fail_pending(self, error: PublishError) -> None:
         while self._pending:
-            _resolve(self._pending.popleft(), error)
+            self._pending.popleft().resolve(error)
 
     def _close_connection(self) -> None:
         connection = self._connection
         if connection is None:
             return
-        if self._unconfirmed and connection.is_open:
+        if len(self._confirms) and connection.is_open:
             # Let in-flight confirms arrive first; close() waits up to its timeout for them.
             connection.ioloop.call_later(0.01, self._close_connection)
             return
@@ -431,10 +349,6 @@ class BlockingPublisher:
             connection.close()
         else:
             connection.ioloop.stop()
-
-
-def _resolve(request: _Request, error: PublishError | None) -> None:
-    request.future.set(error)
 
 
 def _redact(url: str) -> str:
