@@ -128,6 +128,32 @@ def raw_aiormq_bulk(url: str, queue: str, count: int) -> float:
     return asyncio.run(_raw_aiormq_bulk(url, queue, count))
 
 
+def start_worker(
+    url: str, queue: str, *args: str, **env: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`rabbitq worker` on the benchmark app, logging to a temporary file."""
+    log = Path(tempfile.mkdtemp()) / "worker.log"
+    with open(log, "wb") as output:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rabbitq",
+                "worker",
+                "-A",
+                "benchmarks.bench_app",
+                "-Q",
+                queue,
+                *args,
+            ],
+            cwd=ROOT,
+            stdout=output,
+            stderr=output,
+            env={**os.environ, "RABBITQ_BROKER_URL": url, **env},
+        )
+    return worker, log
+
+
 # -- consuming ----------------------------------------------------------------------------------
 
 
@@ -161,28 +187,8 @@ def fill(url: str, queue: str, count: int) -> None:
 
 def ours_consume(url: str, queue: str, count: int, processes: int) -> float:
     fill(url, queue, count)
-    log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)  # noqa: SIM115
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rabbitq",
-            "worker",
-            "-A",
-            "benchmarks.bench_app",
-            "-Q",
-            queue,
-            "-P",
-            str(processes),
-            "--prefetch",
-            str(PREFETCH),
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "RABBITQ_BROKER_URL": url},
-        stdout=log,
-        stderr=log,
+    worker, _log = start_worker(
+        url, queue, "-P", str(processes), "--prefetch", str(PREFETCH), "--loglevel", "WARNING"
     )
     try:
         # Time from the first message taken to the queue being empty (and all acked).
@@ -212,31 +218,11 @@ def _unfinished(url: str, queue: str) -> int:
 
 def ours_latency(url: str, queue: str, rate: int, seconds: float) -> list[float]:
     latency_file = Path(tempfile.mkdtemp()) / "latency.txt"
-    log = tempfile.NamedTemporaryFile(suffix=".log", delete=False)  # noqa: SIM115
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rabbitq",
-            "worker",
-            "-A",
-            "benchmarks.bench_app",
-            "-Q",
-            queue,
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=log,
-        env={
-            **os.environ,
-            "RABBITQ_BROKER_URL": url,
-            "RABBITQ_BENCH_LATENCY_FILE": str(latency_file),
-        },
+    worker, log = start_worker(
+        url, queue, "--loglevel", "INFO", RABBITQ_BENCH_LATENCY_FILE=str(latency_file)
     )
     try:
-        while b"consuming" not in Path(log.name).read_bytes():
+        while b"consuming" not in log.read_bytes():
             time.sleep(0.05)
         count = int(rate * seconds)
         interval = 1.0 / rate
