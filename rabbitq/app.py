@@ -18,14 +18,21 @@ from typing import Any, overload
 
 from rabbitq.amqp.aio import AsyncPublisher
 from rabbitq.amqp.blocking import BlockingPublisher
-from rabbitq.amqp.declare import ensure_queue, run_blocking, with_connection
+from rabbitq.amqp.declare import (
+    declare_delay_levels,
+    ensure_queue,
+    run_blocking,
+    with_connection,
+)
+from rabbitq.delays import ROUTE, delay_ms_until, delayed_route
 from rabbitq.errors import ConfigurationError, UnknownTaskError
 from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow
 from rabbitq.result import AsyncResult
+from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, route_for_task, validate_routing_key
 from rabbitq.serializers import serializer_named
 from rabbitq.task import PublishOptions, Task
-from rabbitq.topology import Topology
+from rabbitq.topology import TASK_EXCHANGE, Topology
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_QUEUE = "default"
@@ -44,6 +51,12 @@ class PreparedMessage:
     task_id: str
     route: Route
     envelope: Envelope
+    exchange: str = TASK_EXCHANGE
+    routing_key: str = ""  # what is published: the route's key, or its delayed form
+
+    @property
+    def delayed(self) -> bool:
+        return self.exchange != TASK_EXCHANGE
 
 
 class App:
@@ -79,6 +92,7 @@ class App:
         ] = weakref.WeakKeyDictionary()
         self._ensured_queues: set[str] = set()
         self._ensured_pid = os.getpid()
+        self._delay_levels_pid: int | None = None
 
     def __repr__(self) -> str:
         return f"<App {self.name} tasks={len(self.tasks)}>"
@@ -101,6 +115,12 @@ class App:
         serializer: str | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        autoretry_for: tuple[type[BaseException], ...] = (),
+        max_retries: int | None = 3,
+        retry_backoff: bool | float = False,
+        retry_backoff_max: float = 600.0,
+        retry_jitter: bool = True,
+        default_retry_delay: float = 180.0,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -115,8 +135,26 @@ class App:
         serializer: str | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        autoretry_for: tuple[type[BaseException], ...] = (),
+        max_retries: int | None = 3,
+        retry_backoff: bool | float = False,
+        retry_backoff_max: float = 600.0,
+        retry_jitter: bool = True,
+        default_retry_delay: float = 180.0,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
-        """Register a task: ``@app.task`` or ``@app.task(queue="reports", ...)``."""
+        """Register a task: ``@app.task`` or ``@app.task(queue="reports", ...)``.
+
+        Retry options keep Celery's names: ``autoretry_for``, ``max_retries`` (None: forever),
+        ``retry_backoff``, ``retry_backoff_max``, ``retry_jitter``, ``default_retry_delay``.
+        """
+        policy = RetryPolicy(
+            autoretry_for=tuple(autoretry_for),
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            retry_backoff_max=retry_backoff_max,
+            retry_jitter=retry_jitter,
+            default_retry_delay=default_retry_delay,
+        )
 
         def register(function: Callable[..., Any]) -> Task:
             task_name = name or f"{function.__module__}.{function.__qualname__}"
@@ -136,6 +174,7 @@ class App:
                 serializer=serializer,
                 time_limit=time_limit,
                 soft_time_limit=soft_time_limit,
+                retry_policy=policy,
             )
             self.tasks[task_name] = task
             return task
@@ -185,8 +224,10 @@ class App:
             raise ConfigurationError(f"priority must be 0..255, got {options.priority}")
         time_limit = options.time_limit or (task.time_limit if task else None)
         soft_limit = options.soft_time_limit or (task.soft_time_limit if task else None)
+        eta = _eta(options.countdown, options.eta)
         message = TaskMessage(
             task=task_name,
+            eta=eta,
             args=list(args or ()),
             kwargs=dict(kwargs or {}),
             expires=_absolute_time(options.expires, "expires"),
@@ -203,7 +244,13 @@ class App:
             envelope = encode_task(message, serializer)
         except TypeError as exc:
             raise ConfigurationError(f"cannot serialize arguments of {task_name}: {exc}") from exc
-        return PreparedMessage(message.id, route, envelope)
+        delay_ms = delay_ms_until(eta, utcnow()) if eta is not None else 0
+        if delay_ms > 0:
+            delayed = delayed_route(delay_ms, ROUTE, route.routing_key)
+            return PreparedMessage(
+                message.id, route, envelope, delayed.exchange, delayed.routing_key
+            )
+        return PreparedMessage(message.id, route, envelope, TASK_EXCHANGE, route.routing_key)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -219,7 +266,9 @@ class App:
         """Publish a task by name (it need not be registered here), as Celery's ``send_task``."""
         prepared = self.prepare(name, args, kwargs, _options(options), _task)
         self._ensure_queue_sync(prepared.route.queue)
-        self.publisher.publish(prepared.route.routing_key, prepared.envelope)
+        if prepared.delayed:
+            self._ensure_delay_levels_sync()
+        self.publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
         return AsyncResult(prepared.task_id, self, name)
 
     async def asend_task(
@@ -235,7 +284,11 @@ class App:
         prepared = self.prepare(name, args, kwargs, _options(options), _task)
         publisher = self.async_publisher()
         await self._ensure_queue_async(prepared.route.queue, publisher)
-        await publisher.publish(prepared.route.routing_key, prepared.envelope)
+        if prepared.delayed and not self._delay_levels_ready():
+            assert publisher.connection is not None
+            await declare_delay_levels(publisher.connection)
+            self._delay_levels_pid = os.getpid()
+        await publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
         return AsyncResult(prepared.task_id, self, name)
 
     @property
@@ -286,6 +339,15 @@ class App:
         await ensure_queue(publisher.connection, self.topology.queue(queue))
         self._ensured_queues.add(queue)
 
+    def _delay_levels_ready(self) -> bool:
+        return self._delay_levels_pid == os.getpid()
+
+    def _ensure_delay_levels_sync(self) -> None:
+        # Declared once per process, all levels together (see amqp/declare.py for why).
+        if not self._delay_levels_ready():
+            run_blocking(with_connection(self.broker_url, declare_delay_levels))
+            self._delay_levels_pid = os.getpid()
+
     def close(self) -> None:
         """Close the synchronous publisher (waits briefly for in-flight confirms)."""
         if self._publisher is not None:
@@ -325,6 +387,18 @@ def _absolute_time(value: float | dt.datetime | None, name: str) -> dt.datetime 
     if isinstance(value, int | float) and not isinstance(value, bool):
         return utcnow() + dt.timedelta(seconds=value)
     raise ConfigurationError(f"{name} must be seconds or an aware datetime, got {value!r}")
+
+
+def _eta(countdown: float | None, eta: dt.datetime | None) -> dt.datetime | None:
+    if countdown is not None and eta is not None:
+        raise ConfigurationError("give countdown or eta, not both")
+    if countdown is not None:
+        if isinstance(countdown, bool) or not isinstance(countdown, int | float):
+            raise ConfigurationError(f"countdown must be a number of seconds, got {countdown!r}")
+        return utcnow() + dt.timedelta(seconds=countdown) if countdown > 0 else None
+    if eta is not None:
+        return _absolute_time(eta, "eta")
+    return None
 
 
 def _load_topology(routing: str | os.PathLike[str] | Topology | None) -> Topology:

@@ -23,7 +23,7 @@ import traceback
 from dataclasses import replace
 from typing import Any
 
-from rabbitq.message import Envelope
+from rabbitq.message import BROKER_DEATH_HEADERS, Envelope
 
 REASON_UNDECODABLE = "undecodable"
 REASON_UNKNOWN_TASK = "unknown-task"
@@ -48,18 +48,6 @@ DEAD_LETTER_HEADERS = (
 # Headers live in one AMQP frame (128 KiB by default): a long traceback must not break it.
 MAX_TRACEBACK_CHARS = 16_000
 MAX_MESSAGE_CHARS = 2_000
-
-# RabbitMQ's own dead-lettering bookkeeping. A message republished with these still attached
-# can be dropped by the broker's cycle detection, so every republish strips them.
-BROKER_DEATH_HEADERS = (
-    "x-death",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-)
 
 
 def without_broker_death_headers(headers: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@
     ├── MessageError                an incoming message cannot be run
     │   ├── MessageDecodeError      body or headers are not a valid task message
     │   └── UnknownTaskError        the message names a task this worker does not know
-    └── TaskArgumentsError          arguments do not fit the task's signature
+    ├── TaskArgumentsError          arguments do not fit the task's signature
+    └── Retry                       raised by ``task.retry()``: run the task again later
 
 Catch ``RabbitqError`` to catch everything rabbitq raises on purpose.
 """
@@ -103,3 +104,25 @@ class TaskArgumentsError(RabbitqError):
     """The arguments do not fit the task's signature (raised before the task runs)."""
 
     reason = "bad-arguments"
+
+
+class Retry(RabbitqError):
+    """Raised by ``self.retry(...)`` inside a task: the worker schedules the next attempt.
+
+    Not a failure: the worker publishes the retry (same task id) through the delay levels,
+    waits for the broker's confirm, then acks the current delivery.
+    """
+
+    def __init__(
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        eta: object = None,
+        max_retries: int | None = None,
+    ) -> None:
+        self.exc = exc
+        self.countdown = countdown
+        self.eta = eta
+        self.max_retries = max_retries
+        when = f" in {countdown:g}s" if countdown is not None else ""
+        super().__init__(f"retry{when}" + (f": {type(exc).__name__}: {exc}" if exc else ""))

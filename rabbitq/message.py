@@ -36,6 +36,15 @@ PROTOCOL_HEADERS = frozenset(
     }
 )  # fmt: skip
 
+# RabbitMQ's own dead-lettering bookkeeping (added when a message expires from a delay level
+# or is dead-lettered). Never carried into a republished message: see retries.py.
+BROKER_DEATH_HEADERS = frozenset(
+    {
+        "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+        "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
+    }
+)  # fmt: skip
+
 _repr = reprlib.Repr()
 _repr.maxstring = 256
 _repr.maxother = 256
@@ -180,7 +189,11 @@ def decode_task(envelope: Envelope) -> TaskMessage:
         chain=embed.get("chain"),
         chord=embed.get("chord"),
         embed_extras={k: v for k, v in embed.items() if k not in known_embed},
-        headers={k: v for k, v in headers.items() if k not in PROTOCOL_HEADERS},
+        headers={
+            k: v
+            for k, v in headers.items()
+            if k not in PROTOCOL_HEADERS and k not in BROKER_DEATH_HEADERS
+        },
     )
 
 

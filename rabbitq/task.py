@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rabbitq.errors import Retry
 from rabbitq.result import AsyncResult
+from rabbitq.retries import RetryPolicy
 
 if TYPE_CHECKING:
     from rabbitq.app import App
@@ -52,6 +54,8 @@ class PublishOptions:
     routing_key: str | None = None
     priority: int | None = None
     expires: float | dt.datetime | None = None
+    countdown: float | None = None
+    eta: dt.datetime | None = None
     headers: Mapping[str, Any] | None = None
     serializer: str | None = None
     parent_id: str | None = None
@@ -75,6 +79,7 @@ class Task:
         serializer: str | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -85,6 +90,7 @@ class Task:
         self.serializer = serializer
         self.time_limit = time_limit
         self.soft_time_limit = soft_time_limit
+        self.retry_policy = retry_policy or RetryPolicy()
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__
@@ -103,6 +109,27 @@ class Task:
     def request(self) -> TaskRequest | None:
         """The message being run, inside a worker; ``None`` when called directly."""
         return current_request.get()
+
+    @property
+    def max_retries(self) -> int | None:
+        return self.retry_policy.max_retries
+
+    def retry(
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        eta: dt.datetime | None = None,
+        max_retries: int | None = None,
+    ) -> Retry:
+        """Ask the worker to run this task again later (``raise self.retry(...)``, as in Celery).
+
+        Without ``countdown`` or ``eta`` the task's ``default_retry_delay`` (or backoff)
+        applies. Past ``max_retries`` the message goes to ``<queue>.dead`` with ``exc``.
+        Called outside a worker, it raises ``exc`` (or a plain ``Retry``).
+        """
+        if self.request is None:
+            raise exc if exc is not None else Retry(None, countdown, eta, max_retries)
+        raise Retry(exc, countdown, eta, max_retries)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` if ``args``/``kwargs`` do not fit the function's signature."""

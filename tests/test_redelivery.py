@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from rabbitq.worker.redelivery import REDELIVERY_COUNT_HEADER, judge_redelivery
+from rabbitq.redelivery import REDELIVERY_COUNT_HEADER, judge_redelivery
 
 
 def test_first_delivery_runs() -> None:

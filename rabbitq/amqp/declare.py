@@ -9,6 +9,7 @@ other declarations.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -17,15 +18,89 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractConnection, ExchangeType
 
+from rabbitq.delays import (
+    DELIVERY_EXCHANGE,
+    LEVELS,
+    QUEUE,
+    ROUTE,
+    UNROUTABLE_EXCHANGE,
+    UNROUTABLE_QUEUE,
+    delivery_pattern,
+    level_name,
+    level_pattern,
+    level_ttl_ms,
+)
 from rabbitq.errors import BrokerConnectionError, TopologyConflictError
-from rabbitq.topology import TASK_EXCHANGE, QueueSpec, Topology
+from rabbitq.topology import TASK_EXCHANGE, QueueSpec, QueueType, Topology
 
 T = TypeVar("T")
+log = logging.getLogger("rabbitq.topology")
 
 
 async def declare_task_exchange(connection: AbstractConnection) -> None:
+    """``rabbitq`` (where tasks are published) and ``rabbitq.delivery`` (where delays end)."""
     async with connection.channel() as channel:
         await channel.declare_exchange(TASK_EXCHANGE, ExchangeType.TOPIC, durable=True)
+        # A delayed message nobody binds at delivery time must not vanish: the alternate
+        # exchange catches it into rabbitq.delay.dead.
+        await channel.declare_exchange(UNROUTABLE_EXCHANGE, ExchangeType.FANOUT, durable=True)
+        dead = await channel.declare_queue(UNROUTABLE_QUEUE, durable=True)
+        await dead.bind(UNROUTABLE_EXCHANGE)
+        await channel.declare_exchange(
+            DELIVERY_EXCHANGE,
+            ExchangeType.TOPIC,
+            durable=True,
+            arguments={"alternate-exchange": UNROUTABLE_EXCHANGE},
+        )
+
+
+async def declare_delay_levels(connection: AbstractConnection) -> QueueType:
+    """Declare every level (exchange, queue, both bindings). Returns the queue type used.
+
+    All levels are declared together, every time: a level whose queue or bindings were
+    missing would strand messages silently, so none is ever left to chance.
+    """
+    queue_type: QueueType = "quorum"
+    try:
+        await _declare_levels(connection, quorum=True)
+    except TopologyConflictError:
+        raise
+    except aiormq.exceptions.AMQPError as exc:
+        # Quorum queues with at-least-once dead-lettering need RabbitMQ 3.10+; without them
+        # a node crash in the middle of a cascade can lose the message being moved.
+        log.warning("delay levels fall back to classic queues (quorum unavailable: %s)", exc)
+        queue_type = "classic"
+        await _declare_levels(connection, quorum=False)
+    return queue_type
+
+
+async def _declare_levels(connection: AbstractConnection, *, quorum: bool) -> None:
+    async with connection.channel() as channel:
+        for level in range(LEVELS):
+            await channel.declare_exchange(level_name(level), ExchangeType.TOPIC, durable=True)
+    for level in range(LEVELS):
+        target = level_name(level - 1) if level > 0 else DELIVERY_EXCHANGE
+        arguments: dict[str, Any] = {
+            "x-message-ttl": level_ttl_ms(level),
+            "x-dead-letter-exchange": target,  # routing key kept: it carries the rest
+        }
+        if quorum:
+            arguments.update(
+                {
+                    "x-queue-type": "quorum",
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",  # required by at-least-once
+                }
+            )
+        await _declare_one(connection, level_name(level), arguments)
+    async with connection.channel() as channel:
+        for level in range(LEVELS):
+            target = level_name(level - 1) if level > 0 else DELIVERY_EXCHANGE
+            queue = await channel.get_queue(level_name(level), ensure=False)
+            await queue.bind(level_name(level), routing_key=level_pattern(level, "1"))
+            source = await channel.get_exchange(level_name(level), ensure=False)
+            destination = await channel.get_exchange(target, ensure=False)
+            await destination.bind(source, routing_key=level_pattern(level, "0"))
 
 
 async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
@@ -35,10 +110,17 @@ async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None
     # The task queue first, so a conflict names the queue the operator wrote down.
     await _declare_one(connection, spec.name, spec.arguments())
     await _declare_one(connection, dead.name, dead.arguments())
+    await bind_queue(connection, spec)
+
+
+async def bind_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
+    """Bind ``spec`` to ``rabbitq`` and, for delayed messages and retries, ``rabbitq.delivery``."""
     async with connection.channel() as channel:
         queue = await channel.get_queue(spec.name, ensure=False)
         for pattern in spec.effective_bindings():
             await queue.bind(TASK_EXCHANGE, routing_key=pattern)
+            await queue.bind(DELIVERY_EXCHANGE, routing_key=delivery_pattern(ROUTE, pattern))
+        await queue.bind(DELIVERY_EXCHANGE, routing_key=delivery_pattern(QUEUE, spec.name))
 
 
 async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
@@ -50,16 +132,23 @@ async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
     try:
         async with connection.channel() as channel:
             await channel.declare_queue(spec.name, passive=True)
-        return
     except aiormq.exceptions.ChannelNotFoundEntity:
-        pass
-    await declare_queue(connection, spec)
+        await declare_queue(connection, spec)
+        return
+    # It exists: make sure retries and delayed publishes can reach it (bindings are idempotent).
+    await declare_task_exchange(connection)
+    await bind_queue(connection, spec)
 
 
 async def apply_topology(connection: AbstractConnection, topology: Topology) -> list[str]:
     """Declare everything a routing file describes; return one line per object declared."""
     await declare_task_exchange(connection)
-    report = [f"exchange {TASK_EXCHANGE} (topic, durable)"]
+    level_type = await declare_delay_levels(connection)
+    report = [
+        f"exchange {TASK_EXCHANGE} (topic, durable)",
+        f"exchange {DELIVERY_EXCHANGE} (topic, durable)",
+        f"delay levels {level_name(0)} .. {level_name(LEVELS - 1)} ({level_type})",
+    ]
     for spec in topology.queues:
         await declare_queue(connection, spec)
         bindings = ", ".join(spec.effective_bindings())

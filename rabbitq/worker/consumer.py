@@ -7,8 +7,11 @@ Per delivery, in order:
 3. expiry — ``expires`` in the past? dead-letter ``expired``;
 4. lookup — unknown task name? dead-letter ``unknown-task``;
 5. arguments — do not fit the signature? dead-letter ``bad-arguments``;
-6. run — raised? dead-letter ``task-failed`` with the traceback;
-7. ack — only now, after the task returned or its dead letter was confirmed by the broker.
+6. eta — still more than a second ahead? back through the delay levels (no worker memory);
+7. run — ``self.retry()`` or an ``autoretry_for`` error? publish the next attempt; any other
+   error? dead-letter ``task-failed`` with the traceback;
+8. ack — only now, after the task returned or its successor was confirmed by the broker
+   (``republish.py``).
 
 Whatever happens to the process in between, the broker still holds the unacked message and
 redelivers it: at-least-once, so tasks must tolerate running twice (use the task id).
@@ -32,48 +35,44 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aiormq.abc import AbstractChannel
 
 from rabbitq import dead_letters
 from rabbitq.amqp.aio import AsyncPublisher
-from rabbitq.amqp.declare import declare_queue, declare_task_exchange, ensure_queue
+from rabbitq.amqp.declare import (
+    declare_delay_levels,
+    declare_queue,
+    declare_task_exchange,
+    ensure_queue,
+)
 from rabbitq.app import App
-from rabbitq.errors import BrokerConnectionError, MessageError, RabbitqError, TaskArgumentsError
-from rabbitq.message import Envelope, TaskMessage, decode_task
-from rabbitq.task import TaskRequest
+from rabbitq.delays import delay_ms_until
+from rabbitq.errors import (
+    BrokerConnectionError,
+    MessageError,
+    RabbitqError,
+    Retry,
+    TaskArgumentsError,
+)
+from rabbitq.message import TaskMessage, decode_task, utcnow
+from rabbitq.redelivery import judge_redelivery
+from rabbitq.task import Task, TaskRequest
 from rabbitq.worker.acks import AckBatcher
+from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
-from rabbitq.worker.redelivery import REDELIVERY_COUNT_HEADER, judge_redelivery
+from rabbitq.worker.republish import Republisher
 
 log = logging.getLogger("rabbitq.worker")
+
+# A message due within this many milliseconds waits in the worker; a later one goes back
+# through the delay levels so that it costs the worker no memory and no prefetch slot.
+HOLD_AT_MOST_MS = 1000
 
 
 @dataclass
 class WorkerStats:
     succeeded: int = 0
     failed: int = 0
-    dead_lettered: int = 0
     started_at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    channel: AbstractChannel
-    tag: int
-
-
-def envelope_of(message: AbstractIncomingMessage) -> Envelope:
-    return Envelope(
-        body=message.body,
-        headers=dict(message.headers or {}),
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        priority=message.priority,
-        delivery_mode=int(message.delivery_mode or 2),
-    )
 
 
 class Consumer:
@@ -105,6 +104,7 @@ class Consumer:
         self._connection: AbstractRobustConnection | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._publisher = AsyncPublisher(app.broker_url, publish_timeout=app.publish_timeout)
+        self._republish = Republisher(self._publisher, self._acks, app.topology)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -118,6 +118,7 @@ class Consumer:
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             raise BrokerConnectionError(f"worker cannot connect to the broker: {exc}") from exc
         await declare_task_exchange(self._connection)
+        await declare_delay_levels(self._connection)  # retries and re-delays go through them
         configured = set(self.app.topology.configured_queue_names())
         for name in self.queues:
             spec = self.app.topology.queue(name)
@@ -173,7 +174,7 @@ class Consumer:
             self.hostname,
             self.stats.succeeded,
             self.stats.failed,
-            self.stats.dead_lettered,
+            self._republish.dead_lettered,
         )
 
     # -- one delivery -----------------------------------------------------------------------
@@ -182,16 +183,13 @@ class Consumer:
         async def handle(message: AbstractIncomingMessage) -> None:
             self._in_flight += 1
             self._idle.clear()
-            # The channel is captured now: after a reconnect the message's own channel
-            # reference raises, and its tag must not be acked on the new channel.
-            assert message.delivery_tag is not None  # manual acks: always tagged
-            delivery = Delivery(message.channel, message.delivery_tag)
+            delivery = Delivery.of(queue, message)
             self._acks.delivered(delivery.channel, delivery.tag)
             try:
-                await self._handle(queue, message, delivery)
+                await self._handle(delivery)
             except Exception:
-                # E.g. the dead-letter publish failed. The worker lives on and the message goes
-                # back to the queue (after a pause, so a persistent fault does not spin).
+                # E.g. a republish failed. The worker lives on and the message goes back to
+                # the queue (after a pause, so a persistent fault does not spin).
                 log.exception("could not handle a message from %s; requeueing it", queue)
                 await asyncio.sleep(1.0)
                 await self._acks.nack(delivery.channel, delivery.tag, requeue=True)
@@ -202,153 +200,91 @@ class Consumer:
 
         return handle
 
-    async def _handle(
-        self, queue: str, message: AbstractIncomingMessage, delivery: Delivery
-    ) -> None:
-        envelope = envelope_of(message)
-        verdict = judge_redelivery(
-            bool(message.redelivered), envelope.headers, self.app.redelivery_limit
-        )
+    async def _handle(self, delivery: Delivery) -> None:
+        limit = self.app.redelivery_limit
+        verdict = judge_redelivery(delivery.redelivered, delivery.envelope.headers, limit)
         if verdict.action == "dead-letter":
             error = RabbitqError(
                 f"delivered {verdict.redeliveries + 1} times without finishing "
-                f"(limit: {self.app.redelivery_limit} redeliveries); it may crash workers"
+                f"(limit: {limit} redeliveries); it may crash workers"
             )
-            await self._dead_letter(
-                queue, message, delivery, envelope, dead_letters.REASON_REDELIVERY_LIMIT, error
-            )
+            await self._republish.dead_letter(delivery, dead_letters.REASON_REDELIVERY_LIMIT, error)
             return
         if verdict.action == "recount":
-            await self._republish_counted(queue, message, delivery, envelope, verdict.redeliveries)
+            await self._republish.recount(delivery, verdict.redeliveries, limit)
             return
         try:
-            task_message = decode_task(envelope)
+            task_message = decode_task(delivery.envelope)
         except MessageError as exc:
-            await self._dead_letter(queue, message, delivery, envelope, exc.reason, exc)
+            await self._republish.dead_letter(delivery, exc.reason, exc)
             return
         if task_message.is_expired():
-            error = RabbitqError(
-                f"expired at {task_message.expires.isoformat()}"
-                if task_message.expires
-                else "expired"
-            )
-            await self._dead_letter(
-                queue, message, delivery, envelope, dead_letters.REASON_EXPIRED, error, task_message
+            assert task_message.expires is not None
+            error = RabbitqError(f"expired at {task_message.expires.isoformat()}")
+            await self._republish.dead_letter(
+                delivery, dead_letters.REASON_EXPIRED, error, task_message
             )
             return
         try:
             task = self.app.get_task(task_message.task)
-        except MessageError as exc:
-            await self._dead_letter(
-                queue, message, delivery, envelope, exc.reason, exc, task_message
-            )
-            return
-        try:
             task.check_arguments(task_message.args, task_message.kwargs)
+        except MessageError as exc:
+            await self._republish.dead_letter(delivery, exc.reason, exc, task_message)
+            return
         except TypeError as exc:
             error = TaskArgumentsError(f"arguments do not fit {task.name}{task.signature}: {exc}")
-            await self._dead_letter(
-                queue, message, delivery, envelope, error.reason, error, task_message
-            )
+            await self._republish.dead_letter(delivery, error.reason, error, task_message)
             return
+        if task_message.eta is not None:
+            wait_ms = delay_ms_until(task_message.eta, utcnow())
+            if wait_ms > HOLD_AT_MOST_MS:
+                await self._republish.later(delivery, task_message, task_message.eta)
+                return
+            if wait_ms > 0:  # never run early; a short wait is cheaper than another cascade
+                await asyncio.sleep(wait_ms / 1000)
         async with self._slots:
             if self._stopping:
                 # Shutting down: this one has not started, so hand it straight back.
                 await self._acks.nack(delivery.channel, delivery.tag, requeue=True)
                 return
-            request = TaskRequest(
-                id=task_message.id,
-                task=task.name,
-                args=task_message.args,
-                kwargs=task_message.kwargs,
-                retries=task_message.retries,
-                root_id=task_message.root_id,
-                parent_id=task_message.parent_id,
-                group=task_message.group,
-                queue=queue,
-                routing_key=message.routing_key,
-                redelivered=bool(message.redelivered),
-                headers=task_message.headers,
-            )
-            started = time.perf_counter()
-            try:
-                await self.executor.run(task, request)
-            except Exception as exc:
-                self.stats.failed += 1
-                await self._dead_letter(
-                    queue,
-                    message,
-                    delivery,
-                    envelope,
-                    dead_letters.REASON_TASK_FAILED,
-                    exc,
-                    task_message,
-                )
+            await self._run(delivery, task, task_message)
+
+    async def _run(self, delivery: Delivery, task: Task, task_message: TaskMessage) -> None:
+        request = TaskRequest(
+            id=task_message.id,
+            task=task.name,
+            args=task_message.args,
+            kwargs=task_message.kwargs,
+            retries=task_message.retries,
+            root_id=task_message.root_id,
+            parent_id=task_message.parent_id,
+            group=task_message.group,
+            queue=delivery.queue,
+            routing_key=delivery.original_routing_key,
+            redelivered=delivery.redelivered,
+            headers=task_message.headers,
+        )
+        started = time.perf_counter()
+        try:
+            await self.executor.run(task, request)
+        except Retry as retry:
+            await self._republish.retry(delivery, task, task_message, retry)
+            return
+        except Exception as exc:
+            if task.retry_policy.retries_automatically(exc):
+                await self._republish.retry(delivery, task, task_message, Retry(exc))
                 return
-            self.stats.succeeded += 1
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "task %s[%s] succeeded in %.4fs",
-                    task.name,
-                    task_message.id,
-                    time.perf_counter() - started,
-                )
-        self._acks.ack(delivery.channel, delivery.tag)
-
-    async def _dead_letter(
-        self,
-        queue: str,
-        message: AbstractIncomingMessage,
-        delivery: Delivery,
-        envelope: Envelope,
-        reason: str,
-        error: BaseException,
-        task_message: TaskMessage | None = None,
-    ) -> None:
-        """Publish to ``<queue>.dead`` and wait for the confirm; only then ack the original."""
-        dead = dead_letters.dead_letter_envelope(
-            envelope,
-            reason=reason,
-            queue=queue,
-            routing_key=message.routing_key or "",
-            exchange=message.exchange or "",
-            exception=error,
-            attempts=task_message.retries + 1 if task_message else None,
-        )
-        target = self.app.topology.queue(queue).dead_letter_queue
-        await self._publisher.publish(target, dead, exchange="")
-        self.stats.dead_lettered += 1
-        what = (
-            f"{task_message.task}[{task_message.id}]"
-            if task_message
-            else (f"message {envelope.message_id or '(no id)'}")
-        )
-        log.warning(
-            "%s from %s dead-lettered to %s: %s: %s: %s",
-            what,
-            queue,
-            target,
-            reason,
-            type(error).__name__,
-            error,
-        )
-        self._acks.ack(delivery.channel, delivery.tag)
-
-    async def _republish_counted(
-        self,
-        queue: str,
-        message: AbstractIncomingMessage,
-        delivery: Delivery,
-        envelope: Envelope,
-        count: int,
-    ) -> None:
-        """Classic queues: carry the redelivery count in a header on a fresh copy."""
-        envelope.headers[REDELIVERY_COUNT_HEADER] = count
-        await self._publisher.publish(queue, envelope, exchange="")
-        log.warning(
-            "message %s redelivered (%d of at most %d redeliveries)",
-            envelope.message_id,
-            count,
-            self.app.redelivery_limit,
-        )
+            self.stats.failed += 1
+            await self._republish.dead_letter(
+                delivery, dead_letters.REASON_TASK_FAILED, exc, task_message
+            )
+            return
+        self.stats.succeeded += 1
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "task %s[%s] succeeded in %.4fs",
+                task.name,
+                task_message.id,
+                time.perf_counter() - started,
+            )
         self._acks.ack(delivery.channel, delivery.tag)
