@@ -102,8 +102,12 @@ def delayed_route(delay_ms: int, kind: str, destination: str) -> DelayedRoute:
     return DelayedRoute(level_name(delay_ms.bit_length() - 1), routing_key, delay_ms)
 
 
-def decode_delay(routing_key: str) -> tuple[int, str, str]:
-    """(delay_ms, kind, destination) of a delay routing key; for tooling and tests."""
+def decode_delay(routing_key: str) -> tuple[int, str, str] | None:
+    """(delay_ms, kind, destination) of a delay routing key, or None if it is not one."""
     words = routing_key.split(".")
-    bits, kind, destination = words[:LEVELS], words[LEVELS], ".".join(words[LEVELS + 1 :])
-    return int("".join(bits), 2), kind, destination
+    if len(words) < LEVELS + 2 or words[LEVELS] not in (ROUTE, QUEUE):
+        return None
+    bits = words[:LEVELS]
+    if any(bit not in ("0", "1") for bit in bits):
+        return None
+    return int("".join(bits), 2), words[LEVELS], ".".join(words[LEVELS + 1 :])

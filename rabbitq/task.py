@@ -37,6 +37,7 @@ class TaskRequest:
     queue: str | None = None
     routing_key: str | None = None
     redelivered: bool = False
+    eta: dt.datetime | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -58,3 +58,33 @@ def crash() -> None:
 @app.task(name="it.two_args")
 def two_args(a: int, b: int) -> None:
     _record(a + b)
+
+
+@app.task(name="it.on_time")
+async def on_time(label: object) -> None:
+    """Records when it started and when it was due: "<label> <start> <eta>" (epoch seconds)."""
+    request = on_time.request
+    assert request is not None and request.eta is not None
+    _record(f"{label} {time.time():.6f} {request.eta.timestamp():.6f}")
+
+
+@app.task(name="it.flaky", bind=True, max_retries=5)
+def flaky(self: rabbitq.Task, label: object, failures: int, countdown: float) -> None:
+    """Fails its first ``failures`` attempts (asking for a retry), then succeeds."""
+    request = self.request
+    assert request is not None
+    _record(f"{label} attempt {request.retries + 1}")
+    if request.retries < failures:
+        raise self.retry(exc=ConnectionError("flaky"), countdown=countdown)
+
+
+@app.task(
+    name="it.hopeless",
+    autoretry_for=(ValueError,),
+    max_retries=3,
+    retry_backoff=0.1,
+    retry_jitter=False,
+)
+def hopeless(label: object) -> None:
+    _record(f"{label} attempt")
+    raise ValueError(f"hopeless {label}")

@@ -262,6 +262,7 @@ class Consumer:
             queue=delivery.queue,
             routing_key=delivery.original_routing_key,
             redelivered=delivery.redelivered,
+            eta=task_message.eta,
             headers=task_message.headers,
         )
         started = time.perf_counter()

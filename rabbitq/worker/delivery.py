@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.abc import AbstractChannel
 
-from rabbitq.delays import DELIVERY_EXCHANGE, ROUTE, decode_delay
+from rabbitq.delays import ROUTE, decode_delay
 from rabbitq.message import Envelope
 
 
@@ -48,8 +48,13 @@ class Delivery:
 
     @property
     def original_routing_key(self) -> str:
-        """The key it was published with: a delayed one is unwrapped to its destination."""
-        if self.exchange == DELIVERY_EXCHANGE:
-            _delay, kind, destination = decode_delay(self.routing_key)
-            return destination if kind == ROUTE else self.queue
-        return self.routing_key
+        """The key it was published with: a delayed one is unwrapped to its destination.
+
+        A delayed message arrives with the exchange it last left (any level, or
+        ``rabbitq.delivery``), so the key itself says whether it came through the levels.
+        """
+        delayed = decode_delay(self.routing_key)
+        if delayed is None:
+            return self.routing_key
+        _delay, kind, destination = delayed
+        return destination if kind == ROUTE else self.queue
