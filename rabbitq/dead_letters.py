@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from rabbitq.delays import ROUTE, decode_delay
 from rabbitq.message import BROKER_DEATH_HEADERS, Envelope
+from rabbitq.redelivery import REDELIVERY_COUNT_HEADER
+from rabbitq.topology import DEAD_SUFFIX, TASK_EXCHANGE
 
 REASON_UNDECODABLE = "undecodable"
 REASON_UNKNOWN_TASK = "unknown-task"
@@ -32,6 +35,9 @@ REASON_EXPIRED = "expired"
 REASON_REDELIVERY_LIMIT = "redelivery-limit"
 REASON_TASK_FAILED = "task-failed"
 REASON_RETRIES_EXHAUSTED = "retries-exhausted"
+
+# Replay (``rabbitq dead replay``) puts the message back where it came from, resets its retry
+# and redelivery counts, and drops its eta: see ``replay_target`` and ``replay_envelope``.
 
 DEAD_LETTER_HEADERS = (
     "rabbitq_reason",
@@ -103,3 +109,82 @@ def _truncate(text: str, limit: int, *, keep_end: bool = False) -> str:
     if keep_end:  # the end of a traceback (where it was raised) matters most
         return marker + text[-(limit - len(marker)) :]
     return text[: limit - len(marker)] + marker
+
+
+def dead_queue_name(queue: str) -> str:
+    """``emails`` and ``emails.dead`` both name ``emails.dead`` (and other ``.dead`` queues)."""
+    return queue if queue.endswith(".dead") else queue + ".dead"
+
+
+@dataclass(frozen=True)
+class DeadLetterSummary:
+    """What ``rabbitq dead list`` shows of one dead letter."""
+
+    id: str
+    task: str
+    reason: str
+    dead_at: str
+    attempts: int | None
+    exception: str
+    original_queue: str
+    original_routing_key: str
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> DeadLetterSummary:
+        headers = envelope.headers or {}
+        error_type = headers.get("rabbitq_exception_type")
+        error_text = headers.get("rabbitq_exception_message", "")
+        attempts = headers.get("rabbitq_attempts")
+        return cls(
+            id=str(headers.get("id") or envelope.message_id or ""),
+            task=str(headers.get("task") or ""),
+            reason=str(headers.get("rabbitq_reason") or _broker_reason(headers)),
+            dead_at=str(headers.get("rabbitq_dead_at") or ""),
+            attempts=attempts if isinstance(attempts, int) else None,
+            exception=f"{error_type}: {error_text}" if error_type else "",
+            original_queue=str(headers.get("rabbitq_original_queue") or ""),
+            original_routing_key=str(headers.get("rabbitq_original_routing_key") or ""),
+        )
+
+
+def _broker_reason(headers: dict[str, Any]) -> str:
+    # Dead-lettered by RabbitMQ itself (message TTL, max-length): x-death says why.
+    reason = headers.get("x-first-death-reason")
+    return f"broker: {reason}" if reason else "unknown"
+
+
+@dataclass(frozen=True)
+class ReplayTarget:
+    exchange: str
+    routing_key: str
+
+
+def replay_target(dead: Envelope, dead_queue: str, routing_key: str) -> ReplayTarget:
+    """Where a dead letter goes back to: the one queue it came from, when that is known.
+
+    ``routing_key`` is the key the dead letter itself arrived with: for the delay system's
+    ``rabbitq.delay.dead`` it still spells the destination.
+    """
+    headers = dead.headers or {}
+    original_queue = headers.get("rabbitq_original_queue") or headers.get("x-first-death-queue")
+    if original_queue:
+        return ReplayTarget("", str(original_queue))
+    delayed = decode_delay(routing_key)
+    if delayed is not None:
+        _delay, kind, destination = delayed
+        return (
+            ReplayTarget(TASK_EXCHANGE, destination)
+            if kind == ROUTE
+            else ReplayTarget("", destination)
+        )
+    return ReplayTarget("", dead_queue.removesuffix(DEAD_SUFFIX))
+
+
+def replay_envelope(dead: Envelope) -> Envelope:
+    """The message as it was, with a fresh start: retries and redelivery count reset."""
+    restored = restored_envelope(dead)
+    headers = {k: v for k, v in restored.headers.items() if k != REDELIVERY_COUNT_HEADER}
+    if "retries" in headers:
+        headers["retries"] = 0
+    headers.pop("eta", None)  # replayed means "run now"
+    return replace(restored, headers=headers)

@@ -88,3 +88,11 @@ def flaky(self: rabbitq.Task, label: object, failures: int, countdown: float) ->
 def hopeless(label: object) -> None:
     _record(f"{label} attempt")
     raise ValueError(f"hopeless {label}")
+
+
+@app.task(name="it.needs_file")
+def needs_file(label: object, path: str) -> None:
+    """Fails until ``path`` exists: a task whose cause of failure an operator can fix."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    _record(label)

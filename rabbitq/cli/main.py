@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rabbitq.cli.dead import dead
 from rabbitq.cli.dev_broker import dev_broker
 from rabbitq.cli.topology import topology
 from rabbitq.cli.worker import worker
@@ -18,6 +19,7 @@ def cli() -> None:
 cli.add_command(worker)
 cli.add_command(topology)
 cli.add_command(dev_broker)
+cli.add_command(dead)
 
 
 def main() -> None:

@@ -1,0 +1,138 @@
+"""``rabbitq dead list|show|replay|purge QUEUE``: look after dead letters."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from rabbitq.amqp.dead_queue import DeadLetter, DeadQueue
+from rabbitq.app import DEFAULT_BROKER_URL
+from rabbitq.dead_letters import dead_queue_name
+from rabbitq.errors import RabbitqError
+from rabbitq.message import decode_task
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
+broker_option = click.option(
+    "--broker",
+    envvar="RABBITQ_BROKER_URL",
+    default=DEFAULT_BROKER_URL,
+    show_default=True,
+    help="AMQP URL [env: RABBITQ_BROKER_URL].",
+)
+
+
+def _open(broker: str, queue: str) -> DeadQueue:
+    try:
+        return DeadQueue(broker, dead_queue_name(queue))
+    except RabbitqError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def dead() -> None:
+    """Dead letters: QUEUE is a task queue (emails) or its dead queue (emails.dead)."""
+
+
+@dead.command("list")
+@click.argument("queue")
+@broker_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter.")
+def list_(queue: str, broker: str, as_json: bool) -> None:
+    """List dead letters: id, task, reason, when, attempts. Nothing is removed."""
+    with _open(broker, queue) as dead_queue:
+        summaries = [letter.summary for letter in dead_queue]
+    if as_json:
+        for summary in summaries:
+            click.echo(json.dumps(dataclasses.asdict(summary)))
+        return
+    click.echo(f"{dead_queue.queue}: {len(summaries)} dead letter(s)")
+    for s in summaries:
+        attempts = "" if s.attempts is None else str(s.attempts)
+        click.echo(
+            f"  {s.id:<36}  {s.task:<32}  {s.reason:<18}  {s.dead_at[:19]:<19}  "
+            f"{attempts:>3}  {s.exception[:60]}"
+        )
+
+
+@dead.command()
+@click.argument("queue")
+@click.argument("task_id")
+@broker_option
+def show(queue: str, task_id: str, broker: str) -> None:
+    """Everything about one dead letter: headers, arguments, traceback."""
+    with _open(broker, queue) as dead_queue:
+        found = next((letter for letter in dead_queue if letter.summary.id == task_id), None)
+    if found is None:
+        raise click.ClickException(f"no dead letter with id {task_id!r} in {dead_queue.queue}")
+    _show(found)
+
+
+def _show(letter: DeadLetter) -> None:
+    headers = letter.envelope.headers
+    for key in sorted(headers):
+        if key != "rabbitq_traceback":
+            click.echo(f"{key}: {headers[key]}")
+    try:
+        message = decode_task(letter.envelope)
+        click.echo(f"args: {message.args!r}\nkwargs: {message.kwargs!r}")
+    except RabbitqError as exc:
+        click.echo(f"body: {letter.envelope.body[:500]!r} ({exc})")
+    if "rabbitq_traceback" in headers:
+        click.echo("\n" + str(headers["rabbitq_traceback"]))
+
+
+@dead.command()
+@click.argument("queue")
+@broker_option
+@click.option("--id", "task_ids", multiple=True, help="Replay this task id (repeatable).")
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@click.option("--task", "task_name", default=None, help="Only dead letters of this task.")
+def replay(
+    queue: str, broker: str, task_ids: tuple[str, ...], replay_all: bool, task_name: str | None
+) -> None:
+    """Put dead letters back on the queue they came from (confirmed before removal)."""
+    if not (task_ids or replay_all or task_name):
+        raise click.UsageError("say which: --id ID (repeatable), --task NAME, or --all")
+    wanted = set(task_ids)
+
+    def select(letter: DeadLetter) -> bool:
+        summary = letter.summary
+        return (not wanted or summary.id in wanted) and (
+            task_name is None or summary.task == task_name
+        )
+
+    with _open(broker, queue) as dead_queue:
+        bar: ProgressBar[int] = click.progressbar(
+            length=dead_queue.depth, label=f"replaying from {dead_queue.queue}", file=sys.stderr
+        )
+        with bar:
+            try:
+                replayed, problems = dead_queue.replay(select, bar.update)
+            except RabbitqError as exc:
+                raise click.ClickException(str(exc)) from None
+    click.echo(f"replayed {replayed} dead letter(s)")
+    for problem in problems:
+        click.echo(f"not replayed (left in the dead queue): {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+@dead.command()
+@click.argument("queue")
+@broker_option
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def purge(queue: str, broker: str, yes: bool) -> None:
+    """Delete every dead letter in the queue."""
+    with _open(broker, queue) as dead_queue:
+        if not yes:
+            click.confirm(
+                f"delete all {dead_queue.depth} message(s) in {dead_queue.queue}?", abort=True
+            )
+        removed = dead_queue.purge()
+    click.echo(f"purged {removed} message(s) from {dead_queue.queue}")
