@@ -53,6 +53,19 @@ def purge(url: str, queue: str) -> None:
     connection.close()
 
 
+def consumers(url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
+    finally:
+        connection.close()
+
+
+def wait_for_consumer(url: str, queue: str) -> None:
+    while consumers(url, queue) == 0:
+        time.sleep(0.05)
+
+
 def depth(url: str, queue: str) -> int:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
@@ -218,12 +231,11 @@ def _unfinished(url: str, queue: str) -> int:
 
 def ours_latency(url: str, queue: str, rate: int, seconds: float) -> list[float]:
     latency_file = Path(tempfile.mkdtemp()) / "latency.txt"
-    worker, log = start_worker(
+    worker, _log = start_worker(
         url, queue, "--loglevel", "INFO", RABBITQ_BENCH_LATENCY_FILE=str(latency_file)
     )
     try:
-        while b"consuming" not in log.read_bytes():
-            time.sleep(0.05)
+        wait_for_consumer(url, queue)
         count = int(rate * seconds)
         interval = 1.0 / rate
         next_at = time.perf_counter()
