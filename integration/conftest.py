@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import rabbitq
 from rabbitq.testing import LocalBroker
 
 
@@ -71,6 +72,18 @@ def restartable_broker() -> Iterator[LocalBroker]:
         pytest.skip("needs a broker the tests can restart (RABBITQ_TEST_URL is set)")
     with LocalBroker() as broker:
         yield broker
+
+
+@pytest.fixture
+def app(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[rabbitq.App]:
+    """The app the integration workers run, publishing to this session's broker."""
+    from integration.apps import core_app
+
+    monkeypatch.setattr(core_app.app, "broker_url", broker_url)
+    core_app.app._ensured_queues.clear()
+    core_app.app._delay_levels_pid = None
+    yield core_app.app
+    core_app.app.close()
 
 
 @pytest.fixture

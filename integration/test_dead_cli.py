@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pika
-import pytest
 
 import rabbitq
 from integration.apps import core_app
@@ -25,14 +24,6 @@ from integration.support import (
 from integration.test_topology_cli import rabbitq_cli
 from rabbitq.message import TaskMessage, encode_task
 from rabbitq.serializers import MSGPACK
-
-
-@pytest.fixture
-def app(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> rabbitq.App:
-    monkeypatch.setattr(core_app.app, "broker_url", broker_url)
-    core_app.app._ensured_queues.clear()
-    yield core_app.app
-    core_app.app.close()
 
 
 def _fail_some(broker_url: str, queue: str, tmp_path: Path, count: int) -> list[str]:

@@ -24,15 +24,6 @@ from rabbitq.delays import LEVELS, UNROUTABLE_QUEUE, level_name
 from rabbitq.testing import LocalBroker
 
 
-@pytest.fixture
-def app(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> rabbitq.App:
-    monkeypatch.setattr(core_app.app, "broker_url", broker_url)
-    core_app.app._ensured_queues.clear()
-    core_app.app._delay_levels_pid = None
-    yield core_app.app
-    core_app.app.close()
-
-
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -23,15 +23,6 @@ from integration.support import (
 )
 
 
-@pytest.fixture
-def app(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> rabbitq.App:
-    # The test process publishes with the same app module the worker runs.
-    monkeypatch.setattr(core_app.app, "broker_url", broker_url)
-    core_app.app._ensured_queues.clear()
-    yield core_app.app
-    core_app.app.close()
-
-
 def _publish_concurrently(count: int, publish: object, threads: int = 8) -> list[str]:
     ids: list[str] = []
     lock = threading.Lock()
