@@ -16,6 +16,8 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from rabbitq.testing import die_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,7 +58,12 @@ class WorkerProcess:
         }
         self._log = open(log_file, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # no orphaned workers if the test run is killed
         )
 
     def wait_until_consuming(self, timeout: float = 30.0, count: int = 1) -> None:

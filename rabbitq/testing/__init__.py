@@ -1,5 +1,10 @@
 """Helpers for testing with a real broker: ``LocalBroker`` runs a throwaway RabbitMQ node."""
 
-from rabbitq.testing.local_broker import LocalBroker, find_rabbitmq_server, free_port
+from rabbitq.testing.local_broker import (
+    LocalBroker,
+    die_with_parent,
+    find_rabbitmq_server,
+    free_port,
+)
 
-__all__ = ["LocalBroker", "find_rabbitmq_server", "free_port"]
+__all__ = ["LocalBroker", "die_with_parent", "find_rabbitmq_server", "free_port"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import ctypes.util
 import glob
 import os
 import shutil
@@ -27,6 +29,7 @@ from rabbitq.errors import ConfigurationError
 
 SERVER_CANDIDATES = ("/usr/lib/rabbitmq/bin/rabbitmq-server",)
 START_TIMEOUT = 90.0
+PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 20.0
 
 _handed_out_ports: set[int] = set()
@@ -71,6 +74,20 @@ def _find_epmd() -> str | None:
         return found
     candidates = sorted(glob.glob("/usr/lib/erlang/erts-*/bin/epmd"))
     return candidates[-1] if candidates else None
+
+
+def die_with_parent() -> None:
+    """Linux: the node's launcher gets SIGTERM (and stops the node) if our process dies.
+
+    atexit does not run when the owner is killed by a signal (a CI timeout, Ctrl-C twice),
+    and a forgotten node would keep its ports and memory. The signal follows the thread that
+    started the node, so start it from a thread that lives as long as it should.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: atexit and stop() still apply
 
 
 def _port_open(port: int) -> bool:
@@ -176,6 +193,7 @@ class LocalBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()

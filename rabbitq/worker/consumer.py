@@ -20,6 +20,7 @@ redelivers it: at-least-once, so tasks must tolerate running twice (use the task
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -66,6 +67,7 @@ log = logging.getLogger("rabbitq.worker")
 # A message due within this many milliseconds waits in the worker; a later one goes back
 # through the delay levels so that it costs the worker no memory and no prefetch slot.
 HOLD_AT_MOST_MS = 1000
+BROKER_CALL_TIMEOUT = 5.0  # seconds, for the calls of an orderly shutdown
 
 
 @dataclass
@@ -152,8 +154,9 @@ class Consumer:
         """Stop consuming, let running tasks finish and ack, then close."""
         self._stopping = True
         for queue, tag in self._consumers:
+            # Bounded: with the broker gone, a robust channel would wait for it forever.
             try:
-                await queue.cancel(tag)
+                await asyncio.wait_for(queue.cancel(tag), BROKER_CALL_TIMEOUT)
             except Exception as exc:  # connection may already be gone
                 log.debug("cancel of %s failed: %s", queue.name, exc)
         self._consumers.clear()
@@ -164,11 +167,14 @@ class Consumer:
                 "%d task(s) still running at shutdown; the broker will redeliver them",
                 self._in_flight,
             )
-        await self._acks.flush()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._acks.flush(), BROKER_CALL_TIMEOUT)
         self.executor.shutdown()
-        await self._publisher.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._publisher.close(), BROKER_CALL_TIMEOUT)
         if self._connection is not None:
-            await self._connection.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._connection.close(), BROKER_CALL_TIMEOUT)
         log.info(
             "worker %s stopped: %d succeeded, %d failed, %d dead-lettered",
             self.hostname,
