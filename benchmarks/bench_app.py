@@ -10,6 +10,15 @@ import rabbitq
 app = rabbitq.App("bench")
 
 
+def _append(seconds: float) -> None:
+    # One line per task (O_APPEND: safe across processes).
+    fd = os.open(os.environ["RABBITQ_BENCH_LATENCY_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{seconds:.6f}\n".encode())
+    finally:
+        os.close(fd)
+
+
 @app.task(name="bench.noop")
 def noop() -> None:
     return None
@@ -18,12 +27,7 @@ def noop() -> None:
 @app.task(name="bench.stamp")
 async def stamp(sent_at: float) -> None:
     # send-to-start latency, appended as one line (O_APPEND: safe across processes)
-    line = f"{time.time() - sent_at:.6f}\n".encode()
-    fd = os.open(os.environ["RABBITQ_BENCH_LATENCY_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    _append(time.time() - sent_at)
 
 
 @app.task(name="bench.late", bind=True)
@@ -31,9 +35,4 @@ async def late(self: rabbitq.Task) -> None:
     # lateness: start minus the ETA the message carried
     request = self.request
     assert request is not None and request.eta is not None
-    line = f"{time.time() - request.eta.timestamp():.6f}\n".encode()
-    fd = os.open(os.environ["RABBITQ_BENCH_LATENCY_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    _append(time.time() - request.eta.timestamp())

@@ -23,7 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_app  # noqa: E402
-from benchmarks.bench_core import broker, percentile, purge, start_worker, wait_for_consumer  # noqa: E402
+from benchmarks.bench_core import (  # noqa: E402
+    broker,
+    percentile,
+    purge,
+    start_worker,
+    wait_for_consumer,
+)
+from rabbitq.routing import load_routing  # noqa: E402
 
 
 def rate(count: int, publish: object, threads: int = 8) -> float:
@@ -46,7 +53,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--broker", default=os.environ.get("RABBITQ_BENCH_URL"))
     parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument(
+        "--levels",
+        choices=("quorum", "classic"),
+        default="quorum",
+        help="queue type of the delay levels (routing file: delay_queue_type)",
+    )
     options = parser.parse_args()
+    routing = Path(tempfile.mkdtemp()) / "routing.yaml"
+    routing.write_text(f"delay_queue_type: {options.levels}\n")
+    bench_app.app.topology = load_routing(routing)
     with broker(options.broker) as url:
         bench_app.app.broker_url = url
         queue = "bench_delays"
@@ -57,6 +73,7 @@ def main() -> None:
         plain = rate(8000, lambda: bench_app.noop.apply_async(queue=queue))
         purge(url, queue)
         delayed = rate(8000, lambda: bench_app.noop.apply_async(queue=queue, countdown=3600))
+        print(f"delay levels: {options.levels} queues", flush=True)
         print(
             f"{'apply_async(countdown=3600) vs delay(), 8 threads':<52} "
             f"{delayed:8.0f} vs {plain:8.0f} msg/s  ratio {delayed / plain:.2f}x",
@@ -68,6 +85,8 @@ def main() -> None:
         worker, _log = start_worker(
             url,
             queue,
+            "--routing",
+            str(routing),
             "--loglevel",
             "WARNING",
             "--concurrency",

@@ -286,7 +286,7 @@ class App:
         await self._ensure_queue_async(prepared.route.queue, publisher)
         if prepared.delayed and not self._delay_levels_ready():
             assert publisher.connection is not None
-            await declare_delay_levels(publisher.connection)
+            await declare_delay_levels(publisher.connection, self.topology.delay_queue_type)
             self._delay_levels_pid = os.getpid()
         await publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
         return AsyncResult(prepared.task_id, self, name)
@@ -345,7 +345,10 @@ class App:
     def _ensure_delay_levels_sync(self) -> None:
         # Declared once per process, all levels together (see amqp/declare.py for why).
         if not self._delay_levels_ready():
-            run_blocking(with_connection(self.broker_url, declare_delay_levels))
+            kind = self.topology.delay_queue_type
+            run_blocking(
+                with_connection(self.broker_url, lambda conn: declare_delay_levels(conn, kind))
+            )
             self._delay_levels_pid = os.getpid()
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """Routing files: operations-owned YAML -> ``Topology``, validated strictly, errors with lines.
 
     default_queue_type: classic          # classic | quorum, for queues not listed below
+    delay_queue_type: quorum             # the delay levels: quorum (default) | classic
     queues:
       emails:
         type: quorum
@@ -33,7 +34,7 @@ from rabbitq.errors import RoutingConfigError
 from rabbitq.topology import QueueSpec, QueueType, TaskRoute, Topology
 
 MAX_NAME_BYTES = 255
-TOP_LEVEL_KEYS = ("default_queue_type", "queues", "tasks")
+TOP_LEVEL_KEYS = ("default_queue_type", "delay_queue_type", "queues", "tasks")
 QUEUE_KEYS = (
     "type", "bindings", "max_length", "max_length_bytes", "overflow", "message_ttl",
     "max_priority",
@@ -169,6 +170,7 @@ class _Parser:
 
     def topology(self, root: yaml.Node) -> Topology:
         default_type: QueueType = "classic"
+        delay_type: QueueType = "quorum"
         queues: list[QueueSpec] = []
         routes: list[TaskRoute] = []
         for key, value in self.mapping(root, "the routing file", TOP_LEVEL_KEYS):
@@ -176,6 +178,8 @@ class _Parser:
                 default_type = cast(
                     QueueType, self.choice(value, "default_queue_type", QUEUE_TYPES)
                 )
+            elif key.value == "delay_queue_type":
+                delay_type = cast(QueueType, self.choice(value, "delay_queue_type", QUEUE_TYPES))
             elif key.value == "queues":
                 queues = [self.queue(k, v) for k, v in self.mapping(value, "queues", None)]
             else:
@@ -184,6 +188,7 @@ class _Parser:
             queues=tuple(queues),
             task_routes=tuple(routes),
             default_queue_type=default_type,
+            delay_queue_type=delay_type,
             source=self.source,
         )
 

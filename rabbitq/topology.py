@@ -108,6 +108,9 @@ class Topology:
     queues: tuple[QueueSpec, ...] = ()
     task_routes: tuple[TaskRoute, ...] = ()
     default_queue_type: QueueType = "classic"
+    # Quorum levels dead-letter at-least-once (a crash mid-cascade loses nothing); classic
+    # levels are several times cheaper for the broker. See docs/delays.md.
+    delay_queue_type: QueueType = "quorum"
     source: str | None = None
 
     def queue(self, name: str) -> QueueSpec:

@@ -54,13 +54,17 @@ async def declare_task_exchange(connection: AbstractConnection) -> None:
         )
 
 
-async def declare_delay_levels(connection: AbstractConnection) -> QueueType:
+async def declare_delay_levels(
+    connection: AbstractConnection, queue_type: QueueType = "quorum"
+) -> QueueType:
     """Declare every level (exchange, queue, both bindings). Returns the queue type used.
 
     All levels are declared together, every time: a level whose queue or bindings were
     missing would strand messages silently, so none is ever left to chance.
     """
-    queue_type: QueueType = "quorum"
+    if queue_type == "classic":
+        await _declare_levels(connection, quorum=False)
+        return "classic"
     try:
         await _declare_levels(connection, quorum=True)
     except TopologyConflictError:
@@ -69,9 +73,9 @@ async def declare_delay_levels(connection: AbstractConnection) -> QueueType:
         # Quorum queues with at-least-once dead-lettering need RabbitMQ 3.10+; without them
         # a node crash in the middle of a cascade can lose the message being moved.
         log.warning("delay levels fall back to classic queues (quorum unavailable: %s)", exc)
-        queue_type = "classic"
         await _declare_levels(connection, quorum=False)
-    return queue_type
+        return "classic"
+    return "quorum"
 
 
 async def _declare_levels(connection: AbstractConnection, *, quorum: bool) -> None:
@@ -143,7 +147,7 @@ async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
 async def apply_topology(connection: AbstractConnection, topology: Topology) -> list[str]:
     """Declare everything a routing file describes; return one line per object declared."""
     await declare_task_exchange(connection)
-    level_type = await declare_delay_levels(connection)
+    level_type = await declare_delay_levels(connection, topology.delay_queue_type)
     report = [
         f"exchange {TASK_EXCHANGE} (topic, durable)",
         f"exchange {DELIVERY_EXCHANGE} (topic, durable)",

@@ -10,21 +10,13 @@ from typing import TYPE_CHECKING
 import click
 
 from rabbitq.amqp.dead_queue import DeadLetter, DeadQueue
-from rabbitq.app import DEFAULT_BROKER_URL
+from rabbitq.cli.options import broker_option
 from rabbitq.dead_letters import dead_queue_name
 from rabbitq.errors import RabbitqError
 from rabbitq.message import decode_task
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
-
-broker_option = click.option(
-    "--broker",
-    envvar="RABBITQ_BROKER_URL",
-    default=DEFAULT_BROKER_URL,
-    show_default=True,
-    help="AMQP URL [env: RABBITQ_BROKER_URL].",
-)
 
 
 def _open(broker: str, queue: str) -> DeadQueue:

@@ -8,18 +8,10 @@ import click
 
 from rabbitq.amqp.declare import apply_topology, with_connection
 from rabbitq.amqp.management import ManagementClient, management_url_for, vhost_of
-from rabbitq.app import DEFAULT_BROKER_URL
+from rabbitq.cli.options import broker_option
 from rabbitq.errors import RabbitqError
 from rabbitq.routing import load_routing
 from rabbitq.topology import TASK_EXCHANGE
-
-broker_option = click.option(
-    "--broker",
-    envvar="RABBITQ_BROKER_URL",
-    default=DEFAULT_BROKER_URL,
-    show_default=True,
-    help="AMQP URL [env: RABBITQ_BROKER_URL].",
-)
 
 
 @click.group()

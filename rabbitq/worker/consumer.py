@@ -120,7 +120,8 @@ class Consumer:
         except (OSError, aiormq.exceptions.AMQPError) as exc:
             raise BrokerConnectionError(f"worker cannot connect to the broker: {exc}") from exc
         await declare_task_exchange(self._connection)
-        await declare_delay_levels(self._connection)  # retries and re-delays go through them
+        # Retries and re-delays go through the levels.
+        await declare_delay_levels(self._connection, self.app.topology.delay_queue_type)
         configured = set(self.app.topology.configured_queue_names())
         for name in self.queues:
             spec = self.app.topology.queue(name)
