@@ -92,7 +92,8 @@ def test_countdowns_start_no_earlier_than_their_eta_and_in_eta_order(
         f"{waiting} waited in the levels while the worker's RSS went "
         f"{rss_before} -> {rss_waiting} KiB"
     )
-    assert worst_ms < 1000, "a task waited behind one due at least a second later"
+    # Head-of-line blocking would show as inversions of up to 19 s here; allow broker jitter.
+    assert worst_ms < 3000, "a task waited behind one due seconds later"
     assert waiting >= count // 2  # the broker, not the worker, holds what is waiting
     assert set(ran_ids(record)) == set(ids)
 
