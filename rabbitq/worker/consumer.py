@@ -27,15 +27,12 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import (
-    AbstractIncomingMessage,
-    AbstractQueue,
-    AbstractRobustConnection,
-)
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from rabbitq import dead_letters
 from rabbitq.amqp.aio import AsyncPublisher
@@ -104,7 +101,7 @@ class Consumer:
         self._idle.set()
         self._stopping = False
         self._connection: AbstractRobustConnection | None = None
-        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._consumers: dict[str, tuple[aiormq.abc.AbstractChannel, str]] = {}
         self._publisher = AsyncPublisher(app.broker_url, publish_timeout=app.publish_timeout)
         self._republish = Republisher(self._publisher, self._acks, app.topology)
 
@@ -136,12 +133,10 @@ class Consumer:
             # One channel per queue: prefetch is per channel, and a channel error on one
             # queue does not stop the others.
             channel = await self._connection.channel()
-            await channel.set_qos(prefetch_count=self.prefetch)
-            # Passive: after a reconnect aio-pika re-declares the queue the same way before it
-            # consumes again, and a passive declare restores a durable queue of any arguments.
-            queue = await channel.declare_queue(name, passive=True)
-            tag = await queue.consume(self._make_handler(name), no_ack=False)
-            self._consumers.append((queue, tag))
+            await channel.set_qos(prefetch_count=self.prefetch)  # restored on reconnect
+            await self._consume(channel, name)
+            # After a reconnect aio-pika reopens the channel; consume again on the new one.
+            channel.reopen_callbacks.add(partial(self._consume_again, name=name))
         log.info(
             "worker %s consuming %s (concurrency %d, prefetch %d, %d tasks registered)",
             self.hostname,
@@ -151,15 +146,27 @@ class Consumer:
             len(self.app.tasks),
         )
 
+    async def _consume(self, channel: AbstractRobustChannel, queue: str) -> None:
+        # Consuming on aiormq's channel directly: aio-pika's message object and its extra task
+        # per delivery cost more than the rest of a no-op task's handling.
+        underlay = await channel.get_underlay_channel()
+        ok = await underlay.basic_consume(queue, self._make_handler(queue), no_ack=False)
+        assert ok.consumer_tag is not None
+        self._consumers[queue] = (underlay, ok.consumer_tag)
+
+    async def _consume_again(self, channel: AbstractRobustChannel, *, name: str) -> None:
+        if not self._stopping:
+            await self._consume(channel, name)
+
     async def stop(self, timeout: float | None = None) -> None:
         """Stop consuming, let running tasks finish and ack, then close."""
         self._stopping = True
-        for queue, tag in self._consumers:
-            # Bounded: with the broker gone, a robust channel would wait for it forever.
+        for queue, (underlay, tag) in self._consumers.items():
+            # Bounded: with the broker gone, the call would wait for it forever.
             try:
-                await asyncio.wait_for(queue.cancel(tag), BROKER_CALL_TIMEOUT)
+                await asyncio.wait_for(underlay.basic_cancel(tag), BROKER_CALL_TIMEOUT)
             except Exception as exc:  # connection may already be gone
-                log.debug("cancel of %s failed: %s", queue.name, exc)
+                log.debug("cancel of %s failed: %s", queue, exc)
         self._consumers.clear()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
@@ -187,7 +194,7 @@ class Consumer:
     # -- one delivery -----------------------------------------------------------------------
 
     def _make_handler(self, queue: str) -> Any:
-        async def handle(message: AbstractIncomingMessage) -> None:
+        async def handle(message: aiormq.abc.DeliveredMessage) -> None:
             self._in_flight += 1
             self._idle.clear()
             delivery = Delivery.of(queue, message)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractIncomingMessage
-from aiormq.abc import AbstractChannel
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp import commands as spec
 
 from rabbitq.delays import ROUTE, decode_delay
 from rabbitq.message import Envelope
@@ -24,26 +24,28 @@ class Delivery:
     redelivered: bool
 
     @classmethod
-    def of(cls, queue: str, message: AbstractIncomingMessage) -> Delivery:
-        assert message.delivery_tag is not None  # manual acks: always tagged
+    def of(cls, queue: str, message: DeliveredMessage) -> Delivery:
+        deliver = message.delivery
+        assert isinstance(deliver, spec.Basic.Deliver) and deliver.delivery_tag is not None
+        properties = message.header.properties
         return cls(
             queue=queue,
             channel=message.channel,
-            tag=message.delivery_tag,
+            tag=deliver.delivery_tag,
             envelope=Envelope(
                 body=message.body,
-                headers=dict(message.headers or {}),
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                message_id=message.message_id,
-                correlation_id=message.correlation_id,
-                reply_to=message.reply_to,
-                priority=message.priority,
-                delivery_mode=int(message.delivery_mode or 2),
+                headers=dict(properties.headers or {}),
+                content_type=properties.content_type,
+                content_encoding=properties.content_encoding,
+                message_id=properties.message_id,
+                correlation_id=properties.correlation_id,
+                reply_to=properties.reply_to,
+                priority=properties.priority,
+                delivery_mode=int(properties.delivery_mode or 2),
             ),
-            exchange=message.exchange or "",
-            routing_key=message.routing_key or "",
-            redelivered=bool(message.redelivered),
+            exchange=deliver.exchange or "",
+            routing_key=deliver.routing_key or "",
+            redelivered=bool(deliver.redelivered),
         )
 
     @property
