@@ -257,6 +257,22 @@ class LocalBroker:
             check=False,
         )
 
+    def rabbitmqctl(self, *args: str) -> str:
+        """Run ``rabbitmqctl`` against this node (e.g. to raise a memory alarm in a test)."""
+        ctl = Path(find_rabbitmq_server()).with_name("rabbitmqctl")
+        env = self._environment()
+        result = subprocess.run(
+            [str(ctl), "-n", self.node_name, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ConfigurationError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
     def restart(self) -> None:
         """Stop gracefully and start again with the same name, ports and data."""
         self._halt(signal.SIGTERM)
