@@ -66,6 +66,25 @@ class Envelope:
     expiration: str | None = None
 
 
+def envelope_from_properties(properties: Any, body: bytes) -> Envelope:
+    """An incoming message as an ``Envelope``.
+
+    ``properties`` is pika's ``BasicProperties`` or aiormq's (pamqp's) ``Basic.Properties``:
+    both carry the AMQP property names, so one function serves the CLI and the worker.
+    """
+    return Envelope(
+        body=body,
+        headers=dict(properties.headers or {}),
+        content_type=properties.content_type,
+        content_encoding=properties.content_encoding,
+        message_id=properties.message_id,
+        correlation_id=properties.correlation_id,
+        reply_to=properties.reply_to,
+        priority=properties.priority,
+        delivery_mode=int(properties.delivery_mode or 2),
+    )
+
+
 @dataclass
 class TaskMessage:
     """One request to run a task, as both producers and workers see it."""

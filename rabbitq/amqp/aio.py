@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 
 import aio_pika
 import aio_pika.exceptions
@@ -19,7 +18,6 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 
 from rabbitq.errors import (
     BrokerConnectionError,
-    PublishError,
     PublishNackedError,
     PublishTimeoutError,
     UnroutableError,
@@ -100,28 +98,6 @@ class AsyncPublisher:
                 f"no publisher confirm for routing key {routing_key!r} within {limit:g}s "
                 "(broker unreachable, or the connection is blocked)"
             ) from None
-
-    async def publish_many(
-        self,
-        messages: Iterable[tuple[str, Envelope]],
-        *,
-        exchange: str = TASK_EXCHANGE,
-        timeout: float | None = None,
-    ) -> list[PublishError | None]:
-        """Publish concurrently (pipelined confirms); one error (or None) per message."""
-        results = await asyncio.gather(
-            *(self.publish(rk, env, exchange=exchange, timeout=timeout) for rk, env in messages),
-            return_exceptions=True,
-        )
-        errors: list[PublishError | None] = []
-        for result in results:
-            if isinstance(result, PublishError):
-                errors.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                errors.append(None)
-        return errors
 
     async def _publish_until_confirmed(
         self, routing_key: str, envelope: Envelope, exchange_name: str

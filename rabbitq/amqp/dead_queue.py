@@ -24,7 +24,7 @@ from rabbitq.dead_letters import (
     replay_target,
 )
 from rabbitq.errors import BrokerError, PublishError
-from rabbitq.message import Envelope
+from rabbitq.message import Envelope, envelope_from_properties
 
 REPLAY_BATCH = 200
 
@@ -38,20 +38,6 @@ class DeadLetter:
     @property
     def summary(self) -> DeadLetterSummary:
         return DeadLetterSummary.of(self.envelope)
-
-
-def envelope_from_pika(properties: pika.BasicProperties, body: bytes) -> Envelope:
-    return Envelope(
-        body=body,
-        headers=dict(properties.headers or {}),
-        content_type=properties.content_type,
-        content_encoding=properties.content_encoding,
-        message_id=properties.message_id,
-        correlation_id=properties.correlation_id,
-        reply_to=properties.reply_to,
-        priority=properties.priority,
-        delivery_mode=properties.delivery_mode or 2,
-    )
 
 
 class DeadQueue:
@@ -85,7 +71,7 @@ class DeadQueue:
             if method is None:
                 return
             yield DeadLetter(
-                method.delivery_tag, method.routing_key, envelope_from_pika(properties, body)
+                method.delivery_tag, method.routing_key, envelope_from_properties(properties, body)
             )
 
     def remove(self, letter: DeadLetter) -> None:

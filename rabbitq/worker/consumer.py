@@ -26,7 +26,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -71,7 +71,6 @@ BROKER_CALL_TIMEOUT = 5.0  # seconds, for the calls of an orderly shutdown
 class WorkerStats:
     succeeded: int = 0
     failed: int = 0
-    started_at: float = field(default_factory=time.time)
 
 
 class Consumer:

@@ -8,7 +8,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp import commands as spec
 
 from rabbitq.delays import ROUTE, decode_delay
-from rabbitq.message import Envelope
+from rabbitq.message import Envelope, envelope_from_properties
 
 
 @dataclass(frozen=True)
@@ -27,22 +27,11 @@ class Delivery:
     def of(cls, queue: str, message: DeliveredMessage) -> Delivery:
         deliver = message.delivery
         assert isinstance(deliver, spec.Basic.Deliver) and deliver.delivery_tag is not None
-        properties = message.header.properties
         return cls(
             queue=queue,
             channel=message.channel,
             tag=deliver.delivery_tag,
-            envelope=Envelope(
-                body=message.body,
-                headers=dict(properties.headers or {}),
-                content_type=properties.content_type,
-                content_encoding=properties.content_encoding,
-                message_id=properties.message_id,
-                correlation_id=properties.correlation_id,
-                reply_to=properties.reply_to,
-                priority=properties.priority,
-                delivery_mode=int(properties.delivery_mode or 2),
-            ),
+            envelope=envelope_from_properties(message.header.properties, message.body),
             exchange=deliver.exchange or "",
             routing_key=deliver.routing_key or "",
             redelivered=bool(deliver.redelivered),
