@@ -7,6 +7,7 @@ environment (``RABBITQ_BROKER_URL``, ``RABBITQ_ROUTING``), then defaults.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import importlib
 import os
@@ -24,10 +25,21 @@ from rabbitq.amqp.declare import (
     run_blocking,
     with_connection,
 )
-from rabbitq.delays import ROUTE, delay_ms_until, delayed_route
+from rabbitq.builtins import register_builtin_tasks
+from rabbitq.canvas import (
+    CHORD_OPTION,
+    Context,
+    ResultHandle,
+    Signature,
+    compile_signature,
+    signature_dicts,
+)
+from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
 from rabbitq.errors import ConfigurationError, UnknownTaskError
 from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow
-from rabbitq.result import AsyncResult
+from rabbitq.result import AsyncResult as _AsyncResult
+from rabbitq.results.backend import ResultBackend, backend_from_url
+from rabbitq.results.rpc import RpcBackend
 from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, route_for_task, validate_routing_key
 from rabbitq.serializers import serializer_named
@@ -56,7 +68,7 @@ class PreparedMessage:
 
     @property
     def delayed(self) -> bool:
-        return self.exchange != TASK_EXCHANGE
+        return self.exchange.startswith(EXCHANGE_PREFIX)
 
 
 class App:
@@ -73,6 +85,11 @@ class App:
         publish_timeout: float = 30.0,
         redelivery_limit: int = 5,
         declare_queues_on_publish: bool = True,
+        result_backend: str | None = None,
+        result_serializer: str | None = None,
+        result_expires: float | None = 86400.0,
+        ignore_result: bool = False,
+        track_started: bool = False,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -85,6 +102,17 @@ class App:
         self.redelivery_limit = redelivery_limit
         self.declare_queues_on_publish = declare_queues_on_publish
         self.tasks: dict[str, Task] = {}
+        # Results: Celery's defaults (a day's expiry, results kept unless ignored).
+        self.result_backend_url = result_backend or os.environ.get("RABBITQ_RESULT_BACKEND")
+        self.result_serializer = (
+            serializer_named(result_serializer) if result_serializer else self.serializer
+        )
+        self.result_expires = result_expires
+        self.ignore_result = ignore_result
+        self.track_started = track_started
+        self._backend: ResultBackend | None = None
+        self._backend_lock = threading.Lock()
+        register_builtin_tasks(self)
         self._publisher: BlockingPublisher | None = None
         self._publisher_lock = threading.Lock()
         self._async_publishers: weakref.WeakKeyDictionary[
@@ -121,6 +149,7 @@ class App:
         retry_backoff_max: float = 600.0,
         retry_jitter: bool = True,
         default_retry_delay: float = 180.0,
+        ignore_result: bool | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -141,6 +170,7 @@ class App:
         retry_backoff_max: float = 600.0,
         retry_jitter: bool = True,
         default_retry_delay: float = 180.0,
+        ignore_result: bool | None = None,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a task: ``@app.task`` or ``@app.task(queue="reports", ...)``.
 
@@ -175,6 +205,7 @@ class App:
                 time_limit=time_limit,
                 soft_time_limit=soft_time_limit,
                 retry_policy=policy,
+                ignore_result=ignore_result,
             )
             self.tasks[task_name] = task
             return task
@@ -213,8 +244,13 @@ class App:
         kwargs: Mapping[str, Any] | None,
         options: PublishOptions,
         task: Task | None = None,
+        canvas: Context | None = None,
     ) -> PreparedMessage:
-        """Build the wire message and its route; raises before anything is sent."""
+        """Build the wire message and its route; raises before anything is sent.
+
+        ``canvas`` says where the message sits in a workflow: the steps that follow it, the
+        chord it reports to, its group (see ``canvas.py``).
+        """
         route = self.route(task_name, options, task)
         if problem := validate_routing_key(route.routing_key):
             raise ConfigurationError(f"bad routing key {route.routing_key!r}: {problem}")
@@ -225,6 +261,11 @@ class App:
         time_limit = options.time_limit or (task.time_limit if task else None)
         soft_limit = options.soft_time_limit or (task.soft_time_limit if task else None)
         eta = _eta(options.countdown, options.eta)
+        canvas = canvas or Context()
+        headers = {**canvas.headers, **(options.headers or {})}
+        ignore = self.ignores_result(task, options.ignore_result)
+        if ignore:
+            headers["ignore_result"] = True
         message = TaskMessage(
             task=task_name,
             eta=eta,
@@ -232,10 +273,17 @@ class App:
             kwargs=dict(kwargs or {}),
             expires=_absolute_time(options.expires, "expires"),
             priority=options.priority,
-            parent_id=options.parent_id,
-            root_id=options.root_id,
+            parent_id=options.parent_id or canvas.parent_id,
+            root_id=options.root_id or canvas.root_id,
+            group=options.group_id or canvas.group_id,
+            group_index=options.group_index if options.group_id else canvas.group_index,
             timelimit=(soft_limit, time_limit),
-            headers=dict(options.headers or {}),
+            reply_to=None if ignore else options.reply_to,
+            callbacks=signature_dicts(options.link),
+            errbacks=signature_dicts(options.link_error),
+            chain=list(reversed(canvas.continuation)) or None,
+            embed_extras={CHORD_OPTION: canvas.chord_member} if canvas.chord_member else {},
+            headers=headers,
         )
         if options.task_id is not None:
             message.id = options.task_id
@@ -252,7 +300,99 @@ class App:
             )
         return PreparedMessage(message.id, route, envelope, TASK_EXCHANGE, route.routing_key)
 
+    def ignores_result(self, task: Task | None, override: bool | None = None) -> bool:
+        """Is this task's result thrown away? (no backend, or ignore_result said so)"""
+        if self.backend is None:
+            return True
+        if override is not None:
+            return override
+        if task is not None and task.ignore_result is not None:
+            return task.ignore_result
+        return self.ignore_result
+
+    def prepare_signature(self, sig: Signature, context: Context) -> PreparedMessage:
+        """One task signature in its workflow ``context``, as a message."""
+        options = {k: v for k, v in sig.options.items() if k in _OPTION_NAMES}
+        if context.reply_to and "reply_to" not in options:
+            options["reply_to"] = context.reply_to
+        args = list(sig.args) if sig.immutable else [*context.parent_result, *sig.args]
+        task = self.tasks.get(sig.task)
+        return self.prepare(sig.task, args, sig.kwargs, _options(options), task, context)
+
+    # -- results ------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> ResultBackend | None:
+        """The result backend, or None when results are not kept."""
+        if self._backend is None and self.result_backend_url:
+            with self._backend_lock:
+                if self._backend is None:
+                    self._backend = backend_from_url(
+                        self.result_backend_url, self.result_serializer, self.result_expires
+                    )
+        return self._backend
+
+    def AsyncResult(self, task_id: str) -> _AsyncResult:
+        """A handle on any task's result by id (``app.AsyncResult(id)``, as in Celery)."""
+        return _AsyncResult(task_id, self)
+
+    def _reply_to_sync(self, ignore: bool) -> str | None:
+        backend = self.backend
+        if ignore or not isinstance(backend, RpcBackend):
+            return None
+        return self.publisher.enable_replies(backend.accept_reply)
+
+    async def _reply_to_async(self, ignore: bool) -> str | None:
+        backend = self.backend
+        if ignore or not isinstance(backend, RpcBackend):
+            return None
+        return await self.async_publisher().enable_replies(backend.accept_reply)
+
     # -- publishing ---------------------------------------------------------------------------
+
+    def apply_signature(self, sig: Signature) -> ResultHandle:
+        """Publish a signature or workflow; its messages' confirms are pipelined."""
+        sig.bind(self) if sig.app is None else None
+        compiled = compile_signature(
+            sig,
+            Context(reply_to=self._reply_to_sync(self.backend is None)),
+            self.prepare_signature,
+        )
+        self.publish_prepared(compiled.messages)
+        return compiled.result
+
+    async def aapply_signature(self, sig: Signature) -> ResultHandle:
+        sig.bind(self) if sig.app is None else None
+        reply_to = await self._reply_to_async(self.backend is None)
+        compiled = compile_signature(sig, Context(reply_to=reply_to), self.prepare_signature)
+        await self.apublish_prepared(compiled.messages)
+        return compiled.result
+
+    def publish_prepared(self, messages: Sequence[PreparedMessage]) -> None:
+        """Publish with pipelined confirms; raises the first failure (after all settled)."""
+        for queue in {m.route.queue for m in messages}:
+            self._ensure_queue_sync(queue)
+        if any(m.delayed for m in messages):
+            self._ensure_delay_levels_sync()
+        errors = self.publisher.publish_batch(
+            [(m.exchange, m.routing_key, m.envelope) for m in messages]
+        )
+        for error in errors:
+            if error is not None:
+                raise error
+
+    async def apublish_prepared(
+        self, messages: Sequence[PreparedMessage], publisher: AsyncPublisher | None = None
+    ) -> None:
+        publisher = publisher or self.async_publisher()
+        for queue in {m.route.queue for m in messages}:
+            await self._ensure_queue_async(queue, publisher)
+        if any(m.delayed for m in messages) and not self._delay_levels_ready():
+            await publisher.connect()
+            assert publisher.connection is not None
+            await declare_delay_levels(publisher.connection, self.topology.delay_queue_type)
+            self._delay_levels_pid = os.getpid()
+        await publisher.publish_batch([(m.exchange, m.routing_key, m.envelope) for m in messages])
 
     def send_task(
         self,
@@ -262,14 +402,18 @@ class App:
         *,
         _task: Task | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> _AsyncResult:
         """Publish a task by name (it need not be registered here), as Celery's ``send_task``."""
-        prepared = self.prepare(name, args, kwargs, _options(options), _task)
+        publish_options = _options(options)
+        ignore = self.ignores_result(_task, publish_options.ignore_result)
+        if publish_options.reply_to is None and (reply_to := self._reply_to_sync(ignore)):
+            publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
+        prepared = self.prepare(name, args, kwargs, publish_options, _task)
         self._ensure_queue_sync(prepared.route.queue)
         if prepared.delayed:
             self._ensure_delay_levels_sync()
         self.publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
-        return AsyncResult(prepared.task_id, self, name)
+        return _AsyncResult(prepared.task_id, self, name, ignored=ignore)
 
     async def asend_task(
         self,
@@ -279,9 +423,13 @@ class App:
         *,
         _task: Task | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> _AsyncResult:
         """``send_task`` for asyncio code."""
-        prepared = self.prepare(name, args, kwargs, _options(options), _task)
+        publish_options = _options(options)
+        ignore = self.ignores_result(_task, publish_options.ignore_result)
+        if publish_options.reply_to is None and (reply_to := await self._reply_to_async(ignore)):
+            publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
+        prepared = self.prepare(name, args, kwargs, publish_options, _task)
         publisher = self.async_publisher()
         await self._ensure_queue_async(prepared.route.queue, publisher)
         if prepared.delayed and not self._delay_levels_ready():
@@ -289,7 +437,7 @@ class App:
             await declare_delay_levels(publisher.connection, self.topology.delay_queue_type)
             self._delay_levels_pid = os.getpid()
         await publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
-        return AsyncResult(prepared.task_id, self, name)
+        return _AsyncResult(prepared.task_id, self, name, ignored=ignore)
 
     @property
     def publisher(self) -> BlockingPublisher:
@@ -362,6 +510,8 @@ class App:
         publisher = self._async_publishers.pop(asyncio.get_running_loop(), None)
         if publisher is not None:
             await publisher.close()
+        if self._backend is not None:
+            await self._backend.aclose()
 
 
 _OPTION_NAMES = frozenset(PublishOptions.__dataclass_fields__)

@@ -14,6 +14,11 @@
     │   ├── MessageDecodeError      body or headers are not a valid task message
     │   └── UnknownTaskError        the message names a task this worker does not know
     ├── TaskArgumentsError          arguments do not fit the task's signature
+    ├── ResultError                 a task's result cannot be had
+    │   ├── ResultsDisabledError    no result backend, or the task ignores its result
+    │   ├── ResultTimeoutError      ``get(timeout=)`` passed before the result arrived
+    │   └── ResultEncodeError       the task's return value cannot be serialized
+    ├── TaskError                   the task failed remotely (type, message, traceback)
     └── Retry                       raised by ``task.retry()``: run the task again later
 
 Catch ``RabbitqError`` to catch everything rabbitq raises on purpose.
@@ -104,6 +109,53 @@ class TaskArgumentsError(RabbitqError):
     """The arguments do not fit the task's signature (raised before the task runs)."""
 
     reason = "bad-arguments"
+
+
+class ResultError(RabbitqError):
+    """A task's result cannot be had."""
+
+
+class ResultsDisabledError(ResultError):
+    """``get()`` on a task whose result is not stored (no backend, or ``ignore_result``)."""
+
+
+class ResultTimeoutError(ResultError, TimeoutError):
+    """``get(timeout=...)`` passed before the task finished."""
+
+
+class ResultEncodeError(ResultError):
+    """The task returned a value its result serializer cannot encode: stored as a FAILURE."""
+
+
+class TaskError(RabbitqError):
+    """A task failed in a worker; re-raised at the caller by ``AsyncResult.get()``.
+
+    The remote exception is described, never unpickled: ``exc_type`` (its class name),
+    ``exc_module``, ``exc_message`` and the worker's ``traceback`` text.
+    """
+
+    def __init__(
+        self,
+        exc_type: str,
+        exc_message: str,
+        traceback: str | None = None,
+        *,
+        exc_module: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        self.exc_type = exc_type
+        self.exc_message = exc_message
+        self.exc_module = exc_module
+        self.traceback = traceback
+        self.task_id = task_id
+        where = f"task {task_id} failed: " if task_id else ""
+        super().__init__(f"{where}{exc_type}: {exc_message}")
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.traceback:
+            return f"{text}\n\nRemote traceback:\n{self.traceback.rstrip()}"
+        return text
 
 
 class Retry(RabbitqError):

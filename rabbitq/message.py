@@ -96,6 +96,7 @@ class TaskMessage:
     root_id: str | None = None
     parent_id: str | None = None
     group: str | None = None
+    group_index: int | None = None
     eta: dt.datetime | None = None
     expires: dt.datetime | None = None
     retries: int = 0
@@ -107,6 +108,7 @@ class TaskMessage:
     errbacks: list[dict[str, Any]] | None = None
     chain: list[dict[str, Any]] | None = None
     chord: dict[str, Any] | None = None
+    ignore_result: bool = False  # the producer does not want the result stored
     # rabbitq_* embed keys (canvas bookkeeping) travel here; Celery ignores them.
     embed_extras: dict[str, Any] = field(default_factory=dict)
     # Headers that are not part of the protocol: user headers and rabbitq_* bookkeeping.
@@ -149,6 +151,7 @@ def encode_task(message: TaskMessage, serializer: Serializer) -> Envelope:
             "root_id": message.root_id,
             "parent_id": message.parent_id,
             "group": message.group,
+            "group_index": message.group_index,
             "eta": message.eta.isoformat() if message.eta else None,
             "expires": message.expires.isoformat() if message.expires else None,
             "retries": message.retries,
@@ -158,6 +161,8 @@ def encode_task(message: TaskMessage, serializer: Serializer) -> Envelope:
             "origin": message.origin or default_origin(),
         }
     )
+    if message.ignore_result:
+        headers["ignore_result"] = True
     return Envelope(
         body=body,
         headers=headers,
@@ -196,6 +201,8 @@ def decode_task(envelope: Envelope) -> TaskMessage:
         root_id=_optional_str(headers, "root_id") or task_id,
         parent_id=_optional_str(headers, "parent_id"),
         group=_optional_str(headers, "group"),
+        group_index=headers.get("group_index") if isinstance(headers.get("group_index"), int)
+        else None,
         eta=_parse_time(headers.get("eta"), "eta"),
         expires=_parse_time(headers.get("expires"), "expires"),
         retries=_parse_int(headers.get("retries"), "retries"),
@@ -207,6 +214,7 @@ def decode_task(envelope: Envelope) -> TaskMessage:
         errbacks=embed.get("errbacks"),
         chain=embed.get("chain"),
         chord=embed.get("chord"),
+        ignore_result=bool(headers.get("ignore_result")),
         embed_extras={k: v for k, v in embed.items() if k not in known_embed},
         headers={
             k: v

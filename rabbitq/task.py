@@ -10,16 +10,17 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rabbitq.errors import Retry
+from rabbitq.errors import Retry, TaskError
 from rabbitq.result import AsyncResult
 from rabbitq.retries import RetryPolicy
 
 if TYPE_CHECKING:
     from rabbitq.app import App
+    from rabbitq.canvas import Group, Signature
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,25 @@ class TaskRequest:
     redelivered: bool = False
     eta: dt.datetime | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    reply_to: str | None = None
 
+    @property
+    def error(self) -> TaskError | None:
+        """In an errback: the failure it was called for (type, message, traceback)."""
+        info = self.headers.get(ERROR_HEADER)
+        if not isinstance(info, Mapping):
+            return None
+        return TaskError(
+            str(info.get("exc_type", "Error")),
+            str(info.get("exc_message", "")),
+            info.get("traceback"),
+            exc_module=info.get("exc_module"),
+            task_id=info.get("task_id"),
+        )
+
+
+# Set on an errback's message: what failed, so the errback can say why.
+ERROR_HEADER = "rabbitq_error"
 
 current_request: contextvars.ContextVar[TaskRequest | None] = contextvars.ContextVar(
     "rabbitq_current_request", default=None
@@ -63,6 +82,13 @@ class PublishOptions:
     root_id: str | None = None
     time_limit: float | None = None
     soft_time_limit: float | None = None
+    # Results and the canvas (Celery's names).
+    link: Any = None  # a signature or a list of them: run with the result on success
+    link_error: Any = None  # run with the task id on failure
+    reply_to: str | None = None
+    ignore_result: bool | None = None
+    group_id: str | None = None
+    group_index: int | None = None
 
 
 class Task:
@@ -81,6 +107,7 @@ class Task:
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         retry_policy: RetryPolicy | None = None,
+        ignore_result: bool | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -92,8 +119,9 @@ class Task:
         self.time_limit = time_limit
         self.soft_time_limit = soft_time_limit
         self.retry_policy = retry_policy or RetryPolicy()
+        self.ignore_result = ignore_result
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.signature = inspect.signature(fn)
+        self.parameters = inspect.signature(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__wrapped__ = fn
@@ -135,9 +163,51 @@ class Task:
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` if ``args``/``kwargs`` do not fit the function's signature."""
         if self.bind:
-            self.signature.bind(None, *args, **kwargs)
+            self.parameters.bind(None, *args, **kwargs)
         else:
-            self.signature.bind(*args, **kwargs)
+            self.parameters.bind(*args, **kwargs)
+
+    # -- signatures ---------------------------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: this task with some arguments, to call later or put in a workflow."""
+        from rabbitq.canvas import Signature
+
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: a parent's result is not prepended to its arguments."""
+        from rabbitq.canvas import Signature
+
+        return Signature(self, args, kwargs, immutable=True)
+
+    def signature(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Signature:
+        from rabbitq.canvas import Signature
+
+        return Signature(self, args, kwargs, options)
+
+    def map(self, items: Iterable[Any]) -> Signature:
+        """One message that calls this task once per item (``celery.map``)."""
+        from rabbitq.canvas import xmap
+
+        return xmap(self, items)
+
+    def starmap(self, items: Iterable[Sequence[Any]]) -> Signature:
+        """One message that calls ``task(*item)`` per item (``celery.starmap``)."""
+        from rabbitq.canvas import xstarmap
+
+        return xstarmap(self, items)
+
+    def chunks(self, items: Iterable[Sequence[Any]], n: int) -> Group:
+        """``items`` split into a group of messages of ``n`` calls each."""
+        from rabbitq.canvas import chunks
+
+        return chunks(self, items, n)
 
     # -- publishing ---------------------------------------------------------------------------
 

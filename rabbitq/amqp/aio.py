@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from collections.abc import Callable, Sequence
 
 import aio_pika
 import aio_pika.exceptions
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
 
 from rabbitq.errors import (
     BrokerConnectionError,
@@ -22,7 +29,7 @@ from rabbitq.errors import (
     PublishTimeoutError,
     UnroutableError,
 )
-from rabbitq.message import Envelope
+from rabbitq.message import Envelope, envelope_from_properties
 from rabbitq.topology import TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
@@ -53,6 +60,8 @@ class AsyncPublisher:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._connect_lock = asyncio.Lock()
+        self._reply_queue: str | None = None
+        self._on_reply: Callable[[Envelope], None] | None = None
 
     @property
     def connection(self) -> AbstractRobustConnection | None:
@@ -77,7 +86,33 @@ class AsyncPublisher:
                 "": channel.default_exchange,
             }
             self._channel = channel
+            if self._reply_queue is not None:
+                await self._consume_replies(channel)
             return channel
+
+    async def enable_replies(self, on_reply: Callable[[Envelope], None]) -> str:
+        """Consume this loop's reply queue (the rpc result backend); returns its name.
+
+        The robust channel declares it again, with the same name, after a reconnect.
+        """
+        if self._reply_queue is None:
+            channel = await self.connect()
+            async with self._connect_lock:
+                if self._reply_queue is None:
+                    self._reply_queue = f"rabbitq.reply.{uuid.uuid4().hex}"
+                    self._on_reply = on_reply
+                    await self._consume_replies(channel)
+        return self._reply_queue
+
+    async def _consume_replies(self, channel: AbstractChannel) -> None:
+        assert self._reply_queue is not None
+        queue = await channel.declare_queue(self._reply_queue, exclusive=True, auto_delete=True)
+
+        async def deliver(message: AbstractIncomingMessage) -> None:
+            if self._on_reply is not None:
+                self._on_reply(envelope_from_properties(message, message.body))
+
+        await queue.consume(deliver, no_ack=True)
 
     async def publish(
         self,
@@ -98,6 +133,21 @@ class AsyncPublisher:
                 f"no publisher confirm for routing key {routing_key!r} within {limit:g}s "
                 "(broker unreachable, or the connection is blocked)"
             ) from None
+
+    async def publish_batch(
+        self, items: Sequence[tuple[str, str, Envelope]], *, timeout: float | None = None
+    ) -> None:
+        """``(exchange, routing_key, envelope)`` each, confirms pipelined on one channel.
+
+        Raises the first error after every publish has settled (the others may be stored).
+        """
+        outcomes = await asyncio.gather(
+            *(self.publish(rk, env, exchange=ex, timeout=timeout) for ex, rk, env in items),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _publish_until_confirmed(
         self, routing_key: str, envelope: Envelope, exchange_name: str

@@ -17,6 +17,9 @@ Safety properties, each handled below where it happens:
 * ``connection.blocked`` (the broker is out of memory or disk): publishes wait, and a caller
   whose confirm does not arrive within its timeout gets ``PublishTimeoutError`` saying so.
 * every publish is ``mandatory``: a returned message fails its caller with ``UnroutableError``.
+* replies (the rpc result backend): on request, the same channel also consumes an exclusive,
+  auto-delete reply queue, declared before any publish that names it and again after every
+  reconnect (its name stays; the broker deleted the old one with the old connection).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ import os
 import random
 import threading
 import time
+import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pika
@@ -39,7 +43,7 @@ import pika.spec
 
 from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
 from rabbitq.errors import PublishError, PublishTimeoutError
-from rabbitq.message import Envelope
+from rabbitq.message import Envelope, envelope_from_properties
 from rabbitq.topology import TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
@@ -92,6 +96,9 @@ class BlockingPublisher:
         self._blocked_reason: str | None = None
         self._last_error: str | None = None
         self._confirms = ConfirmTracker()
+        self._reply_queue: str | None = None
+        self._on_reply: Callable[[Envelope], None] | None = None
+        self._replies_ready = threading.Event()
 
     # -- caller side -------------------------------------------------------------------------
 
@@ -115,7 +122,13 @@ class BlockingPublisher:
         timeout: float | None = None,
     ) -> list[PublishError | None]:
         """Publish many at once with pipelined confirms; one error (or None) per message."""
-        requests = self._submit([(exchange, rk, env) for rk, env in messages])
+        return self.publish_batch([(exchange, rk, env) for rk, env in messages], timeout=timeout)
+
+    def publish_batch(
+        self, items: Sequence[tuple[str, str, Envelope]], *, timeout: float | None = None
+    ) -> list[PublishError | None]:
+        """``(exchange, routing_key, envelope)`` each, confirms pipelined; errors in order."""
+        requests = self._submit(items)
         deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
         errors: list[PublishError | None] = []
         for request in requests:
@@ -125,6 +138,32 @@ class BlockingPublisher:
             except PublishError as exc:
                 errors.append(exc)
         return errors
+
+    def enable_replies(self, on_reply: Callable[[Envelope], None]) -> str:
+        """Consume this process's reply queue; returns its name once it is consuming.
+
+        Call before publishing a message whose ``reply_to`` is that name, so no reply can
+        arrive before the queue exists.
+        """
+        if self._pid != os.getpid():
+            self._reset_state()
+        with self._lock:
+            if self._reply_queue is None:
+                self._reply_queue = f"rabbitq.reply.{uuid.uuid4().hex}"
+                self._on_reply = on_reply
+                self._ensure_thread()
+                connection = self._connection if self._ready else None
+                if connection is not None:
+                    connection.ioloop.add_callback_threadsafe(
+                        lambda: self._setup_replies(lambda: None)
+                    )
+            name = self._reply_queue
+        if not self._replies_ready.wait(self.publish_timeout):
+            raise PublishTimeoutError(
+                f"reply queue {name} not ready within {self.publish_timeout:g}s "
+                f"({self._last_error or 'connecting'})"
+            )
+        return name
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the connection after in-flight publishes are confirmed (or ``timeout``)."""
@@ -236,6 +275,7 @@ class BlockingPublisher:
 
     def _on_connection_closed(self, connection: pika.SelectConnection, reason: Any) -> None:
         self._ready = False
+        self._replies_ready.clear()
         self._channel = None
         self._last_error = str(reason)
         if not self._closing:
@@ -257,8 +297,7 @@ class BlockingPublisher:
         # The exchange must exist before the first publish, or the broker closes the channel
         # (404) instead of returning an unroutable message.
         if not remaining:
-            self._ready = True
-            self._flush()
+            self._setup_replies(self._become_ready)
             return
         name, kind = remaining[0]
         self._channel.exchange_declare(
@@ -268,8 +307,38 @@ class BlockingPublisher:
             callback=lambda _frame: self._declare_exchanges(remaining[1:]),
         )
 
+    def _become_ready(self) -> None:
+        self._ready = True
+        self._flush()
+
+    def _setup_replies(self, then: Callable[[], None]) -> None:
+        name, channel = self._reply_queue, self._channel
+        if name is None or channel is None:
+            then()
+            return
+
+        def consuming(_frame: Any) -> None:
+            self._replies_ready.set()
+            then()
+
+        channel.queue_declare(
+            queue=name,
+            exclusive=True,
+            auto_delete=True,
+            callback=lambda _frame: channel.basic_consume(
+                name, self._on_reply_message, auto_ack=True, callback=consuming
+            ),
+        )
+
+    def _on_reply_message(
+        self, _channel: Any, _method: Any, properties: pika.BasicProperties, body: bytes
+    ) -> None:
+        if self._on_reply is not None:
+            self._on_reply(envelope_from_properties(properties, body))
+
     def _on_channel_closed(self, channel: Any, reason: Any) -> None:
         self._ready = False
+        self._replies_ready.clear()
         self._channel = None
         connection = self._connection
         if connection is None or not connection.is_open or self._closing:

@@ -18,6 +18,7 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractConnection, ExchangeType
 
+from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE
 from rabbitq.delays import (
     DELIVERY_EXCHANGE,
     LEVELS,
@@ -105,6 +106,23 @@ async def _declare_levels(connection: AbstractConnection, *, quorum: bool) -> No
             source = await channel.get_exchange(level_name(level), ensure=False)
             destination = await channel.get_exchange(target, ensure=False)
             await destination.bind(source, routing_key=level_pattern(level, "0"))
+
+
+async def declare_chord_queues(connection: AbstractConnection) -> None:
+    """``rabbitq.chords`` (single active consumer: the coordinator) and its ``.dead`` queue.
+
+    Quorum if the broker can (parts survive a node loss), else classic; both durable.
+    """
+    base = {
+        "x-single-active-consumer": True,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": CHORD_DEAD_QUEUE,
+    }
+    try:
+        await _declare_one(connection, CHORD_QUEUE, {**base, "x-queue-type": "quorum"})
+    except TopologyConflictError:
+        await _declare_one(connection, CHORD_QUEUE, base)  # declared classic earlier: keep it
+    await _declare_one(connection, CHORD_DEAD_QUEUE, {})
 
 
 async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None:

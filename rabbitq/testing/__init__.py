@@ -1,4 +1,4 @@
-"""Helpers for testing with a real broker: ``LocalBroker`` runs a throwaway RabbitMQ node."""
+"""Helpers for testing with real servers: ``LocalBroker`` (RabbitMQ) and ``LocalRedis``."""
 
 from rabbitq.testing.local_broker import (
     LocalBroker,
@@ -6,5 +6,6 @@ from rabbitq.testing.local_broker import (
     find_rabbitmq_server,
     free_port,
 )
+from rabbitq.testing.local_redis import LocalRedis
 
-__all__ = ["LocalBroker", "die_with_parent", "find_rabbitmq_server", "free_port"]
+__all__ = ["LocalBroker", "LocalRedis", "die_with_parent", "find_rabbitmq_server", "free_port"]

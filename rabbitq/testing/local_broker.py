@@ -90,7 +90,7 @@ def die_with_parent() -> None:
         pass  # not Linux: atexit and stop() still apply
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     # Probing with a plain socket first keeps pika from logging a refused connection for
     # every attempt while the node boots.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -209,7 +209,7 @@ class LocalBroker:
                     f"rabbitmq-server exited with {self._process.returncode} while starting; "
                     f"last log lines:\n{self._log_tail()}"
                 )
-            if not _port_open(self.port):
+            if not port_open(self.port):
                 time.sleep(0.2)
                 continue
             try:

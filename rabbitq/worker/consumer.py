@@ -37,26 +37,32 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from rabbitq import dead_letters
 from rabbitq.amqp.aio import AsyncPublisher
 from rabbitq.amqp.declare import (
+    declare_chord_queues,
     declare_delay_levels,
     declare_queue,
     declare_task_exchange,
     ensure_queue,
 )
 from rabbitq.app import App
+from rabbitq.canvas import CHORD_OPTION
 from rabbitq.delays import delay_ms_until
 from rabbitq.errors import (
     BrokerConnectionError,
     MessageError,
     RabbitqError,
+    ResultEncodeError,
     Retry,
     TaskArgumentsError,
 )
 from rabbitq.message import TaskMessage, decode_task, utcnow
 from rabbitq.redelivery import judge_redelivery
+from rabbitq.results.meta import check_encodable
 from rabbitq.task import Task, TaskRequest
 from rabbitq.worker.acks import AckBatcher
+from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
+from rabbitq.worker.followups import Followups, stores_result
 from rabbitq.worker.republish import Republisher
 
 log = logging.getLogger("rabbitq.worker")
@@ -83,6 +89,7 @@ class Consumer:
         *,
         concurrency: int = 8,
         prefetch: int | None = None,
+        coordinate_chords: bool = True,
     ) -> None:
         self.app = app
         self.queues = tuple(queues)
@@ -102,7 +109,12 @@ class Consumer:
         self._connection: AbstractRobustConnection | None = None
         self._consumers: dict[str, tuple[aiormq.abc.AbstractChannel, str]] = {}
         self._publisher = AsyncPublisher(app.broker_url, publish_timeout=app.publish_timeout)
-        self._republish = Republisher(self._publisher, self._acks, app.topology)
+        self._followups = Followups(app, self._publisher)
+        self._republish = Republisher(
+            self._publisher, self._acks, app.topology, on_give_up=self._tell_failure
+        )
+        self.coordinate_chords = coordinate_chords
+        self._coordinator: ChordCoordinator | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -128,6 +140,11 @@ class Consumer:
             else:
                 await ensure_queue(self._connection, spec)
         await self._publisher.connect()
+        if self.coordinate_chords:
+            self._coordinator = ChordCoordinator(self.app, self._connection, self._publisher)
+            await self._coordinator.start()
+        else:
+            await declare_chord_queues(self._connection)  # members report there
         for name in self.queues:
             # One channel per queue: prefetch is per channel, and a channel error on one
             # queue does not stop the others.
@@ -167,6 +184,8 @@ class Consumer:
             except Exception as exc:  # connection may already be gone
                 log.debug("cancel of %s failed: %s", queue, exc)
         self._consumers.clear()
+        if self._coordinator is not None:
+            await self._coordinator.stop()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
@@ -245,7 +264,7 @@ class Consumer:
             await self._republish.dead_letter(delivery, exc.reason, exc, task_message)
             return
         except TypeError as exc:
-            error = TaskArgumentsError(f"arguments do not fit {task.name}{task.signature}: {exc}")
+            error = TaskArgumentsError(f"arguments do not fit {task.name}{task.parameters}: {exc}")
             await self._republish.dead_letter(delivery, error.reason, error, task_message)
             return
         if task_message.eta is not None:
@@ -262,6 +281,31 @@ class Consumer:
                 return
             await self._run(delivery, task, task_message)
 
+    def _check_result(self, task: Task, message: TaskMessage, value: Any) -> None:
+        # A value that cannot travel is the task's failure, found here rather than at the
+        # caller (and never a worker stuck requeueing a message it cannot follow up).
+        if message.chain or message.callbacks or CHORD_OPTION in message.embed_extras:
+            check_encodable(message.id, value, self.app.serializer)
+        if stores_result(self.app, task, message):
+            check_encodable(message.id, value, self.app.result_serializer)
+
+    async def _retry(
+        self, delivery: Delivery, task: Task, message: TaskMessage, retry: Retry
+    ) -> None:
+        await self._followups.retrying(task, message, retry.exc or retry)
+        await self._republish.retry(delivery, task, message, retry)
+
+    async def _tell_failure(
+        self, delivery: Delivery, message: TaskMessage | None, error: BaseException
+    ) -> None:
+        if message is None:  # not decoded yet (redelivery limit): decode what we can
+            try:
+                message = decode_task(delivery.envelope)
+            except MessageError:
+                return
+        task = self.app.tasks.get(message.task)
+        await self._followups.failed(task, message, error)
+
     async def _run(self, delivery: Delivery, task: Task, task_message: TaskMessage) -> None:
         request = TaskRequest(
             id=task_message.id,
@@ -277,22 +321,28 @@ class Consumer:
             redelivered=delivery.redelivered,
             eta=task_message.eta,
             headers=task_message.headers,
+            reply_to=task_message.reply_to,
         )
         started = time.perf_counter()
+        await self._followups.started(task, task_message)
         try:
-            await self.executor.run(task, request)
+            value = await self.executor.run(task, request)
+            self._check_result(task, task_message, value)
         except Retry as retry:
-            await self._republish.retry(delivery, task, task_message, retry)
+            await self._retry(delivery, task, task_message, retry)
             return
         except Exception as exc:
-            if task.retry_policy.retries_automatically(exc):
-                await self._republish.retry(delivery, task, task_message, Retry(exc))
+            if not isinstance(exc, ResultEncodeError) and task.retry_policy.retries_automatically(
+                exc
+            ):
+                await self._retry(delivery, task, task_message, Retry(exc))
                 return
             self.stats.failed += 1
             await self._republish.dead_letter(
                 delivery, dead_letters.REASON_TASK_FAILED, exc, task_message
             )
             return
+        await self._followups.succeeded(task, task_message, value)
         self.stats.succeeded += 1
         if log.isEnabledFor(logging.INFO):
             log.info(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 
 from rabbitq import dead_letters
 from rabbitq.amqp.aio import AsyncPublisher
@@ -31,11 +32,22 @@ from rabbitq.worker.delivery import Delivery
 log = logging.getLogger("rabbitq.worker")
 
 
+GiveUpHook = Callable[[Delivery, TaskMessage | None, BaseException], Awaitable[None]]
+
+
 class Republisher:
-    def __init__(self, publisher: AsyncPublisher, acks: AckBatcher, topology: Topology) -> None:
+    def __init__(
+        self,
+        publisher: AsyncPublisher,
+        acks: AckBatcher,
+        topology: Topology,
+        on_give_up: GiveUpHook | None = None,
+    ) -> None:
         self.publisher = publisher
         self.acks = acks
         self.topology = topology
+        # Told before a message is dead-lettered: its errbacks, result and chord must hear.
+        self.on_give_up = on_give_up
         self.dead_lettered = 0
         self.retried = 0
 
@@ -46,6 +58,8 @@ class Republisher:
         error: BaseException,
         task_message: TaskMessage | None = None,
     ) -> None:
+        if self.on_give_up is not None:
+            await self.on_give_up(delivery, task_message, error)
         dead = dead_letters.dead_letter_envelope(
             delivery.envelope,
             reason=reason,

@@ -1,0 +1,44 @@
+"""Tasks every app has, under Celery's names: ``celery.map`` and ``celery.starmap``.
+
+``task.map(items)``, ``task.starmap(items)`` and each message of ``task.chunks(items, n)``
+run one of these: a single message whose worker calls the task once per item, in order, and
+returns the list of results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rabbitq.errors import TaskArgumentsError
+
+if TYPE_CHECKING:
+    from rabbitq.app import App
+    from rabbitq.task import Task
+
+
+def register_builtin_tasks(app: App) -> None:
+    def target(task: Mapping[str, Any]) -> Task:
+        name = task.get("task") if isinstance(task, Mapping) else None
+        if not isinstance(name, str):
+            raise TaskArgumentsError(f"not a task signature: {task!r}")
+        return app.get_task(name)
+
+    def run_map(task: Mapping[str, Any], it: Sequence[Any]) -> list[Any]:
+        function = target(task)
+        return [_call(function, (item,)) for item in it]
+
+    def run_starmap(task: Mapping[str, Any], it: Sequence[Sequence[Any]]) -> list[Any]:
+        function = target(task)
+        return [_call(function, tuple(item)) for item in it]
+
+    app.task(name="celery.map")(run_map)
+    app.task(name="celery.starmap")(run_starmap)
+
+
+def _call(task: Task, args: tuple[Any, ...]) -> Any:
+    result = task(*args)
+    if task.is_async:  # built-ins run in a worker thread: give the coroutine its own loop
+        return asyncio.run(result)
+    return result

@@ -1,0 +1,658 @@
+"""The canvas: signatures and the workflows built from them (chain, group, chord, map...).
+
+Names and meanings follow Celery's, and so does the shape a signature takes on the wire::
+
+    {"task": "shop.add", "args": [2], "kwargs": {}, "options": {"countdown": 5},
+     "subtask_type": None, "immutable": False}
+
+``subtask_type`` is ``"chain"``, ``"group"`` or ``"chord"`` for workflows; their parts sit in
+``kwargs`` (``tasks``; ``header`` and ``body``).
+
+Nothing here talks to the broker. Applying a workflow *compiles* it into the task messages
+to publish now (``compile_signature``); everything that happens later travels inside those
+messages, so no process has to remember the workflow:
+
+* a chain's remaining steps ride in the message's ``chain`` (next step last, as Celery); on
+  success the worker publishes the next step with the result prepended, then acks;
+* a group's members are published together, confirms pipelined;
+* a chord's header members carry ``rabbitq_chord`` (chord id, their index, the size and the
+  body); the worker that runs one sends its result to the ``rabbitq.chords`` queue, whose
+  single active consumer publishes the body once every index is in (``chords.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from rabbitq.errors import ConfigurationError
+from rabbitq.result import AsyncResult, GroupResult
+
+if TYPE_CHECKING:
+    from rabbitq.app import App, PreparedMessage
+    from rabbitq.task import Task
+
+# Option keys that are ours, not apply_async's: where a step belongs and what follows it.
+CHORD_OPTION = "rabbitq_chord"  # {"id", "index", "size", "body"}: report the result there
+CONTINUATION_OPTION = "rabbitq_chain"  # steps to run after this one (a chord body's rest)
+CANVAS_OPTIONS = frozenset({"link", "link_error", CHORD_OPTION, CONTINUATION_OPTION})
+
+ResultHandle = AsyncResult | GroupResult
+
+
+class Signature:
+    """A task call to make later: name, arguments and ``apply_async`` options."""
+
+    subtask_type: str | None = None
+
+    def __init__(
+        self,
+        task: str | Task,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        immutable: bool = False,
+        app: App | None = None,
+    ) -> None:
+        if isinstance(task, str):
+            self.task = task
+            self.app = app
+        else:
+            self.task = task.name
+            self.app = app or task.app
+        self.args = tuple(args or ())
+        self.kwargs = dict(kwargs or {})
+        self.options: dict[str, Any] = dict(options or {})
+        self.immutable = immutable
+
+    def __repr__(self) -> str:
+        arguments = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        marker = "si" if self.immutable else "s"
+        return f"{self.task}.{marker}({', '.join(arguments)})"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
+        # The app is shared, never copied (it holds connections and locks).
+        twin = type(self).__new__(type(self))
+        for key, value in self.__dict__.items():
+            setattr(twin, key, value if key == "app" else copy.deepcopy(value, memo))
+        return twin
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Signature):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    # -- building ---------------------------------------------------------------------------
+
+    def set(self, **options: Any) -> Signature:
+        """Set ``apply_async`` options in place (as Celery); returns the signature."""
+        self.options.update(options)
+        return self
+
+    def clone(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Signature:
+        """A copy with ``args`` prepended and ``kwargs``/``options`` merged (unless immutable)."""
+        twin = copy.deepcopy(self)
+        if not self.immutable:
+            twin.args = tuple(args) + self.args
+            twin.kwargs = {**self.kwargs, **(kwargs or {})}
+        twin.options.update(options)
+        twin.app = self.app
+        return twin
+
+    def link(self, callback: Signature) -> Signature:
+        """Run ``callback`` with this task's result once it succeeded."""
+        self.options.setdefault("link", []).append(callback)
+        return callback
+
+    def link_error(self, errback: Signature) -> Signature:
+        """Run ``errback`` with this task's id if it fails (the error is in its request)."""
+        self.options.setdefault("link_error", []).append(errback)
+        return errback
+
+    def __or__(self, other: Signature) -> Chain:
+        return Chain(self, other)
+
+    # -- freezing and identity --------------------------------------------------------------
+
+    @property
+    def id(self) -> str | None:
+        task_id: str | None = self.options.get("task_id")
+        return task_id
+
+    def freeze(self) -> ResultHandle:
+        """Fix the task id now (so the result handle is known before publishing)."""
+        self.options.setdefault("task_id", str(uuid.uuid4()))
+        return AsyncResult(self.options["task_id"], self.app, self.task)
+
+    # -- wire form --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "args": list(self.args),
+            "kwargs": _plain(self.kwargs),
+            "options": _plain(self.options),
+            "subtask_type": self.subtask_type,
+            "immutable": self.immutable,
+        }
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def delay(self, *args: Any, **kwargs: Any) -> ResultHandle:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> ResultHandle:
+        """Publish it (with ``args`` prepended, as Celery's partials) and return the handle."""
+        app = self._require_app()
+        return app.apply_signature(self.clone(args, kwargs, **options))
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> ResultHandle:
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> ResultHandle:
+        app = self._require_app()
+        return await app.aapply_signature(self.clone(args, kwargs, **options))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task here, in this process (as calling a Celery signature does)."""
+        app = self._require_app()
+        merged = self.clone(args, kwargs)
+        return app.get_task(self.task)(*merged.args, **merged.kwargs)
+
+    def _require_app(self) -> App:
+        if self.app is None:
+            raise ConfigurationError(
+                f"signature {self!r} is not bound to an app; build it with task.s(...) "
+                "or pass app= to Signature"
+            )
+        return self.app
+
+    def bind(self, app: App) -> Signature:
+        """Attach ``app`` to this signature and every signature inside it."""
+        self.app = app
+        return self
+
+
+class Chain(Signature):
+    """``chain(a.s(), b.s(), c.s())`` or ``a.s() | b.s() | c.s()``: each result feeds the next.
+
+    A group followed by another step becomes a chord (the step receives the list of results),
+    as in Celery.
+    """
+
+    subtask_type = "chain"
+    tasks: list[Signature]
+
+    def __init__(
+        self, *tasks: Signature | Iterable[Signature], app: App | None = None, **options: Any
+    ) -> None:
+        steps = _flatten_args(tasks)
+        if not steps:
+            raise ConfigurationError("a chain needs at least one signature")
+        flat: list[Signature] = []
+        for step in steps:
+            nested = isinstance(step, Chain) and not step.options
+            flat.extend(step.tasks if isinstance(step, Chain) and nested else [step])
+        self.tasks = _upgrade_groups(flat)
+        super().__init__("celery.chain", (), {}, options, app=app or _first_app(self.tasks))
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(step) for step in self.tasks)
+
+    def __or__(self, other: Signature) -> Chain:
+        return Chain(*self.tasks, other, app=self.app)
+
+    def clone(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Chain:
+        twin = copy.deepcopy(self)
+        twin.tasks[0] = twin.tasks[0].clone(args, kwargs)
+        twin.options.update(options)
+        twin.bind(self.app) if self.app is not None else None
+        return twin
+
+    def freeze(self) -> ResultHandle:
+        handle: ResultHandle | None = None
+        for step in self.tasks:
+            handle = step.freeze()
+        assert handle is not None
+        return handle
+
+    @property
+    def id(self) -> str | None:
+        return self.tasks[-1].id
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["kwargs"] = {"tasks": [step.to_dict() for step in self.tasks]}
+        return data
+
+    def bind(self, app: App) -> Chain:
+        self.app = app
+        for step in self.tasks:
+            step.bind(app)
+        return self
+
+
+class Group(Signature):
+    """``group(a.s(1), a.s(2), ...)``: run together; the result is the list of their results."""
+
+    subtask_type = "group"
+
+    def __init__(
+        self, *tasks: Signature | Iterable[Signature], app: App | None = None, **options: Any
+    ) -> None:
+        self.tasks = _flatten_args(tasks)
+        super().__init__("celery.group", (), {}, options, app=app or _first_app(self.tasks))
+
+    def __repr__(self) -> str:
+        return f"group([{', '.join(repr(t) for t in self.tasks)}])"
+
+    def __or__(self, other: Signature) -> Chain:
+        return Chain(self, other, app=self.app)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def clone(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Group:
+        twin = copy.deepcopy(self)
+        twin.tasks = [member.clone(args, kwargs) for member in twin.tasks]
+        twin.options.update(options)
+        twin.bind(self.app) if self.app is not None else None
+        return twin
+
+    def freeze(self) -> GroupResult:
+        group_id = self.options.setdefault("task_id", str(uuid.uuid4()))
+        results = [member.freeze() for member in self.tasks]
+        return GroupResult(group_id, results, self.app)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["kwargs"] = {"tasks": [member.to_dict() for member in self.tasks]}
+        return data
+
+    def bind(self, app: App) -> Group:
+        self.app = app
+        for member in self.tasks:
+            member.bind(app)
+        return self
+
+
+class Chord(Signature):
+    """``chord(header, body)``: run the header group, then ``body`` with all their results.
+
+    No result backend is involved: see ``chords.py`` for the coordinator.
+    """
+
+    subtask_type = "chord"
+
+    def __init__(
+        self,
+        header: Group | Iterable[Signature],
+        body: Signature | None = None,
+        app: App | None = None,
+        **options: Any,
+    ) -> None:
+        self.header = header if isinstance(header, Group) else Group(*header)
+        self.body = body
+        super().__init__(
+            "celery.chord",
+            (),
+            {},
+            options,
+            app=app or self.header.app or (body.app if body else None),
+        )
+
+    def __call__(self, body: Signature | None = None, **options: Any) -> Any:
+        """``chord(header)(body)`` publishes, as in Celery."""
+        target = self if body is None else Chord(self.header, body, app=self.app, **self.options)
+        return target.apply_async(**options)
+
+    def __repr__(self) -> str:
+        return f"chord({self.header!r}, {self.body!r})"
+
+    def clone(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> Chord:
+        twin = copy.deepcopy(self)
+        twin.header = self.header.clone(args, kwargs)
+        twin.options.update(options)
+        twin.bind(self.app) if self.app is not None else None
+        return twin
+
+    def freeze(self) -> ResultHandle:
+        self.options.setdefault("task_id", str(uuid.uuid4()))
+        self.header.freeze()
+        return self._require_body().freeze()
+
+    @property
+    def id(self) -> str | None:
+        return self.body.id if self.body is not None else None
+
+    def _require_body(self) -> Signature:
+        if self.body is None:
+            raise ConfigurationError("a chord needs a body: chord(header, body)")
+        return self.body
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["kwargs"] = {
+            "header": self.header.to_dict(),
+            "body": self.body.to_dict() if self.body is not None else None,
+        }
+        return data
+
+    def bind(self, app: App) -> Chord:
+        self.app = app
+        self.header.bind(app)
+        if self.body is not None:
+            self.body.bind(app)
+        return self
+
+
+# Celery's lower-case names.
+chain = Chain
+group = Group
+chord = Chord
+
+
+def signature(value: Signature | Mapping[str, Any], app: App | None = None) -> Signature:
+    """A signature from its dict form (as it travels in messages), or the signature itself."""
+    if isinstance(value, Signature):
+        return value
+    if not isinstance(value, Mapping) or not isinstance(value.get("task"), str):
+        raise ConfigurationError(f"not a signature: {value!r}")
+    kind = value.get("subtask_type")
+    options = dict(value.get("options") or {})
+    kwargs = value.get("kwargs") or {}
+    if kind == "chain":
+        return Chain(*[signature(t, app) for t in kwargs.get("tasks", ())], app=app, **options)
+    if kind == "group":
+        return Group(*[signature(t, app) for t in kwargs.get("tasks", ())], app=app, **options)
+    if kind == "chord":
+        header = (
+            signature(kwargs["header"], app)
+            if isinstance(kwargs.get("header"), Mapping)
+            else Group(*[signature(t, app) for t in kwargs.get("header", ())], app=app)
+        )
+        body = signature(kwargs["body"], app) if kwargs.get("body") else None
+        if not isinstance(header, Group):
+            header = Group(header, app=app)
+        return Chord(header, body, app=app, **options)
+    for key in ("link", "link_error"):
+        if key in options:
+            callbacks = options[key]
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            options[key] = [signature(c, app) for c in callbacks]
+    return Signature(
+        value["task"],
+        value.get("args") or (),
+        kwargs,
+        options,
+        immutable=bool(value.get("immutable")),
+        app=app,
+    )
+
+
+# -- map, starmap, chunks (run by the built-in tasks celery.map / celery.starmap) ---------------
+
+MAP_TASK = "celery.map"
+STARMAP_TASK = "celery.starmap"
+
+
+def xmap(task: Task, items: Iterable[Any]) -> Signature:
+    """One message that runs ``task(item)`` for each item, in one worker, in order."""
+    return Signature(MAP_TASK, (), {"task": task.s().to_dict(), "it": list(items)}, app=task.app)
+
+
+def xstarmap(task: Task, items: Iterable[Sequence[Any]]) -> Signature:
+    """One message that runs ``task(*item)`` for each item."""
+    return Signature(
+        STARMAP_TASK, (), {"task": task.s().to_dict(), "it": [list(i) for i in items]}, app=task.app
+    )
+
+
+def chunks(task: Task, items: Iterable[Sequence[Any]], size: int) -> Group:
+    """Split ``items`` into messages of ``size`` calls each: a group of starmaps."""
+    if size < 1:
+        raise ConfigurationError("chunk size must be at least 1")
+    listed = [list(item) for item in items]
+    parts = [listed[start : start + size] for start in range(0, len(listed), size)]
+    return Group(*[xstarmap(task, part) for part in parts], app=task.app)
+
+
+# -- compiling a signature into the messages to publish now -------------------------------------
+
+
+@dataclass
+class Context:
+    """What surrounds a signature being applied."""
+
+    parent_result: tuple[Any, ...] = ()  # (value,) to prepend, or () for nothing
+    reply_to: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    continuation: list[dict[str, Any]] = field(default_factory=list)  # forward order
+    chord_member: dict[str, Any] | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Compiled:
+    messages: list[PreparedMessage]
+    result: ResultHandle
+
+
+Preparer = Callable[[Signature, Context], "PreparedMessage"]
+
+
+def compile_signature(sig: Signature, context: Context, prepare: Preparer) -> Compiled:
+    """The messages that apply ``sig`` now, and the handle of its eventual result.
+
+    ``prepare`` turns one task signature plus its context into a message (``App.prepare``).
+    """
+    if isinstance(sig, Chain):
+        return _compile_chain(sig, context, prepare)
+    if isinstance(sig, Group):
+        return _compile_group(sig, context, prepare)
+    if isinstance(sig, Chord):
+        return _compile_chord(sig, context, prepare)
+    result = sig.freeze()
+    assert isinstance(result, AsyncResult)
+    continuation = context.continuation + list(sig.options.get(CONTINUATION_OPTION) or [])
+    member = context.chord_member or sig.options.get(CHORD_OPTION)
+    if member is not None and continuation:
+        # The chord waits for the end of this chain, not for this step.
+        continuation = [*continuation[:-1], attach_chord_member(continuation[-1], member)]
+        member = None
+    step = replace(context, continuation=continuation, chord_member=member)
+    return Compiled([prepare(sig, step)], result)
+
+
+def _compile_chain(sig: Chain, context: Context, prepare: Preparer) -> Compiled:
+    sig.freeze()
+    steps = [copy.deepcopy(step) for step in sig.tasks]
+    for option in ("link", "link_error"):
+        for callback in sig.options.get(option) or []:
+            # Celery: a chain's link follows its last step; link_error guards every step.
+            targets = steps[-1:] if option == "link" else steps
+            for step in targets:
+                step.options = {**step.options, option: [*step.options.get(option, []), callback]}
+    if context.reply_to:
+        for step in steps[1:]:
+            _propagate_reply_to(step, context.reply_to)
+    rest = [step.to_dict() for step in steps[1:]]
+    first = replace(context, continuation=rest + context.continuation)
+    compiled = compile_signature(steps[0], first, prepare)
+    return Compiled(compiled.messages, _result_of(steps[-1]))
+
+
+def _compile_group(sig: Group, context: Context, prepare: Preparer) -> Compiled:
+    if context.continuation:
+        # A group followed by more steps is a chord whose body runs the rest.
+        body = signature(context.continuation[0], sig.app)
+        upgraded = Chord(sig, body, app=sig.app)
+        rest = replace(context, continuation=context.continuation[1:])
+        return _compile_chord(upgraded, rest, prepare)
+    if context.chord_member is not None:
+        raise ConfigurationError(
+            "a group cannot be a member of a chord's header directly; put its members in the "
+            "header, or wrap it in a chain with a step that collects its results"
+        )
+    result = sig.freeze()
+    messages: list[PreparedMessage] = []
+    for index, member in enumerate(sig.tasks):
+        member_context = Context(
+            **{**context.__dict__, "group_id": result.id, "group_index": index}
+        )
+        messages.extend(compile_signature(member, member_context, prepare).messages)
+    return Compiled(messages, result)
+
+
+def _compile_chord(sig: Chord, context: Context, prepare: Preparer) -> Compiled:
+    sig.freeze()
+    body = copy.deepcopy(sig._require_body())
+    body.app = sig.app
+    if context.reply_to:
+        _propagate_reply_to(body, context.reply_to)
+    if context.continuation:
+        body.options[CONTINUATION_OPTION] = [
+            *(body.options.get(CONTINUATION_OPTION) or []),
+            *context.continuation,
+        ]
+    body_dict = body.to_dict()
+    if context.chord_member is not None:
+        body_dict = attach_chord_member(body_dict, context.chord_member)
+    result = _result_of(sig._require_body())
+    members = sig.header.tasks
+    if not members:
+        # Nothing to wait for: the body runs now, with an empty list.
+        empty = Context(
+            reply_to=context.reply_to,
+            parent_result=([],),
+            parent_id=context.parent_id,
+            root_id=context.root_id,
+        )
+        compiled = compile_signature(signature(body_dict, sig.app), empty, prepare)
+        return Compiled(compiled.messages, result)
+    chord_id = sig.options["task_id"]
+    messages: list[PreparedMessage] = []
+    for index, member in enumerate(members):
+        member_context = Context(
+            parent_result=context.parent_result,
+            reply_to=context.reply_to,
+            parent_id=context.parent_id,
+            root_id=context.root_id,
+            chord_member={"id": chord_id, "index": index, "size": len(members), "body": body_dict},
+            group_id=chord_id,
+            group_index=index,
+        )
+        messages.extend(compile_signature(member, member_context, prepare).messages)
+    return Compiled(messages, result)
+
+
+def attach_chord_member(step: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
+    """``step`` (dict form) made to report its final result to the chord ``member`` names."""
+    step = copy.deepcopy(step)
+    kind = step.get("subtask_type")
+    if kind == "chain":
+        tasks = step["kwargs"]["tasks"]
+        tasks[-1] = attach_chord_member(tasks[-1], member)
+    elif kind == "chord":
+        step["kwargs"]["body"] = attach_chord_member(step["kwargs"]["body"], member)
+    elif kind == "group":
+        raise ConfigurationError(
+            "a chain ending in a group cannot be a chord member; end it with a task"
+        )
+    else:
+        options = step.setdefault("options", {})
+        continuation = options.get(CONTINUATION_OPTION)
+        if continuation:
+            continuation[-1] = attach_chord_member(continuation[-1], member)
+        else:
+            options[CHORD_OPTION] = member
+    return step
+
+
+def _propagate_reply_to(sig: Signature, reply_to: str) -> None:
+    if isinstance(sig, Chain | Group):
+        for step in sig.tasks:
+            _propagate_reply_to(step, reply_to)
+    elif isinstance(sig, Chord):
+        _propagate_reply_to(sig.header, reply_to)
+        if sig.body is not None:
+            _propagate_reply_to(sig.body, reply_to)
+    else:
+        sig.options.setdefault("reply_to", reply_to)
+
+
+def _result_of(sig: Signature) -> ResultHandle:
+    if isinstance(sig, Chain):
+        return _result_of(sig.tasks[-1])
+    if isinstance(sig, Chord):
+        return _result_of(sig._require_body())
+    if isinstance(sig, Group):
+        return GroupResult(sig.options["task_id"], [_result_of(t) for t in sig.tasks], sig.app)
+    return AsyncResult(sig.options["task_id"], sig.app, sig.task)
+
+
+def _upgrade_groups(steps: list[Signature]) -> list[Signature]:
+    upgraded: list[Signature] = []
+    index = 0
+    while index < len(steps):
+        step = steps[index]
+        if isinstance(step, Group) and index + 1 < len(steps):
+            upgraded.append(Chord(step, steps[index + 1], app=step.app))
+            index += 2
+            continue
+        upgraded.append(step)
+        index += 1
+    return upgraded
+
+
+def _flatten_args(tasks: tuple[Signature | Iterable[Signature], ...]) -> list[Signature]:
+    if len(tasks) == 1 and not isinstance(tasks[0], Signature):
+        return list(tasks[0])
+    flat: list[Signature] = []
+    for task in tasks:
+        if not isinstance(task, Signature):
+            raise ConfigurationError(f"expected a signature (task.s(...)), got {task!r}")
+        flat.append(task)
+    return flat
+
+
+def _first_app(tasks: Sequence[Signature]) -> App | None:
+    return next((t.app for t in tasks if t.app is not None), None)
+
+
+def _plain(value: Any) -> Any:
+    """Signatures inside options or kwargs, turned into their dict form."""
+    if isinstance(value, Signature):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def signature_dicts(value: Any) -> list[dict[str, Any]] | None:
+    """``link=``/``link_error=`` values (one signature, or a list) in their dict form."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list | tuple) else [value]
+    return [item.to_dict() if isinstance(item, Signature) else dict(item) for item in items]

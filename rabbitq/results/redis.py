@@ -1,0 +1,170 @@
+"""The Redis backend, with Celery's key scheme so either side can read the other's results.
+
+A result is ``SET celery-task-meta-<id> <document> EX <expires>`` and, in the same
+pipeline, ``PUBLISH celery-task-meta-<id> <document>``. A waiting caller subscribes to the
+channels first, then reads the keys it subscribed to: a result stored in between is seen by
+one or the other, and the caller sleeps in the subscription instead of polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from rabbitq.errors import ConfigurationError, MessageDecodeError
+from rabbitq.results.backend import ResultBackend
+from rabbitq.results.meta import PENDING, ResultMeta, decode_meta, encode_meta
+from rabbitq.serializers import Serializer, serializer_named
+
+if TYPE_CHECKING:
+    import redis as redis_sync
+    import redis.asyncio as redis_async
+
+    from rabbitq.amqp.aio import AsyncPublisher
+
+KEY_PREFIX = "celery-task-meta-"
+SUBSCRIBE_BATCH = 500
+
+
+def result_key(task_id: str) -> str:
+    return f"{KEY_PREFIX}{task_id}"
+
+
+class RedisBackend(ResultBackend):
+    def __init__(self, url: str, serializer: Serializer, expires: float | None) -> None:
+        super().__init__(url, serializer, expires)
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise ConfigurationError(
+                "the redis result backend needs the redis package: pip install 'rabbitq[redis]'"
+            ) from None
+        self._sync: redis_sync.Redis | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def _client(self) -> redis_sync.Redis:
+        if self._sync is None:
+            import redis as redis_sync
+
+            self._sync = redis_sync.Redis.from_url(self.url)  # pool is fork-aware
+        return self._sync
+
+    def _async_client(self) -> redis_async.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            import redis.asyncio as redis_async
+
+            client = redis_async.Redis.from_url(self.url)
+            self._async[loop] = client
+        return client
+
+    # -- worker side ------------------------------------------------------------------------
+
+    async def store(
+        self, meta: ResultMeta, reply_to: str | None, publisher: AsyncPublisher
+    ) -> None:
+        key = result_key(meta.task_id)
+        value = encode_meta(meta, self.serializer)
+        async with self._async_client().pipeline(transaction=False) as pipe:
+            if self.expires:
+                pipe.set(key, value, px=int(self.expires * 1000))
+            else:
+                pipe.set(key, value)
+            pipe.publish(key, value)
+            await pipe.execute()
+
+    # -- caller side ------------------------------------------------------------------------
+
+    def _decode(self, value: bytes | str | None, task_id: str) -> ResultMeta:
+        if value is None:
+            return ResultMeta(task_id, PENDING)
+        return decode_meta(self._loads(value), task_id)
+
+    def _loads(self, value: bytes | str) -> Any:
+        if isinstance(value, str):
+            value = value.encode()
+        # Celery may have written it with a different result serializer: try the other one.
+        try:
+            return self.serializer.loads(value)
+        except Exception:
+            other = "json" if self.serializer.name != "json" else "msgpack"
+            try:
+                return serializer_named(other).loads(value)
+            except Exception as exc:
+                raise MessageDecodeError(f"unreadable result in Redis: {exc}") from exc
+
+    def state(self, task_id: str) -> ResultMeta:
+        return self._decode(self._client().get(result_key(task_id)), task_id)
+
+    def wait(self, task_ids: list[str], timeout: float | None) -> dict[str, ResultMeta]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        client = self._client()
+        keys = {result_key(task_id): task_id for task_id in task_ids}
+        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        ready: dict[str, ResultMeta] = {}
+        try:
+            key_list = list(keys)
+            for start in range(0, len(key_list), SUBSCRIBE_BATCH):
+                pubsub.subscribe(*key_list[start : start + SUBSCRIBE_BATCH])
+            for start in range(0, len(key_list), SUBSCRIBE_BATCH):
+                batch = key_list[start : start + SUBSCRIBE_BATCH]
+                for key, value in zip(batch, client.mget(batch), strict=True):
+                    meta = self._decode(value, keys[key])
+                    if meta.ready:
+                        ready[keys[key]] = meta
+            while len(ready) < len(keys):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                message = pubsub.get_message(timeout=min(remaining or 1.0, 1.0))
+                if message is None or message.get("type") != "message":
+                    continue
+                channel = message["channel"]
+                task_id = keys.get(channel.decode() if isinstance(channel, bytes) else channel)
+                if task_id is not None:
+                    meta = self._decode(message["data"], task_id)
+                    if meta.ready:
+                        ready[task_id] = meta
+        finally:
+            pubsub.close()
+        return ready
+
+    async def await_ready(self, task_id: str, timeout: float | None) -> ResultMeta | None:
+        client = self._async_client()
+        key = result_key(task_id)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(key)
+        try:
+            meta = self._decode(await client.get(key), task_id)
+            if meta.ready:
+                return meta
+
+            async def next_ready() -> ResultMeta:
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        found = self._decode(message["data"], task_id)
+                        if found.ready:
+                            return found
+
+            try:
+                return await asyncio.wait_for(next_ready(), timeout)
+            except TimeoutError:
+                return None
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def forget(self, task_id: str) -> None:
+        self._client().delete(result_key(task_id))
+
+    async def aclose(self) -> None:
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,130 @@
+"""What a worker publishes after a task ran, before it acks the task's message.
+
+On success: the result (to the backend, if any), the chain's next step with the result
+prepended, the ``link`` callbacks, and the chord part if the task is a chord member.
+On failure: the FAILURE result, the ``link_error`` errbacks (called with the task id; the
+error rides in their ``rabbitq_error`` header), and the chord's error part.
+
+Everything goes out with confirms before the ack, so a worker that dies in between leaves the
+task to be redelivered (and its followups maybe sent twice: chord parts are deduplicated by
+index, chain steps carry fixed task ids), never a workflow silently cut short.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback as traceback_module
+from dataclasses import replace
+from typing import Any
+
+from rabbitq.amqp.aio import AsyncPublisher
+from rabbitq.app import App, PreparedMessage, Route
+from rabbitq.canvas import CHORD_OPTION, Context, compile_signature, signature
+from rabbitq.chords import CHORD_QUEUE, ChordPart, part_envelope
+from rabbitq.message import TaskMessage
+from rabbitq.results import meta as results
+from rabbitq.task import ERROR_HEADER, Task
+
+log = logging.getLogger("rabbitq.worker")
+
+
+def stores_result(app: App, task: Task | None, message: TaskMessage) -> bool:
+    if app.backend is None or message.ignore_result:
+        return False
+    if app.backend.uses_reply_queue and not message.reply_to:
+        return False
+    return not app.ignores_result(task)
+
+
+def error_info(task_id: str, exc: BaseException, traceback: str | None = None) -> dict[str, Any]:
+    described = results.describe_exception(exc)
+    message = described["exc_message"]
+    return {
+        "task_id": task_id,
+        "exc_type": described["exc_type"],
+        "exc_module": described["exc_module"],
+        "exc_message": ", ".join(str(part) for part in message) if message else "",
+        "traceback": traceback
+        if traceback is not None
+        else "".join(traceback_module.format_exception(exc)),
+    }
+
+
+class Followups:
+    def __init__(self, app: App, publisher: AsyncPublisher) -> None:
+        self.app = app
+        self.publisher = publisher
+
+    async def started(self, task: Task, message: TaskMessage) -> None:
+        if self.app.track_started and stores_result(self.app, task, message):
+            await self._store(results.state_only(message.id, results.STARTED), message)
+
+    async def retrying(self, task: Task, message: TaskMessage, exc: BaseException) -> None:
+        backend = self.app.backend
+        if (
+            backend is not None
+            and not backend.uses_reply_queue
+            and stores_result(self.app, task, message)
+        ):
+            await self._store(results.state_only(message.id, results.RETRY, exc), message)
+
+    async def succeeded(self, task: Task, message: TaskMessage, value: Any) -> None:
+        if stores_result(self.app, task, message):
+            await self._store(results.success(message.id, value), message)
+        outgoing: list[PreparedMessage] = []
+        around = self._context(message)
+        if message.chain:
+            following, rest = message.chain[-1], message.chain[:-1]
+            step = replace(around, parent_result=(value,), continuation=list(reversed(rest)))
+            outgoing += self._compile(following, step)
+        for callback in message.callbacks or []:
+            outgoing += self._compile(callback, replace(around, parent_result=(value,)))
+        member = message.embed_extras.get(CHORD_OPTION)
+        if isinstance(member, dict):
+            outgoing.append(self._chord_part(member, results=[(member["index"], value)]))
+        if outgoing:
+            await self.app.apublish_prepared(outgoing, self.publisher)
+
+    async def failed(self, task: Task | None, message: TaskMessage, exc: BaseException) -> None:
+        """The task failed for good (not retried): record it and tell whoever waits."""
+        trace = "".join(traceback_module.format_exception(exc))
+        if stores_result(self.app, task, message):
+            await self._store(results.failure(message.id, exc, trace), message)
+        info = error_info(message.id, exc, trace)
+        outgoing: list[PreparedMessage] = []
+        around = self._context(message)
+        around.headers = {ERROR_HEADER: info}
+        for errback in message.errbacks or []:
+            outgoing += self._compile(errback, replace(around, parent_result=(message.id,)))
+        member = message.embed_extras.get(CHORD_OPTION)
+        if isinstance(member, dict):
+            outgoing.append(self._chord_part(member, error={**info, "index": member["index"]}))
+        if outgoing:
+            await self.app.apublish_prepared(outgoing, self.publisher)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _context(self, message: TaskMessage) -> Context:
+        return Context(reply_to=message.reply_to, parent_id=message.id, root_id=message.root_id)
+
+    def _compile(self, data: Any, context: Context) -> list[PreparedMessage]:
+        return compile_signature(
+            signature(data, self.app), context, self.app.prepare_signature
+        ).messages
+
+    def _chord_part(
+        self,
+        member: dict[str, Any],
+        results: list[tuple[int, Any]] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> PreparedMessage:
+        part = ChordPart(member["id"], member["size"], member["body"], results or [], error)
+        envelope = part_envelope(part, self.app.serializer)
+        return PreparedMessage(
+            envelope.message_id or "", Route(CHORD_QUEUE, None), envelope, "", CHORD_QUEUE
+        )
+
+    async def _store(self, meta: results.ResultMeta, message: TaskMessage) -> None:
+        backend = self.app.backend
+        assert backend is not None
+        await backend.store(meta, message.reply_to, self.publisher)
