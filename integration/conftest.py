@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +92,89 @@ def app(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[rabbitq.Ap
 @pytest.fixture
 def unique_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server for the Redis result backend tests."""
+    from rabbitq.testing import LocalRedis
+
+    with LocalRedis() as redis:
+        yield redis.url
+
+
+@dataclasses.dataclass
+class CanvasSetup:
+    """The canvas test app in this process, and how to start its worker."""
+
+    app: rabbitq.App
+    queue: str
+    env: dict[str, str]
+    tmp_path: Path
+
+    def worker(self, *extra: str, env: dict[str, str] | None = None) -> Any:
+        from integration.support import running_worker
+
+        return running_worker(
+            self.app.broker_url,
+            self.queue,
+            self.tmp_path,
+            *extra,
+            env={**self.env, **(env or {})},
+            app="integration.apps.canvas_app",
+        )
+
+    @property
+    def record_file(self) -> Path:
+        return self.tmp_path / "ran.txt"
+
+
+def _canvas_setup(
+    broker_url: str,
+    backend: str | None,
+    unique_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[CanvasSetup]:
+    from integration.apps import canvas_app
+
+    app = canvas_app.app
+    monkeypatch.setattr(app, "broker_url", broker_url)
+    monkeypatch.setattr(app, "default_queue", unique_name)
+    monkeypatch.setattr(app, "result_backend_url", backend)
+    monkeypatch.setattr(app, "_backend", None)
+    monkeypatch.setenv("RABBITQ_TEST_RECORD", str(tmp_path / "ran.txt"))
+    app._ensured_queues.clear()
+    env = {"RABBITQ_TEST_QUEUE": unique_name, "RABBITQ_RESULT_BACKEND": backend or ""}
+    yield CanvasSetup(app, unique_name, env, tmp_path)
+    app.close()
+    app._publisher = None
+
+
+@pytest.fixture(params=["rpc", "redis"])
+def results_setup(
+    request: pytest.FixtureRequest,
+    broker_url: str,
+    unique_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[CanvasSetup]:
+    """The canvas app with each result backend in turn."""
+    backend = "rpc://" if request.param == "rpc" else request.getfixturevalue("redis_url")
+    yield from _canvas_setup(broker_url, backend, unique_name, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def canvas(
+    broker_url: str, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CanvasSetup]:
+    """The canvas app with NO result backend: workflows must not need one."""
+    yield from _canvas_setup(broker_url, None, unique_name, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def rpc_canvas(
+    broker_url: str, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CanvasSetup]:
+    """The canvas app with the rpc backend, to read workflow results."""
+    yield from _canvas_setup(broker_url, "rpc://", unique_name, tmp_path, monkeypatch)

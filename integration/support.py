@@ -103,9 +103,16 @@ def running_worker(
     tmp_path: Path,
     *extra_args: str,
     env: dict[str, str] | None = None,
+    app: str = "integration.apps.core_app",
 ) -> Iterator[WorkerProcess]:
     worker = WorkerProcess(
-        broker_url, queues, tmp_path / "ran.txt", tmp_path / "worker.log", *extra_args, env=env
+        broker_url,
+        queues,
+        tmp_path / "ran.txt",
+        tmp_path / "worker.log",
+        *extra_args,
+        env=env,
+        app=app,
     )
     try:
         worker.wait_until_consuming()

@@ -90,6 +90,8 @@ class App:
         result_expires: float | None = 86400.0,
         ignore_result: bool = False,
         track_started: bool = False,
+        chord_fold_after: float = 600.0,
+        chord_fold_parts: int = 1000,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -110,6 +112,11 @@ class App:
         self.result_expires = result_expires
         self.ignore_result = ignore_result
         self.track_started = track_started
+        # The chord coordinator folds parts held this long (or this many for one chord) into
+        # one message: RabbitMQ's consumer_timeout (30 min by default) closes a channel that
+        # holds a delivery unacked for longer.
+        self.chord_fold_after = chord_fold_after
+        self.chord_fold_parts = chord_fold_parts
         self._backend: ResultBackend | None = None
         self._backend_lock = threading.Lock()
         register_builtin_tasks(self)
@@ -413,7 +420,9 @@ class App:
         if prepared.delayed:
             self._ensure_delay_levels_sync()
         self.publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
-        return _AsyncResult(prepared.task_id, self, name, ignored=ignore)
+        return _AsyncResult(
+            prepared.task_id, self, name, ignored=ignore and self.backend is not None
+        )
 
     async def asend_task(
         self,
@@ -437,7 +446,9 @@ class App:
             await declare_delay_levels(publisher.connection, self.topology.delay_queue_type)
             self._delay_levels_pid = os.getpid()
         await publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
-        return _AsyncResult(prepared.task_id, self, name, ignored=ignore)
+        return _AsyncResult(
+            prepared.task_id, self, name, ignored=ignore and self.backend is not None
+        )
 
     @property
     def publisher(self) -> BlockingPublisher:

@@ -9,7 +9,12 @@ from typing import Any
 
 import rabbitq
 
-app = rabbitq.App("canvas", default_queue=os.environ.get("RABBITQ_TEST_QUEUE", "canvas"))
+app = rabbitq.App(
+    "canvas",
+    default_queue=os.environ.get("RABBITQ_TEST_QUEUE", "canvas"),
+    chord_fold_after=float(os.environ.get("RABBITQ_TEST_FOLD_AFTER", "600")),
+    chord_fold_parts=int(os.environ.get("RABBITQ_TEST_FOLD_PARTS", "1000")),
+)
 
 
 def _record(label: object) -> None:

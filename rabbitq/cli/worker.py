@@ -68,6 +68,11 @@ from rabbitq.worker.supervisor import Supervisor
     default=None,
     help="Seconds to wait for running tasks on SIGTERM [default: no limit].",
 )
+@click.option(
+    "--no-chords",
+    is_flag=True,
+    help="Do not stand as chord coordinator (consume rabbitq.chords) in this worker.",
+)
 def worker(
     app_path: str,
     queues: str,
@@ -77,6 +82,7 @@ def worker(
     routing: str | None,
     loglevel: str,
     shutdown_timeout: float | None,
+    no_chords: bool,
 ) -> None:
     """Consume QUEUES and run their tasks (acks after each task finishes)."""
     if "" not in sys.path:
@@ -92,6 +98,7 @@ def worker(
         routing=routing,
         loglevel=loglevel,
         shutdown_timeout=shutdown_timeout,
+        coordinate_chords=not no_chords,
     )
     try:
         if processes == 1:

@@ -141,7 +141,13 @@ class Consumer:
                 await ensure_queue(self._connection, spec)
         await self._publisher.connect()
         if self.coordinate_chords:
-            self._coordinator = ChordCoordinator(self.app, self._connection, self._publisher)
+            self._coordinator = ChordCoordinator(
+                self.app,
+                self._connection,
+                self._publisher,
+                fold_after=self.app.chord_fold_after,
+                fold_parts=self.app.chord_fold_parts,
+            )
             await self._coordinator.start()
         else:
             await declare_chord_queues(self._connection)  # members report there

@@ -30,6 +30,7 @@ class WorkerConfig:
     queues: tuple[str, ...]
     concurrency: int = 8
     prefetch: int | None = None
+    coordinate_chords: bool = True
     routing: str | None = None
     loglevel: str = "INFO"
     shutdown_timeout: float | None = None
@@ -56,7 +57,11 @@ def load_configured_app(config: WorkerConfig) -> App:
 async def serve(config: WorkerConfig) -> None:
     app = load_configured_app(config)
     consumer = Consumer(
-        app, config.queues, concurrency=config.concurrency, prefetch=config.prefetch
+        app,
+        config.queues,
+        concurrency=config.concurrency,
+        prefetch=config.prefetch,
+        coordinate_chords=config.coordinate_chords,
     )
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
