@@ -36,3 +36,14 @@ async def late(self: rabbitq.Task) -> None:
     request = self.request
     assert request is not None and request.eta is not None
     _append(time.time() - request.eta.timestamp())
+
+
+@app.task(name="bench.echo")
+def echo(value: int) -> int:
+    return value
+
+
+@app.task(name="bench.chord_done")
+def chord_done(results: list[object]) -> None:
+    # end of a chord: the wall-clock time it ran, for the end-to-end figure
+    _append(time.time())
