@@ -16,6 +16,7 @@ from contextlib import ExitStack
 
 import pika
 
+import rabbitq
 from rabbitq.testing import LocalBroker
 
 
@@ -94,6 +95,24 @@ def main() -> int:
         deadline = time.monotonic() + 30
         while (len(ran) < 6 or not dead) and time.monotonic() < deadline:
             time.sleep(0.05)
+        print("results (rpc:// backend: replies come back on this process's reply queue):")
+        vat = shop.with_vat.delay(100.0).get(timeout=30)
+        print(f"  with_vat.delay(100.0).get() -> {vat}")
+        try:
+            shop.broken_report.delay("2026-08").get(timeout=30)
+        except Exception as exc:
+            print(f"  broken_report(...).get() raised {type(exc).__name__}: {exc.args[0]}")
+        pipeline = (shop.with_vat.s(10.0) | shop.with_vat.s()).delay().get(timeout=30)
+        print(f"  chain with_vat(10) | with_vat -> {pipeline}")
+        total = (
+            rabbitq.chord(
+                [shop.with_vat.s(amount) for amount in (10.0, 20.0, 30.0)], shop.invoice_total.s()
+            )
+            .apply_async()
+            .get(timeout=30)
+        )
+        print(f"  chord of 3 with_vat -> invoice_total -> {total}")
+        results_ok = (vat, pipeline, total) == (120.0, 14.4, 72.0)
         shop.app.close()
         print("stopping the worker (SIGTERM: finish running tasks, then exit)...")
         worker.send_signal(signal.SIGTERM)
@@ -103,7 +122,7 @@ def main() -> int:
             f"worker exited with {code}; {len(ran)} tasks ran, "
             f"{dead_count} failed task(s) kept in reports.dead with the traceback"
         )
-        ok = len(ran) == 6 and dead_count == 1 and code == 0
+        ok = len(ran) == 6 and dead_count == 2 and code == 0 and results_ok
         print("demo OK" if ok else "demo FAILED")
         return 0 if ok else 1
 

@@ -10,7 +10,7 @@ import sys
 
 import rabbitq
 
-app = rabbitq.App("shop")  # broker from $RABBITQ_BROKER_URL
+app = rabbitq.App("shop", result_backend="rpc://")  # broker from $RABBITQ_BROKER_URL
 
 
 def _say(line: str) -> None:
@@ -44,3 +44,14 @@ def build_report(month: str, rows: int) -> str:
 @app.task(queue="reports")
 def broken_report(month: str) -> None:
     raise RuntimeError(f"the {month} data is missing")
+
+
+@app.task(queue="reports")
+def with_vat(net: float) -> float:
+    return round(net * 1.2, 2)
+
+
+@app.task(queue="reports")
+def invoice_total(amounts: list[float]) -> float:
+    """A chord body: receives every member's result, in order."""
+    return round(sum(amounts), 2)

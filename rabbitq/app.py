@@ -12,6 +12,7 @@ import datetime as dt
 import importlib
 import os
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -275,6 +276,7 @@ class App:
             headers["ignore_result"] = True
         message = TaskMessage(
             task=task_name,
+            id=options.task_id or str(uuid.uuid4()),
             eta=eta,
             args=list(args or ()),
             kwargs=dict(kwargs or {}),
@@ -292,9 +294,6 @@ class App:
             embed_extras={CHORD_OPTION: canvas.chord_member} if canvas.chord_member else {},
             headers=headers,
         )
-        if options.task_id is not None:
-            message.id = options.task_id
-            message.root_id = options.root_id or options.task_id
         try:
             envelope = encode_task(message, serializer)
         except TypeError as exc:

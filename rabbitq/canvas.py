@@ -97,12 +97,22 @@ class Signature:
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Signature:
         """A copy with ``args`` prepended and ``kwargs``/``options`` merged (unless immutable)."""
-        twin = copy.deepcopy(self)
+        twin = self.copy()
         if not self.immutable:
             twin.args = tuple(args) + self.args
             twin.kwargs = {**self.kwargs, **(kwargs or {})}
         twin.options.update(options)
-        twin.app = self.app
+        return twin
+
+    def copy(self) -> Signature:
+        """A copy whose options and kwargs can change without touching this one.
+
+        Cheaper than ``deepcopy`` (applying a group of thousands copies each member):
+        compiling only ever replaces option values, never mutates them in place.
+        """
+        twin = copy.copy(self)
+        twin.options = dict(self.options)
+        twin.kwargs = dict(self.kwargs)
         return twin
 
     def link(self, callback: Signature) -> Signature:
@@ -127,7 +137,8 @@ class Signature:
 
     def freeze(self) -> ResultHandle:
         """Fix the task id now (so the result handle is known before publishing)."""
-        self.options.setdefault("task_id", str(uuid.uuid4()))
+        if "task_id" not in self.options:
+            self.options["task_id"] = str(uuid.uuid4())
         return AsyncResult(self.options["task_id"], self.app, self.task)
 
     # -- wire form --------------------------------------------------------------------------
@@ -215,10 +226,15 @@ class Chain(Signature):
     def clone(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Chain:
-        twin = copy.deepcopy(self)
+        twin = self.copy()
         twin.tasks[0] = twin.tasks[0].clone(args, kwargs)
         twin.options.update(options)
-        twin.bind(self.app) if self.app is not None else None
+        return twin
+
+    def copy(self) -> Chain:
+        twin = copy.copy(self)
+        twin.options = dict(self.options)
+        twin.tasks = [step.copy() for step in self.tasks]
         return twin
 
     def freeze(self) -> ResultHandle:
@@ -267,14 +283,21 @@ class Group(Signature):
     def clone(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Group:
-        twin = copy.deepcopy(self)
-        twin.tasks = [member.clone(args, kwargs) for member in twin.tasks]
-        twin.options.update(options)
-        twin.bind(self.app) if self.app is not None else None
+        twin = copy.copy(self)
+        twin.options = {**self.options, **options}
+        twin.tasks = [member.clone(args, kwargs) for member in self.tasks]
+        return twin
+
+    def copy(self) -> Group:
+        twin = copy.copy(self)
+        twin.options = dict(self.options)
+        twin.tasks = [member.copy() for member in self.tasks]
         return twin
 
     def freeze(self) -> GroupResult:
-        group_id = self.options.setdefault("task_id", str(uuid.uuid4()))
+        if "task_id" not in self.options:
+            self.options["task_id"] = str(uuid.uuid4())
+        group_id = self.options["task_id"]
         results = [member.freeze() for member in self.tasks]
         return GroupResult(group_id, results, self.app)
 
@@ -326,14 +349,21 @@ class Chord(Signature):
     def clone(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Chord:
-        twin = copy.deepcopy(self)
+        twin = self.copy()
         twin.header = self.header.clone(args, kwargs)
         twin.options.update(options)
-        twin.bind(self.app) if self.app is not None else None
+        return twin
+
+    def copy(self) -> Chord:
+        twin = copy.copy(self)
+        twin.options = dict(self.options)
+        twin.header = self.header.copy()
+        twin.body = self.body.copy() if self.body is not None else None
         return twin
 
     def freeze(self) -> ResultHandle:
-        self.options.setdefault("task_id", str(uuid.uuid4()))
+        if "task_id" not in self.options:
+            self.options["task_id"] = str(uuid.uuid4())
         self.header.freeze()
         return self._require_body().freeze()
 
@@ -485,7 +515,7 @@ def compile_signature(sig: Signature, context: Context, prepare: Preparer) -> Co
 
 def _compile_chain(sig: Chain, context: Context, prepare: Preparer) -> Compiled:
     sig.freeze()
-    steps = [copy.deepcopy(step) for step in sig.tasks]
+    steps = [step.copy() for step in sig.tasks]
     for option in ("link", "link_error"):
         for callback in sig.options.get(option) or []:
             # Celery: a chain's link follows its last step; link_error guards every step.
@@ -525,8 +555,8 @@ def _compile_group(sig: Group, context: Context, prepare: Preparer) -> Compiled:
 
 def _compile_chord(sig: Chord, context: Context, prepare: Preparer) -> Compiled:
     sig.freeze()
-    body = copy.deepcopy(sig._require_body())
-    body.app = sig.app
+    body = sig._require_body().copy()
+    body.app = body.app or sig.app
     if context.reply_to:
         _propagate_reply_to(body, context.reply_to)
     if context.continuation:

@@ -201,7 +201,8 @@ def decode_task(envelope: Envelope) -> TaskMessage:
         root_id=_optional_str(headers, "root_id") or task_id,
         parent_id=_optional_str(headers, "parent_id"),
         group=_optional_str(headers, "group"),
-        group_index=headers.get("group_index") if isinstance(headers.get("group_index"), int)
+        group_index=headers.get("group_index")
+        if isinstance(headers.get("group_index"), int)
         else None,
         eta=_parse_time(headers.get("eta"), "eta"),
         expires=_parse_time(headers.get("expires"), "expires"),
