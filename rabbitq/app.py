@@ -39,7 +39,8 @@ from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
 from rabbitq.errors import ConfigurationError, UnknownTaskError
 from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow
 from rabbitq.result import AsyncResult as _AsyncResult
-from rabbitq.results.backend import ResultBackend, backend_from_url
+from rabbitq.results.backend import ResultBackend
+from rabbitq.results.factory import backend_from_url
 from rabbitq.results.rpc import RpcBackend
 from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, route_for_task, validate_routing_key

@@ -15,7 +15,6 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING
 
-from rabbitq.errors import ConfigurationError
 from rabbitq.results.meta import ResultMeta
 from rabbitq.serializers import Serializer
 
@@ -62,18 +61,3 @@ class ResultBackend(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release the current event loop's connections."""
-
-
-def backend_from_url(url: str, serializer: Serializer, expires: float | None) -> ResultBackend:
-    scheme = url.split("://", 1)[0].lower() if "://" in url else url.lower()
-    if scheme == "rpc":
-        from rabbitq.results.rpc import RpcBackend
-
-        return RpcBackend(url, serializer, expires)
-    if scheme in ("redis", "rediss", "unix"):
-        from rabbitq.results.redis import RedisBackend
-
-        return RedisBackend(url, serializer, expires)
-    raise ConfigurationError(
-        f"unknown result backend {url!r}: expected 'rpc://' or 'redis://host:port/db'"
-    )
