@@ -29,12 +29,11 @@ from rabbitq.amqp.declare import (
 from rabbitq.builtins import register_builtin_tasks
 from rabbitq.canvas import (
     CHORD_OPTION,
-    Context,
     ResultHandle,
     Signature,
-    compile_signature,
     signature_dicts,
 )
+from rabbitq.compile import Context, compile_signature
 from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
 from rabbitq.errors import ConfigurationError, UnknownTaskError
 from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow

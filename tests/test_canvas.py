@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 import rabbitq
-from rabbitq.canvas import CHORD_OPTION, Chord, Context, compile_signature
+from rabbitq.canvas import CHORD_OPTION, Chord
+from rabbitq.compile import Context, compile_signature
 from rabbitq.message import decode_task
 
 app = rabbitq.App("canvas-unit", "amqp://unused/")

@@ -30,8 +30,9 @@ from rabbitq import dead_letters
 from rabbitq.amqp.aio import AsyncPublisher
 from rabbitq.amqp.declare import declare_chord_queues
 from rabbitq.app import App
-from rabbitq.canvas import Context, compile_signature, signature
+from rabbitq.canvas import signature
 from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE, ChordTally, decode_part, part_envelope
+from rabbitq.compile import Context, compile_signature
 from rabbitq.errors import MessageError, TaskError
 from rabbitq.message import envelope_from_properties
 from rabbitq.results import meta as results

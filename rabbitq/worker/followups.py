@@ -19,8 +19,9 @@ from typing import Any
 
 from rabbitq.amqp.aio import AsyncPublisher
 from rabbitq.app import App, PreparedMessage, Route
-from rabbitq.canvas import CHORD_OPTION, Context, compile_signature, signature
+from rabbitq.canvas import CHORD_OPTION, signature
 from rabbitq.chords import CHORD_QUEUE, ChordPart, part_envelope
+from rabbitq.compile import Context, compile_signature
 from rabbitq.message import TaskMessage
 from rabbitq.results import meta as results
 from rabbitq.task import ERROR_HEADER, Task

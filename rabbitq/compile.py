@@ -1,0 +1,203 @@
+"""Compiling a signature into the messages that apply it now. Pure: no I/O.
+
+``compile_signature`` walks a workflow (``canvas.py``) and returns the task messages to
+publish at once plus the handle of the eventual result; whatever happens later rides inside
+those messages (see ``canvas.py`` for how chains, groups and chords travel).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from rabbitq.canvas import (
+    CHORD_OPTION,
+    CONTINUATION_OPTION,
+    Chain,
+    Chord,
+    Group,
+    ResultHandle,
+    Signature,
+    signature,
+)
+from rabbitq.errors import ConfigurationError
+from rabbitq.result import AsyncResult, GroupResult
+
+if TYPE_CHECKING:
+    from rabbitq.app import PreparedMessage
+
+
+@dataclass
+class Context:
+    """What surrounds a signature being applied."""
+
+    parent_result: tuple[Any, ...] = ()  # (value,) to prepend, or () for nothing
+    reply_to: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    continuation: list[dict[str, Any]] = field(default_factory=list)  # forward order
+    chord_member: dict[str, Any] | None = None
+    group_id: str | None = None
+    group_index: int | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Compiled:
+    messages: list[PreparedMessage]
+    result: ResultHandle
+
+
+Preparer = Callable[[Signature, Context], "PreparedMessage"]
+
+
+def compile_signature(sig: Signature, context: Context, prepare: Preparer) -> Compiled:
+    """The messages that apply ``sig`` now, and the handle of its eventual result.
+
+    ``prepare`` turns one task signature plus its context into a message (``App.prepare``).
+    """
+    if isinstance(sig, Chain):
+        return _compile_chain(sig, context, prepare)
+    if isinstance(sig, Group):
+        return _compile_group(sig, context, prepare)
+    if isinstance(sig, Chord):
+        return _compile_chord(sig, context, prepare)
+    result = sig.freeze()
+    assert isinstance(result, AsyncResult)
+    continuation = context.continuation + list(sig.options.get(CONTINUATION_OPTION) or [])
+    member = context.chord_member or sig.options.get(CHORD_OPTION)
+    if member is not None and continuation:
+        # The chord waits for the end of this chain, not for this step.
+        continuation = [*continuation[:-1], attach_chord_member(continuation[-1], member)]
+        member = None
+    step = replace(context, continuation=continuation, chord_member=member)
+    return Compiled([prepare(sig, step)], result)
+
+
+def _compile_chain(sig: Chain, context: Context, prepare: Preparer) -> Compiled:
+    sig.freeze()
+    steps = [step.copy() for step in sig.tasks]
+    for option in ("link", "link_error"):
+        for callback in sig.options.get(option) or []:
+            # Celery: a chain's link follows its last step; link_error guards every step.
+            targets = steps[-1:] if option == "link" else steps
+            for step in targets:
+                step.options = {**step.options, option: [*step.options.get(option, []), callback]}
+    if context.reply_to:
+        for step in steps[1:]:
+            _propagate_reply_to(step, context.reply_to)
+    rest = [step.to_dict() for step in steps[1:]]
+    first = replace(context, continuation=rest + context.continuation)
+    compiled = compile_signature(steps[0], first, prepare)
+    return Compiled(compiled.messages, _result_of(steps[-1]))
+
+
+def _compile_group(sig: Group, context: Context, prepare: Preparer) -> Compiled:
+    if context.continuation:
+        # A group followed by more steps is a chord whose body runs the rest.
+        body = signature(context.continuation[0], sig.app)
+        upgraded = Chord(sig, body, app=sig.app)
+        rest = replace(context, continuation=context.continuation[1:])
+        return _compile_chord(upgraded, rest, prepare)
+    if context.chord_member is not None:
+        raise ConfigurationError(
+            "a group cannot be a member of a chord's header directly; put its members in the "
+            "header, or wrap it in a chain with a step that collects its results"
+        )
+    result = sig.freeze()
+    messages: list[PreparedMessage] = []
+    for index, member in enumerate(sig.tasks):
+        member_context = Context(
+            **{**context.__dict__, "group_id": result.id, "group_index": index}
+        )
+        messages.extend(compile_signature(member, member_context, prepare).messages)
+    return Compiled(messages, result)
+
+
+def _compile_chord(sig: Chord, context: Context, prepare: Preparer) -> Compiled:
+    sig.freeze()
+    body = sig._require_body().copy()
+    body.app = body.app or sig.app
+    if context.reply_to:
+        _propagate_reply_to(body, context.reply_to)
+    if context.continuation:
+        body.options[CONTINUATION_OPTION] = [
+            *(body.options.get(CONTINUATION_OPTION) or []),
+            *context.continuation,
+        ]
+    body_dict = body.to_dict()
+    if context.chord_member is not None:
+        body_dict = attach_chord_member(body_dict, context.chord_member)
+    result = _result_of(sig._require_body())
+    members = sig.header.tasks
+    if not members:
+        # Nothing to wait for: the body runs now, with an empty list.
+        empty = Context(
+            reply_to=context.reply_to,
+            parent_result=([],),
+            parent_id=context.parent_id,
+            root_id=context.root_id,
+        )
+        compiled = compile_signature(signature(body_dict, sig.app), empty, prepare)
+        return Compiled(compiled.messages, result)
+    chord_id = sig.options["task_id"]
+    messages: list[PreparedMessage] = []
+    for index, member in enumerate(members):
+        member_context = Context(
+            parent_result=context.parent_result,
+            reply_to=context.reply_to,
+            parent_id=context.parent_id,
+            root_id=context.root_id,
+            chord_member={"id": chord_id, "index": index, "size": len(members), "body": body_dict},
+            group_id=chord_id,
+            group_index=index,
+        )
+        messages.extend(compile_signature(member, member_context, prepare).messages)
+    return Compiled(messages, result)
+
+
+def attach_chord_member(step: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
+    """``step`` (dict form) made to report its final result to the chord ``member`` names."""
+    step = copy.deepcopy(step)
+    kind = step.get("subtask_type")
+    if kind == "chain":
+        tasks = step["kwargs"]["tasks"]
+        tasks[-1] = attach_chord_member(tasks[-1], member)
+    elif kind == "chord":
+        step["kwargs"]["body"] = attach_chord_member(step["kwargs"]["body"], member)
+    elif kind == "group":
+        raise ConfigurationError(
+            "a chain ending in a group cannot be a chord member; end it with a task"
+        )
+    else:
+        options = step.setdefault("options", {})
+        continuation = options.get(CONTINUATION_OPTION)
+        if continuation:
+            continuation[-1] = attach_chord_member(continuation[-1], member)
+        else:
+            options[CHORD_OPTION] = member
+    return step
+
+
+def _propagate_reply_to(sig: Signature, reply_to: str) -> None:
+    if isinstance(sig, Chain | Group):
+        for step in sig.tasks:
+            _propagate_reply_to(step, reply_to)
+    elif isinstance(sig, Chord):
+        _propagate_reply_to(sig.header, reply_to)
+        if sig.body is not None:
+            _propagate_reply_to(sig.body, reply_to)
+    else:
+        sig.options.setdefault("reply_to", reply_to)
+
+
+def _result_of(sig: Signature) -> ResultHandle:
+    if isinstance(sig, Chain):
+        return _result_of(sig.tasks[-1])
+    if isinstance(sig, Chord):
+        return _result_of(sig._require_body())
+    if isinstance(sig, Group):
+        return GroupResult(sig.options["task_id"], [_result_of(t) for t in sig.tasks], sig.app)
+    return AsyncResult(sig.options["task_id"], sig.app, sig.task)
