@@ -85,6 +85,22 @@ def envelope_from_properties(properties: Any, body: bytes) -> Envelope:
     )
 
 
+def properties_of(envelope: Envelope) -> dict[str, Any]:
+    """The AMQP basic properties by their protocol names, which pika's ``BasicProperties``
+    and pamqp's ``Basic.Properties`` both take (the reverse of ``envelope_from_properties``)."""
+    return {
+        "content_type": envelope.content_type,
+        "content_encoding": envelope.content_encoding,
+        "headers": envelope.headers,
+        "delivery_mode": envelope.delivery_mode,
+        "priority": envelope.priority,
+        "correlation_id": envelope.correlation_id,
+        "reply_to": envelope.reply_to,
+        "message_id": envelope.message_id,
+        "expiration": envelope.expiration,
+    }
+
+
 @dataclass
 class TaskMessage:
     """One request to run a task, as both producers and workers see it."""

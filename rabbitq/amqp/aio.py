@@ -27,11 +27,12 @@ from pamqp import commands as spec
 
 from rabbitq.errors import (
     BrokerConnectionError,
+    PublishError,
     PublishNackedError,
     PublishTimeoutError,
     UnroutableError,
 )
-from rabbitq.message import Envelope, envelope_from_properties
+from rabbitq.message import Envelope, envelope_from_properties, properties_of
 from rabbitq.topology import TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
@@ -55,17 +56,17 @@ def to_aio_message(envelope: Envelope) -> aio_pika.Message:
 
 
 def to_amqp_properties(envelope: Envelope) -> spec.Basic.Properties:
-    return spec.Basic.Properties(
-        content_type=envelope.content_type,
-        content_encoding=envelope.content_encoding,
-        headers=envelope.headers,
-        delivery_mode=envelope.delivery_mode,
-        priority=envelope.priority,
-        correlation_id=envelope.correlation_id,
-        reply_to=envelope.reply_to,
-        message_id=envelope.message_id,
-        expiration=envelope.expiration,
-    )
+    return spec.Basic.Properties(**properties_of(envelope))
+
+
+def broker_refusal(error: BaseException, routing_key: str, exchange: str) -> PublishError | None:
+    """What a failed confirm means for the caller: unroutable, nacked, or (None) a lost
+    connection, after which the message must be sent again."""
+    if isinstance(error, aiormq.exceptions.PublishError):
+        return UnroutableError(routing_key, exchange)
+    if isinstance(error, aiormq.exceptions.DeliveryError):
+        return PublishNackedError(f"the broker nacked the message: {error}")
+    return None
 
 
 class AsyncPublisher:
@@ -168,7 +169,8 @@ class AsyncPublisher:
         underlay = await channel.get_underlay_channel()
         outcomes: list[Any] = []
         deadline = asyncio.get_running_loop().time() + limit
-        # Windows of confirms in flight: one huge gather costs the loop more than it saves.
+        # Windows of confirms in flight, as the raw baseline: a group of 100,000 does not
+        # create 100,000 coroutines at once.
         for start in range(0, len(items), BATCH_WINDOW):
             window = items[start : start + BATCH_WINDOW]
             confirms = [
@@ -196,10 +198,9 @@ class AsyncPublisher:
         for item, outcome in zip(items, outcomes, strict=True):
             if not isinstance(outcome, BaseException):
                 continue
-            if isinstance(outcome, aiormq.exceptions.PublishError):
-                errors.append(UnroutableError(item[1], item[0]))
-            elif isinstance(outcome, aiormq.exceptions.DeliveryError):
-                errors.append(PublishNackedError(f"the broker nacked the message: {outcome}"))
+            refusal = broker_refusal(outcome, item[1], item[0])
+            if refusal is not None:
+                errors.append(refusal)
             else:
                 retry.append(item)  # the connection went away: the confirm is lost
         for exchange, routing_key, envelope in retry:
@@ -217,10 +218,10 @@ class AsyncPublisher:
             try:
                 await exchange.publish(message, routing_key=routing_key, mandatory=True)
                 return
-            except aiormq.exceptions.PublishError:
-                raise UnroutableError(routing_key, exchange_name) from None
-            except aiormq.exceptions.DeliveryError as exc:
-                raise PublishNackedError(f"the broker nacked the message: {exc}") from None
+            except (aiormq.exceptions.PublishError, aiormq.exceptions.DeliveryError) as exc:
+                refusal = broker_refusal(exc, routing_key, exchange_name)
+                assert refusal is not None
+                raise refusal from None
             except (
                 aiormq.exceptions.ConnectionClosed,
                 aiormq.exceptions.ChannelInvalidStateError,

@@ -43,7 +43,7 @@ import pika.spec
 
 from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
 from rabbitq.errors import PublishError, PublishTimeoutError
-from rabbitq.message import Envelope, envelope_from_properties
+from rabbitq.message import Envelope, envelope_from_properties, properties_of
 from rabbitq.topology import TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
@@ -52,17 +52,7 @@ RECONNECT_BACKOFF_MAX = 5.0
 
 
 def to_pika_properties(envelope: Envelope) -> pika.BasicProperties:
-    return pika.BasicProperties(
-        content_type=envelope.content_type,
-        content_encoding=envelope.content_encoding,
-        headers=envelope.headers,
-        delivery_mode=envelope.delivery_mode,
-        priority=envelope.priority,
-        correlation_id=envelope.correlation_id,
-        reply_to=envelope.reply_to,
-        message_id=envelope.message_id,
-        expiration=envelope.expiration,
-    )
+    return pika.BasicProperties(**properties_of(envelope))
 
 
 class BlockingPublisher:
