@@ -23,7 +23,7 @@ from rabbitq.canvas import (
     signature,
 )
 from rabbitq.errors import ConfigurationError
-from rabbitq.result import AsyncResult, GroupResult
+from rabbitq.result import AsyncResult
 
 if TYPE_CHECKING:
     from rabbitq.app import PreparedMessage
@@ -77,7 +77,7 @@ def compile_signature(sig: Signature, context: Context, prepare: Preparer) -> Co
 
 
 def _compile_chain(sig: Chain, context: Context, prepare: Preparer) -> Compiled:
-    sig.freeze()
+    result = sig.freeze()  # the last step's handle
     steps = [step.copy() for step in sig.tasks]
     for option in ("link", "link_error"):
         for callback in sig.options.get(option) or []:
@@ -90,8 +90,7 @@ def _compile_chain(sig: Chain, context: Context, prepare: Preparer) -> Compiled:
             _propagate_reply_to(step, context.reply_to)
     rest = [step.to_dict() for step in steps[1:]]
     first = replace(context, continuation=rest + context.continuation)
-    compiled = compile_signature(steps[0], first, prepare)
-    return Compiled(compiled.messages, _result_of(steps[-1]))
+    return Compiled(compile_signature(steps[0], first, prepare).messages, result)
 
 
 def _compile_group(sig: Group, context: Context, prepare: Preparer) -> Compiled:
@@ -109,15 +108,13 @@ def _compile_group(sig: Group, context: Context, prepare: Preparer) -> Compiled:
     result = sig.freeze()
     messages: list[PreparedMessage] = []
     for index, member in enumerate(sig.tasks):
-        member_context = Context(
-            **{**context.__dict__, "group_id": result.id, "group_index": index}
-        )
+        member_context = replace(context, group_id=result.id, group_index=index)
         messages.extend(compile_signature(member, member_context, prepare).messages)
     return Compiled(messages, result)
 
 
 def _compile_chord(sig: Chord, context: Context, prepare: Preparer) -> Compiled:
-    sig.freeze()
+    result = sig.freeze()  # the body's handle
     body = sig._require_body().copy()
     body.app = body.app or sig.app
     if context.reply_to:
@@ -130,7 +127,6 @@ def _compile_chord(sig: Chord, context: Context, prepare: Preparer) -> Compiled:
     body_dict = body.to_dict()
     if context.chord_member is not None:
         body_dict = attach_chord_member(body_dict, context.chord_member)
-    result = _result_of(sig._require_body())
     members = sig.header.tasks
     if not members:
         # Nothing to wait for: the body runs now, with an empty list.
@@ -191,13 +187,3 @@ def _propagate_reply_to(sig: Signature, reply_to: str) -> None:
             _propagate_reply_to(sig.body, reply_to)
     else:
         sig.options.setdefault("reply_to", reply_to)
-
-
-def _result_of(sig: Signature) -> ResultHandle:
-    if isinstance(sig, Chain):
-        return _result_of(sig.tasks[-1])
-    if isinstance(sig, Chord):
-        return _result_of(sig._require_body())
-    if isinstance(sig, Group):
-        return GroupResult(sig.options["task_id"], [_result_of(t) for t in sig.tasks], sig.app)
-    return AsyncResult(sig.options["task_id"], sig.app, sig.task)
