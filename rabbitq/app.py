@@ -272,8 +272,6 @@ class App:
         canvas = canvas or Context()
         headers = {**canvas.headers, **(options.headers or {})}
         ignore = self.ignores_result(task, options.ignore_result)
-        if ignore:
-            headers["ignore_result"] = True
         message = TaskMessage(
             task=task_name,
             id=options.task_id or str(uuid.uuid4()),
@@ -288,6 +286,7 @@ class App:
             group_index=options.group_index if options.group_id else canvas.group_index,
             timelimit=(soft_limit, time_limit),
             reply_to=None if ignore else options.reply_to,
+            ignore_result=ignore,
             callbacks=signature_dicts(options.link),
             errbacks=signature_dicts(options.link_error),
             chain=list(reversed(canvas.continuation)) or None,
@@ -361,7 +360,7 @@ class App:
         sig.bind(self) if sig.app is None else None
         compiled = compile_signature(
             sig,
-            Context(reply_to=self._reply_to_sync(self.backend is None)),
+            Context(reply_to=self._reply_to_sync(ignore=False)),
             self.prepare_signature,
         )
         self.publish_prepared(compiled.messages)
@@ -369,7 +368,7 @@ class App:
 
     async def aapply_signature(self, sig: Signature) -> ResultHandle:
         sig.bind(self) if sig.app is None else None
-        reply_to = await self._reply_to_async(self.backend is None)
+        reply_to = await self._reply_to_async(ignore=False)
         compiled = compile_signature(sig, Context(reply_to=reply_to), self.prepare_signature)
         await self.apublish_prepared(compiled.messages)
         return compiled.result
@@ -393,11 +392,8 @@ class App:
         publisher = publisher or self.async_publisher()
         for queue in {m.route.queue for m in messages}:
             await self._ensure_queue_async(queue, publisher)
-        if any(m.delayed for m in messages) and not self._delay_levels_ready():
-            await publisher.connect()
-            assert publisher.connection is not None
-            await declare_delay_levels(publisher.connection, self.topology.delay_queue_type)
-            self._delay_levels_pid = os.getpid()
+        if any(m.delayed for m in messages):
+            await self._ensure_delay_levels_async(publisher)
         await publisher.publish_batch([(m.exchange, m.routing_key, m.envelope) for m in messages])
 
     def send_task(
@@ -440,10 +436,8 @@ class App:
         prepared = self.prepare(name, args, kwargs, publish_options, _task)
         publisher = self.async_publisher()
         await self._ensure_queue_async(prepared.route.queue, publisher)
-        if prepared.delayed and not self._delay_levels_ready():
-            assert publisher.connection is not None
-            await declare_delay_levels(publisher.connection, self.topology.delay_queue_type)
-            self._delay_levels_pid = os.getpid()
+        if prepared.delayed:
+            await self._ensure_delay_levels_async(publisher)
         await publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
         return _AsyncResult(
             prepared.task_id, self, name, ignored=ignore and self.backend is not None
@@ -507,6 +501,13 @@ class App:
             run_blocking(
                 with_connection(self.broker_url, lambda conn: declare_delay_levels(conn, kind))
             )
+            self._delay_levels_pid = os.getpid()
+
+    async def _ensure_delay_levels_async(self, publisher: AsyncPublisher) -> None:
+        if not self._delay_levels_ready():
+            await publisher.connect()
+            assert publisher.connection is not None
+            await declare_delay_levels(publisher.connection, self.topology.delay_queue_type)
             self._delay_levels_pid = os.getpid()
 
     def close(self) -> None:
