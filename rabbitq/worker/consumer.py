@@ -145,6 +145,7 @@ class Consumer:
                 self.app,
                 self._connection,
                 self._publisher,
+                self._followups,
                 fold_after=self.app.chord_fold_after,
                 fold_parts=self.app.chord_fold_parts,
             )

@@ -36,7 +36,7 @@ from rabbitq.compile import Context, compile_signature
 from rabbitq.errors import MessageError, TaskError
 from rabbitq.message import envelope_from_properties
 from rabbitq.results import meta as results
-from rabbitq.task import ERROR_HEADER
+from rabbitq.worker.followups import Followups, can_store
 
 log = logging.getLogger("rabbitq.chords")
 
@@ -51,6 +51,7 @@ class ChordCoordinator:
         app: App,
         connection: AbstractRobustConnection,
         publisher: AsyncPublisher,
+        followups: Followups,
         *,
         fold_after: float = FOLD_AFTER,
         fold_parts: int = FOLD_PARTS,
@@ -58,6 +59,7 @@ class ChordCoordinator:
         self.app = app
         self.connection = connection
         self.publisher = publisher
+        self.followups = followups  # the body's failure is reported as a task's would be
         self.fold_after = fold_after
         self.fold_parts = fold_parts
         self.completed = 0
@@ -158,7 +160,6 @@ class ChordCoordinator:
         member = error.get("index")
         body = signature(tally.body, self.app)
         body_id = body.id or tally.chord_id
-        backend = self.app.backend
         reason = TaskError(
             "ChordError",
             f"chord member {member} ({error.get('task_id')}) failed: "
@@ -167,9 +168,9 @@ class ChordCoordinator:
             task_id=body_id,
         )
         reply_to = body.options.get("reply_to")
-        if backend is not None and (reply_to or not backend.uses_reply_queue):
-            await backend.store(
-                results.failure(body_id, reason, error.get("traceback")), reply_to, self.publisher
+        if can_store(self.app, reply_to):
+            await self.followups.store(
+                results.failure(body_id, reason, error.get("traceback")), reply_to
             )
         info = {
             **error,
@@ -177,14 +178,9 @@ class ChordCoordinator:
             "task_id": body_id,
             "exc_message": reason.exc_message,
         }
-        context = Context(
-            parent_result=(body_id,), parent_id=tally.chord_id, headers={ERROR_HEADER: info}
+        outgoing = self.followups.errback_messages(
+            body.options.get("link_error") or [], body_id, info, Context(parent_id=tally.chord_id)
         )
-        outgoing = []
-        for errback in body.options.get("link_error") or []:
-            outgoing += compile_signature(
-                signature(errback, self.app), context, self.app.prepare_signature
-            ).messages
         if outgoing:
             await self.app.apublish_prepared(outgoing, self.publisher)
         await self._settle(tally)

@@ -29,12 +29,18 @@ from rabbitq.task import ERROR_HEADER, Task
 log = logging.getLogger("rabbitq.worker")
 
 
+def can_store(app: App, reply_to: str | None) -> bool:
+    """A backend is configured and can reach the caller (rpc needs the reply queue)."""
+    backend = app.backend
+    return backend is not None and (bool(reply_to) or not backend.uses_reply_queue)
+
+
 def stores_result(app: App, task: Task | None, message: TaskMessage) -> bool:
-    if app.backend is None or message.ignore_result:
-        return False
-    if app.backend.uses_reply_queue and not message.reply_to:
-        return False
-    return not app.ignores_result(task)
+    return (
+        not message.ignore_result
+        and can_store(app, message.reply_to)
+        and not app.ignores_result(task)
+    )
 
 
 def error_info(task_id: str, exc: BaseException, traceback: str | None = None) -> dict[str, Any]:
@@ -58,7 +64,7 @@ class Followups:
 
     async def started(self, task: Task, message: TaskMessage) -> None:
         if self.app.track_started and stores_result(self.app, task, message):
-            await self._store(results.state_only(message.id, results.STARTED), message)
+            await self.store(results.state_only(message.id, results.STARTED), message.reply_to)
 
     async def retrying(self, task: Task, message: TaskMessage, exc: BaseException) -> None:
         backend = self.app.backend
@@ -67,11 +73,11 @@ class Followups:
             and not backend.uses_reply_queue
             and stores_result(self.app, task, message)
         ):
-            await self._store(results.state_only(message.id, results.RETRY, exc), message)
+            await self.store(results.state_only(message.id, results.RETRY, exc), message.reply_to)
 
     async def succeeded(self, task: Task, message: TaskMessage, value: Any) -> None:
         if stores_result(self.app, task, message):
-            await self._store(results.success(message.id, value), message)
+            await self.store(results.success(message.id, value), message.reply_to)
         outgoing: list[PreparedMessage] = []
         around = self._context(message)
         if message.chain:
@@ -90,18 +96,28 @@ class Followups:
         """The task failed for good (not retried): record it and tell whoever waits."""
         trace = "".join(traceback_module.format_exception(exc))
         if stores_result(self.app, task, message):
-            await self._store(results.failure(message.id, exc, trace), message)
+            await self.store(results.failure(message.id, exc, trace), message.reply_to)
         info = error_info(message.id, exc, trace)
-        outgoing: list[PreparedMessage] = []
-        around = self._context(message)
-        around.headers = {ERROR_HEADER: info}
-        for errback in message.errbacks or []:
-            outgoing += self._compile(errback, replace(around, parent_result=(message.id,)))
+        outgoing = self.errback_messages(
+            message.errbacks or [], message.id, info, self._context(message)
+        )
         member = message.embed_extras.get(CHORD_OPTION)
         if isinstance(member, dict):
             outgoing.append(self._chord_part(member, error={**info, "index": member["index"]}))
         if outgoing:
             await self.app.apublish_prepared(outgoing, self.publisher)
+
+    def errback_messages(
+        self, errbacks: list[Any], failed_id: str, info: dict[str, Any], around: Context
+    ) -> list[PreparedMessage]:
+        """``link_error`` callbacks, called with the failed id; the error in their header."""
+        context = replace(around, parent_result=(failed_id,), headers={ERROR_HEADER: info})
+        return [message for errback in errbacks for message in self._compile(errback, context)]
+
+    async def store(self, meta: results.ResultMeta, reply_to: str | None) -> None:
+        backend = self.app.backend
+        assert backend is not None
+        await backend.store(meta, reply_to, self.publisher)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -124,8 +140,3 @@ class Followups:
         return PreparedMessage(
             envelope.message_id or "", Route(CHORD_QUEUE, None), envelope, "", CHORD_QUEUE
         )
-
-    async def _store(self, meta: results.ResultMeta, message: TaskMessage) -> None:
-        backend = self.app.backend
-        assert backend is not None
-        await backend.store(meta, message.reply_to, self.publisher)
