@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from rabbitq.errors import ConfigurationError
 from rabbitq.result import AsyncResult, GroupResult
@@ -136,9 +136,7 @@ class Signature:
 
     def freeze(self) -> ResultHandle:
         """Fix the task id now (so the result handle is known before publishing)."""
-        if "task_id" not in self.options:
-            self.options["task_id"] = str(uuid.uuid4())
-        return AsyncResult(self.options["task_id"], self.app, self.task)
+        return AsyncResult(_frozen_id(self.options), self.app, self.task)
 
     # -- wire form --------------------------------------------------------------------------
 
@@ -193,7 +191,30 @@ class Signature:
         return self
 
 
-class Chain(Signature):
+class _TaskList(Signature):
+    """What chain and group share: a list of signatures, copied, bound and sent as one."""
+
+    tasks: list[Signature]
+
+    def copy(self) -> Self:
+        twin = copy.copy(self)
+        twin.options = dict(self.options)
+        twin.tasks = [task.copy() for task in self.tasks]
+        return twin
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["kwargs"] = {"tasks": [task.to_dict() for task in self.tasks]}
+        return data
+
+    def bind(self, app: App) -> Self:
+        self.app = app
+        for task in self.tasks:
+            task.bind(app)
+        return self
+
+
+class Chain(_TaskList):
     """``chain(a.s(), b.s(), c.s())`` or ``a.s() | b.s() | c.s()``: each result feeds the next.
 
     A group followed by another step becomes a chord (the step receives the list of results),
@@ -201,7 +222,6 @@ class Chain(Signature):
     """
 
     subtask_type = "chain"
-    tasks: list[Signature]
 
     def __init__(
         self, *tasks: Signature | Iterable[Signature], app: App | None = None, **options: Any
@@ -211,8 +231,10 @@ class Chain(Signature):
             raise ConfigurationError("a chain needs at least one signature")
         flat: list[Signature] = []
         for step in steps:
-            nested = isinstance(step, Chain) and not step.options
-            flat.extend(step.tasks if isinstance(step, Chain) and nested else [step])
+            if isinstance(step, Chain) and not step.options:  # a plain chain inside: its steps
+                flat.extend(step.tasks)
+            else:
+                flat.append(step)
         self.tasks = _upgrade_groups(flat)
         super().__init__("celery.chain", (), {}, options, app=app or _first_app(self.tasks))
 
@@ -230,12 +252,6 @@ class Chain(Signature):
         twin.options.update(options)
         return twin
 
-    def copy(self) -> Chain:
-        twin = copy.copy(self)
-        twin.options = dict(self.options)
-        twin.tasks = [step.copy() for step in self.tasks]
-        return twin
-
     def freeze(self) -> ResultHandle:
         handle: ResultHandle | None = None
         for step in self.tasks:
@@ -247,19 +263,8 @@ class Chain(Signature):
     def id(self) -> str | None:
         return self.tasks[-1].id
 
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["kwargs"] = {"tasks": [step.to_dict() for step in self.tasks]}
-        return data
 
-    def bind(self, app: App) -> Chain:
-        self.app = app
-        for step in self.tasks:
-            step.bind(app)
-        return self
-
-
-class Group(Signature):
+class Group(_TaskList):
     """``group(a.s(1), a.s(2), ...)``: run together; the result is the list of their results."""
 
     subtask_type = "group"
@@ -287,29 +292,10 @@ class Group(Signature):
         twin.tasks = [member.clone(args, kwargs) for member in self.tasks]
         return twin
 
-    def copy(self) -> Group:
-        twin = copy.copy(self)
-        twin.options = dict(self.options)
-        twin.tasks = [member.copy() for member in self.tasks]
-        return twin
-
     def freeze(self) -> GroupResult:
-        if "task_id" not in self.options:
-            self.options["task_id"] = str(uuid.uuid4())
-        group_id = self.options["task_id"]
+        group_id = _frozen_id(self.options)
         results = [member.freeze() for member in self.tasks]
         return GroupResult(group_id, results, self.app)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["kwargs"] = {"tasks": [member.to_dict() for member in self.tasks]}
-        return data
-
-    def bind(self, app: App) -> Group:
-        self.app = app
-        for member in self.tasks:
-            member.bind(app)
-        return self
 
 
 class Chord(Signature):
@@ -361,8 +347,7 @@ class Chord(Signature):
         return twin
 
     def freeze(self) -> ResultHandle:
-        if "task_id" not in self.options:
-            self.options["task_id"] = str(uuid.uuid4())
+        _frozen_id(self.options)  # the chord's own id
         self.header.freeze()
         return self._require_body().freeze()
 
@@ -485,6 +470,14 @@ def _flatten_args(tasks: tuple[Signature | Iterable[Signature], ...]) -> list[Si
             raise ConfigurationError(f"expected a signature (task.s(...)), got {task!r}")
         flat.append(task)
     return flat
+
+
+def _frozen_id(options: dict[str, Any]) -> str:
+    """The ``task_id`` option, set to a new id the first time a signature is frozen."""
+    if "task_id" not in options:
+        options["task_id"] = str(uuid.uuid4())
+    task_id: str = options["task_id"]
+    return task_id
 
 
 def _first_app(tasks: Sequence[Signature]) -> App | None:

@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rabbitq.errors import ResultsDisabledError, ResultTimeoutError, TaskError
-from rabbitq.results.meta import FAILURE, PENDING, SUCCESS, ResultMeta
+from rabbitq.errors import ResultsDisabledError, ResultTimeoutError
+from rabbitq.results.meta import FAILURE, SUCCESS, ResultMeta
 
 if TYPE_CHECKING:
     from rabbitq.app import App
@@ -221,5 +221,3 @@ class GroupResult:
 
         return [value(result) for result in self.results]
 
-
-__all__ = ["PENDING", "AsyncResult", "GroupResult", "TaskError"]
