@@ -2,7 +2,9 @@
 
     RabbitqError
     ├── ConfigurationError          bad App options, bad --app path, missing task
-    │   └── RoutingConfigError      a routing YAML file is invalid (names file and line)
+    │   └── ConfigFileError         a YAML file is invalid (names file and line)
+    │       ├── RoutingConfigError  the routing file
+    │       └── ScheduleConfigError a periodic-task schedule (file or add_periodic)
     ├── BrokerError                 talking to RabbitMQ failed
     │   ├── BrokerConnectionError   could not connect, or the connection was lost for good
     │   └── TopologyConflictError   a queue exists with different arguments
@@ -35,15 +37,24 @@ class ConfigurationError(RabbitqError):
     """The application, a CLI option or an environment variable is misconfigured."""
 
 
-class RoutingConfigError(ConfigurationError):
-    """A routing file is invalid. ``str()`` reads ``file:line: problem``."""
+class ConfigFileError(ConfigurationError):
+    """A configuration file is invalid. ``str()`` reads ``file:line: problem``."""
 
-    def __init__(self, problem: str, *, source: str = "<routing>", line: int | None = None):
+    def __init__(self, problem: str, *, source: str = "<config>", line: int | None = None):
         self.problem = problem
         self.source = source
         self.line = line
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {problem}")
+
+
+class RoutingConfigError(ConfigFileError):
+    """A routing file is invalid."""
+
+
+class ScheduleConfigError(ConfigFileError):
+    """A periodic-task schedule is invalid: a YAML file (with its line) or an ``add_periodic``
+    call."""
 
 
 class BrokerError(RabbitqError):

@@ -16,9 +16,7 @@
       shop.tasks.send_email: emails.transactional
       "shop.reports.*": reports
 
-The file is read through PyYAML's node API so that every error can name its line; plain
-``yaml.safe_load`` forgets where values came from and silently keeps the last of two
-duplicate keys.
+The file is read strictly through ``yaml_file`` so that every error names its line.
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ import yaml
 
 from rabbitq.errors import RoutingConfigError
 from rabbitq.topology import QueueSpec, QueueType, TaskRoute, Topology
+from rabbitq.yaml_file import NodeReader, compose, line_of, read_text
 
 MAX_NAME_BYTES = 255
 TOP_LEVEL_KEYS = ("default_queue_type", "delay_queue_type", "queues", "tasks")
@@ -77,32 +76,15 @@ def route_for_task(topology: Topology, task_name: str) -> str | None:
 
 
 def load_routing(path: str | os.PathLike[str]) -> Topology:
-    source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise RoutingConfigError(
-            f"cannot read routing file: {exc.strerror}", source=source
-        ) from None
+    text, source = read_text(path, RoutingConfigError)
     return parse_routing(text, source)
 
 
 def parse_routing(text: str, source: str = "<routing>") -> Topology:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise RoutingConfigError(
-            f"invalid YAML: {exc.problem or exc}", source=source, line=line
-        ) from None
-    except yaml.YAMLError as exc:
-        raise RoutingConfigError(f"invalid YAML: {exc}", source=source) from None
-    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null")):
+    root = compose(text, source, RoutingConfigError)
+    if root is None:
         return Topology(source=source)
-    parser = _Parser(source)
-    return parser.topology(root)
+    return _Parser(source).topology(root)
 
 
 def _check_name(value: str, what: str) -> str | None:
@@ -115,58 +97,9 @@ def _check_name(value: str, what: str) -> str | None:
     return None
 
 
-class _Parser:
+class _Parser(NodeReader):
     def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, node: yaml.Node, problem: str) -> RoutingConfigError:
-        return RoutingConfigError(problem, source=self.source, line=node.start_mark.line + 1)
-
-    def mapping(
-        self, node: yaml.Node, what: str, allowed: tuple[str, ...] | None
-    ) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
-        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
-            return []
-        if not isinstance(node, yaml.MappingNode):
-            raise self.fail(node, f"{what} must be a mapping")
-        seen: dict[str, int] = {}
-        pairs: list[tuple[yaml.ScalarNode, yaml.Node]] = []
-        for key, value in node.value:
-            if not isinstance(key, yaml.ScalarNode) or not key.tag.endswith(":str"):
-                raise self.fail(key, f"keys in {what} must be strings")
-            if key.value in seen:
-                raise self.fail(
-                    key, f"duplicate key {key.value!r} in {what} (first on line {seen[key.value]})"
-                )
-            seen[key.value] = key.start_mark.line + 1
-            if allowed is not None and key.value not in allowed:
-                raise self.fail(
-                    key,
-                    f"unknown key {key.value!r} in {what}; expected one of: {', '.join(allowed)}",
-                )
-            pairs.append((key, value))
-        return pairs
-
-    def string(self, node: yaml.Node, what: str) -> str:
-        if not isinstance(node, yaml.ScalarNode) or not node.tag.endswith(":str"):
-            raise self.fail(node, f"{what} must be a string, got {_shown(node)}")
-        return str(node.value)
-
-    def choice(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str:
-        value = self.string(node, what)
-        if value not in choices:
-            raise self.fail(node, f"{what} must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def integer(self, node: yaml.Node, what: str, minimum: int, maximum: int | None = None) -> int:
-        if not isinstance(node, yaml.ScalarNode) or not node.tag.endswith(":int"):
-            kind = "a positive integer" if minimum > 0 else "a non-negative integer"
-            raise self.fail(node, f"{what} must be {kind}, got {_shown(node)}")
-        value = int(yaml.safe_load(node.value))
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-            raise self.fail(node, f"{what} must be {bounds}, got {value}")
-        return value
+        super().__init__(source, RoutingConfigError)
 
     def topology(self, root: yaml.Node) -> Topology:
         default_type: QueueType = "classic"
@@ -196,7 +129,7 @@ class _Parser:
         routing_key = self.string(value, f"routing key of task {key.value!r}")
         if problem := validate_routing_key(routing_key):
             raise self.fail(value, problem)
-        return TaskRoute(key.value, routing_key, line=key.start_mark.line + 1)
+        return TaskRoute(key.value, routing_key, line=line_of(key))
 
     def queue(self, key: yaml.ScalarNode, value: yaml.Node) -> QueueSpec:
         name = key.value
@@ -242,7 +175,7 @@ class _Parser:
             overflow=fields.get("overflow"),
             message_ttl_ms=fields.get("message_ttl"),
             max_priority=fields.get("max_priority"),
-            line=key.start_mark.line + 1,
+            line=line_of(key),
         )
 
     def bindings(self, node: yaml.Node, where: str) -> list[str]:
@@ -255,9 +188,3 @@ class _Parser:
                 raise self.fail(item, f"{where}: {problem}")
             patterns.append(pattern)
         return patterns
-
-
-def _shown(node: yaml.Node) -> str:
-    if isinstance(node, yaml.ScalarNode):
-        return repr(node.value)
-    return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
