@@ -35,7 +35,7 @@ from rabbitq.canvas import (
 )
 from rabbitq.compile import Context, compile_signature
 from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
-from rabbitq.errors import ConfigurationError, UnknownTaskError
+from rabbitq.errors import ConfigurationError, ScheduleConfigError, UnknownTaskError
 from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow
 from rabbitq.result import AsyncResult as _AsyncResult
 from rabbitq.results.backend import ResultBackend
@@ -43,6 +43,14 @@ from rabbitq.results.factory import backend_from_url
 from rabbitq.results.rpc import RpcBackend
 from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, route_for_task, validate_routing_key
+from rabbitq.schedules import (
+    DEFAULT_GRACE,
+    CatchUp,
+    PeriodicEntries,
+    PeriodicEntry,
+    Schedule,
+    schedule_of,
+)
 from rabbitq.serializers import serializer_named
 from rabbitq.task import PublishOptions, Task
 from rabbitq.topology import TASK_EXCHANGE, Topology
@@ -129,6 +137,7 @@ class App:
         self._ensured_queues: set[str] = set()
         self._ensured_pid = os.getpid()
         self._delay_levels_pid: int | None = None
+        self.periodic = PeriodicEntries()
 
     def __repr__(self) -> str:
         return f"<App {self.name} tasks={len(self.tasks)}>"
@@ -225,6 +234,38 @@ class App:
             return self.tasks[name]
         except KeyError:
             raise UnknownTaskError(name) from None
+
+    def add_periodic(
+        self,
+        sig: Signature | Task,
+        *,
+        every: dt.timedelta | float | str | None = None,
+        cron: str | None = None,
+        timezone: str | dt.tzinfo | None = None,
+        schedule: Schedule | None = None,
+        name: str | None = None,
+        catch_up: CatchUp = "once",
+        grace: dt.timedelta | float | None = None,
+    ) -> PeriodicEntry:
+        """Fire ``sig`` on a schedule, from ``rabbitq beat`` (see ``schedules.py``).
+
+        ``every=timedelta(minutes=5)`` (or seconds, or ``"5m"``), or ``cron="0 3 * * *"`` with
+        ``timezone="Europe/Paris"``. ``name`` defaults to the task name and must be unique.
+        """
+        if isinstance(sig, Task):
+            sig = sig.s()
+        if not isinstance(sig, Signature) or type(sig) is not Signature:
+            raise ScheduleConfigError("add_periodic takes a task or a task signature (task.s())")
+        if isinstance(grace, int | float):
+            grace = dt.timedelta(seconds=grace)
+        entry = PeriodicEntry(
+            name or sig.task,
+            sig,
+            schedule_of(every, cron, timezone, schedule),
+            catch_up=catch_up,
+            grace=DEFAULT_GRACE if grace is None else grace,
+        )
+        return self.periodic.add(entry)
 
     # -- routing and message building (pure) ----------------------------------------------------
 
@@ -376,7 +417,7 @@ class App:
     def publish_prepared(self, messages: Sequence[PreparedMessage]) -> None:
         """Publish with pipelined confirms; raises the first failure (after all settled)."""
         for queue in {m.route.queue for m in messages}:
-            self._ensure_queue_sync(queue)
+            self.ensure_queue(queue)
         if any(m.delayed for m in messages):
             self._ensure_delay_levels_sync()
         errors = self.publisher.publish_batch(
@@ -411,7 +452,7 @@ class App:
         if publish_options.reply_to is None and (reply_to := self._reply_to_sync(ignore)):
             publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
         prepared = self.prepare(name, args, kwargs, publish_options, _task)
-        self._ensure_queue_sync(prepared.route.queue)
+        self.ensure_queue(prepared.route.queue)
         if prepared.delayed:
             self._ensure_delay_levels_sync()
         self.publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
@@ -472,9 +513,11 @@ class App:
             and (queue not in self._ensured_queues)
         )
 
-    def _ensure_queue_sync(self, queue: str | None) -> None:
-        # Celery users expect delay() to work before any worker has started: declare the
-        # target queue once per process (skipped if it exists, whatever its arguments).
+    def ensure_queue(self, queue: str | None) -> None:
+        """Declare ``queue`` (as the routing file describes it) once per process, if
+        ``declare_queues_on_publish``; an existing queue is left as it is, whatever its
+        arguments."""
+        # Celery users expect delay() to work before any worker has started.
         if not self._queues_to_ensure(queue):
             return
         assert queue is not None

@@ -40,12 +40,15 @@ class ConfigurationError(RabbitqError):
 class ConfigFileError(ConfigurationError):
     """A configuration file is invalid. ``str()`` reads ``file:line: problem``."""
 
-    def __init__(self, problem: str, *, source: str = "<config>", line: int | None = None):
+    def __init__(self, problem: str, *, source: str | None = None, line: int | None = None):
         self.problem = problem
         self.source = source
         self.line = line
-        where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {problem}")
+        if source is None:
+            super().__init__(problem)
+        else:
+            where = f"{source}:{line}" if line is not None else source
+            super().__init__(f"{where}: {problem}")
 
 
 class RoutingConfigError(ConfigFileError):

@@ -220,4 +220,3 @@ class GroupResult:
             return _outcome(found[result.id], propagate)
 
         return [value(result) for result in self.results]
-

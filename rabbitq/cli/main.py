@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rabbitq.cli.beat import beat
 from rabbitq.cli.dead import dead
 from rabbitq.cli.dev_broker import dev_broker
 from rabbitq.cli.topology import topology
@@ -20,6 +21,7 @@ cli.add_command(worker)
 cli.add_command(topology)
 cli.add_command(dev_broker)
 cli.add_command(dead)
+cli.add_command(beat)
 
 
 def main() -> None:

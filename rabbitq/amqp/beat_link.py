@@ -1,0 +1,196 @@
+"""The beat's one connection: leadership lease, state, and confirmed publishing (pika, blocking).
+
+Leadership is an exclusive queue: RabbitMQ lets one connection declare it and deletes it the
+moment that connection dies (socket closed on SIGKILL, missed heartbeats on network loss,
+every connection on a broker restart). The leader publishes its ticks and writes its state on
+that same connection, so a beat that lost its lease cannot publish any more either: there is
+no window in which two beats both send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from rabbitq.amqp.blocking import to_pika_properties
+from rabbitq.beat.state import (
+    CONTENT_TYPE,
+    BeatState,
+    dead_queue_name,
+    decode_state,
+    encode_state,
+    leader_queue_name,
+    newest,
+    state_queue_name,
+)
+from rabbitq.errors import (
+    BrokerConnectionError,
+    MessageDecodeError,
+    PublishNackedError,
+    UnroutableError,
+)
+from rabbitq.message import Envelope
+from rabbitq.topology import TASK_EXCHANGE
+
+log = logging.getLogger("rabbitq.beat")
+
+RESOURCE_LOCKED = 405
+NOT_FOUND = 404
+# Errors that mean "this connection is gone": the beat drops leadership and reconnects.
+CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
+class BeatLink:
+    """One beat process's connection to the broker."""
+
+    def __init__(self, url: str, *, identity: str, group: str = "", heartbeat: int = 5) -> None:
+        self.group = group
+        self.leader_queue = leader_queue_name(group)
+        self.state_queue = state_queue_name(group)
+        self.dead_queue = dead_queue_name(group)
+        parameters = pika.URLParameters(url)
+        # A short heartbeat bounds how long a leader cut off by the network keeps its lease.
+        parameters.heartbeat = heartbeat
+        parameters.client_properties = {"connection_name": f"rabbitq-beat {identity}"}
+        try:
+            self.connection = pika.BlockingConnection(parameters)
+            self.channel: BlockingChannel = self.connection.channel()
+            self.channel.confirm_delivery()
+            self.channel.queue_declare(
+                self.state_queue,
+                durable=True,
+                # Only the newest state matters; a classic queue because readers requeue the
+                # message they peek at, and quorum queues count (and may drop) requeues.
+                arguments={"x-max-length": 1, "x-overflow": "drop-head"},
+            )
+            self.channel.queue_declare(self.dead_queue, durable=True)
+            self.channel.exchange_declare(TASK_EXCHANGE, "topic", durable=True)
+        except CONNECTION_ERRORS as exc:
+            self.close()
+            raise BrokerConnectionError(f"beat cannot connect to the broker: {exc}") from exc
+
+    def try_to_lead(self) -> bool:
+        """Take the lease if nobody holds it. Another holder closes our probe channel (405)."""
+        probe = self.connection.channel()
+        try:
+            probe.queue_declare(self.leader_queue, exclusive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == RESOURCE_LOCKED:
+                return False
+            raise
+        # The channel may close; the queue lives as long as the connection.
+        probe.close()
+        return True
+
+    def read_state(self) -> BeatState | None:
+        """The newest state copy; older copies are removed, the newest is left in place."""
+        held: list[tuple[int, BeatState]] = []
+        while True:
+            method, _properties, body = self.channel.basic_get(self.state_queue, auto_ack=False)
+            if method is None:
+                break
+            try:
+                held.append((method.delivery_tag, decode_state(body)))
+            except MessageDecodeError as exc:
+                log.error("dropping an unreadable beat state message: %s", exc)
+                self.channel.basic_ack(method.delivery_tag)
+        best = newest(state for _, state in held)
+        for tag, state in held:
+            if state is best:
+                self.channel.basic_nack(tag, requeue=True)
+            else:
+                self.channel.basic_ack(tag)
+        return best
+
+    def write_state(self, state: BeatState) -> None:
+        self.channel.basic_publish(
+            "",
+            self.state_queue,
+            encode_state(state),
+            pika.BasicProperties(content_type=CONTENT_TYPE, delivery_mode=2),
+            mandatory=True,
+        )
+
+    def publish(self, exchange: str, routing_key: str, envelope: Envelope) -> None:
+        """Publish and wait for the confirm; raises ``UnroutableError`` or
+        ``PublishNackedError`` if the broker refuses, a connection error if the link died."""
+        try:
+            self.channel.basic_publish(
+                exchange, routing_key, envelope.body, to_pika_properties(envelope), mandatory=True
+            )
+        except pika.exceptions.UnroutableError:
+            raise UnroutableError(routing_key, exchange) from None
+        except pika.exceptions.NackError:
+            raise PublishNackedError("the broker nacked the tick") from None
+
+    def dead_letter(self, envelope: Envelope) -> None:
+        self.publish("", self.dead_queue, envelope)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, answering heartbeats; raises a connection error if the link dies."""
+        self.connection.process_data_events(time_limit=max(0.0, seconds))
+
+    def close(self) -> None:
+        connection = getattr(self, "connection", None)
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                connection.close()
+
+
+@dataclass
+class BeatStatus:
+    led: bool  # someone holds the lease right now
+    state: BeatState | None
+
+
+def read_status(url: str, group: str = "") -> BeatStatus:
+    """Whether a beat leads, and the last state it wrote; changes nothing."""
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+    except CONNECTION_ERRORS as exc:
+        raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
+    try:
+        return BeatStatus(_lease_held(connection, group), _peek_state(connection, group))
+    finally:
+        connection.close()
+
+
+def _lease_held(connection: Any, group: str) -> bool:
+    channel = connection.channel()
+    try:
+        channel.queue_declare(leader_queue_name(group), passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == RESOURCE_LOCKED:
+            return True
+        if exc.reply_code == NOT_FOUND:
+            return False
+        raise
+    channel.close()
+    return True  # declared passively by its own holder's connection only, so not expected
+
+
+def _peek_state(connection: Any, group: str) -> BeatState | None:
+    channel = connection.channel()
+    try:
+        channel.queue_declare(state_queue_name(group), passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == NOT_FOUND:
+            return None
+        raise
+    states = []
+    while True:
+        method, _properties, body = channel.basic_get(state_queue_name(group), auto_ack=False)
+        if method is None:
+            break
+        try:
+            states.append(decode_state(body))
+        except MessageDecodeError:
+            continue
+    channel.close()  # everything peeked at goes back to the queue
+    return newest(states)
