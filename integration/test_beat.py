@@ -7,6 +7,8 @@ import collections
 import datetime as dt
 import itertools
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,8 @@ from rabbitq.cli.main import cli
 from rabbitq.schedules import PeriodicEntry
 from rabbitq.testing import LocalBroker
 
-from .beat_support import ReceivedTick, TickRecorder, run_failover_drill
+from .beat_support import ReceivedTick, TickRecorder, current_leader, run_failover_drill
+from .cuttable_proxy import CuttableProxy
 from .support import drain_queue, wait_for
 
 # A correctness bound, not a performance target: a tick sent this late was held somewhere.
@@ -164,6 +167,42 @@ def test_a_beat_carries_on_after_a_broker_restart_without_skipping(
     )
     gaps = [b - a for a, b in itertools.pairwise(scheduled)]
     assert set(gaps) <= {dt.timedelta(seconds=1), dt.timedelta(0)}, scheduled
+
+
+def test_a_standby_takes_over_when_the_leader_is_cut_off_by_the_network(
+    broker_url: str, unique_name: str
+) -> None:
+    host, port = urllib.parse.urlsplit(broker_url).hostname, urllib.parse.urlsplit(broker_url).port
+    assert host is not None and port is not None
+    proxy = CuttableProxy(host, port)
+    behind_proxy = fresh_app(broker_url.replace(f":{port}/", f":{proxy.port}/"))
+    direct = fresh_app(broker_url)
+    for app in (behind_proxy, direct):
+        app.add_periodic(
+            rabbitq.Signature("it.beat.tick", options={"queue": unique_name}), every=1, name="t"
+        )
+    direct.ensure_queue(unique_name)
+    try:
+        with beat_in_thread(behind_proxy, unique_name, identity="cut-off:1"):
+            wait_for(lambda: current_leader(broker_url, unique_name) == "cut-off:1", 20)
+            with beat_in_thread(direct, unique_name, identity="direct:2"):
+                wait_for(lambda: _depth(broker_url, unique_name) >= 2, 20)
+                proxy.cut()
+                cut_at = time.monotonic()
+                wait_for(lambda: current_leader(broker_url, unique_name) == "direct:2", 30)
+                print(f"failover after a network cut: {time.monotonic() - cut_at:.2f} s")
+                taken = _depth(broker_url, unique_name)
+                wait_for(lambda: _depth(broker_url, unique_name) >= taken + 2, 20)
+            proxy.close()  # the cut-off beat's reconnect attempts now fail at once
+    finally:
+        proxy.close()
+    scheduled = collections.Counter(
+        properties.headers["rabbitq_beat"]["scheduled"]
+        for properties, _ in drain_queue(broker_url, unique_name)
+    )
+    seconds = sorted(dt.datetime.fromisoformat(s) for s in scheduled)
+    assert all(b - a == dt.timedelta(seconds=1) for a, b in itertools.pairwise(seconds)), seconds
+    assert max(scheduled.values()) <= 2
 
 
 def test_entries_from_add_periodic_are_what_beat_runs(broker_url: str) -> None:

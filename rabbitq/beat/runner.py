@@ -58,7 +58,7 @@ class Beat:
         *,
         group: str = "",
         retry_interval: float = 1.0,
-        heartbeat: int = 5,
+        heartbeat: int = 2,
         identity: str | None = None,
         clock: Clock = wall_clock,
     ) -> None:

@@ -59,10 +59,11 @@ group_option = click.option(
 )
 @click.option(
     "--heartbeat",
-    default=5,
+    default=2,
     show_default=True,
     type=click.IntRange(1),
-    help="AMQP heartbeat: a leader cut off by the network loses the lead after about twice this.",
+    help="AMQP heartbeat in seconds: a leader cut off by the network loses the lead after two "
+    "to three of these (about 4 s at the default).",
 )
 @click.option(
     "-l",
