@@ -12,6 +12,7 @@ send_welcome.delay(42)                 # returns once the broker confirmed the m
 await send_welcome.adelay(42)          # the same from asyncio code
 add.delay(2, 3).get(timeout=10)        # results, with a backend
 rabbitq.chord(add.s(i, i) for i in range(10))(tsum.s())   # workflows, no backend needed
+app.add_periodic(report.s(), cron="0 7 * * mon", timezone="Europe/Paris")  # rabbitq beat
 """
 
 from rabbitq.app import App
@@ -19,6 +20,7 @@ from rabbitq.canvas import Signature, chain, chord, group, signature
 from rabbitq.errors import (
     BrokerConnectionError,
     BrokerError,
+    ConfigFileError,
     ConfigurationError,
     MessageDecodeError,
     MessageError,
@@ -31,6 +33,7 @@ from rabbitq.errors import (
     ResultsDisabledError,
     ResultTimeoutError,
     RoutingConfigError,
+    ScheduleConfigError,
     TaskArgumentsError,
     TaskError,
     TopologyConflictError,
@@ -39,6 +42,7 @@ from rabbitq.errors import (
 )
 from rabbitq.result import AsyncResult, GroupResult
 from rabbitq.results.meta import FAILURE, PENDING, RETRY, STARTED, SUCCESS
+from rabbitq.schedules import Crontab, Every, PeriodicEntry, crontab
 from rabbitq.task import Task, TaskRequest
 
 __all__ = [
@@ -51,10 +55,14 @@ __all__ = [
     "AsyncResult",
     "BrokerConnectionError",
     "BrokerError",
+    "ConfigFileError",
     "ConfigurationError",
+    "Crontab",
+    "Every",
     "GroupResult",
     "MessageDecodeError",
     "MessageError",
+    "PeriodicEntry",
     "PublishError",
     "PublishNackedError",
     "PublishTimeoutError",
@@ -64,6 +72,7 @@ __all__ = [
     "ResultTimeoutError",
     "ResultsDisabledError",
     "RoutingConfigError",
+    "ScheduleConfigError",
     "Signature",
     "Task",
     "TaskArgumentsError",
@@ -74,6 +83,7 @@ __all__ = [
     "UnroutableError",
     "chain",
     "chord",
+    "crontab",
     "group",
     "signature",
 ]
