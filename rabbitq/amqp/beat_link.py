@@ -92,16 +92,7 @@ class BeatLink:
 
     def read_state(self) -> BeatState | None:
         """The newest state copy; older copies are removed, the newest is left in place."""
-        held: list[tuple[int, BeatState]] = []
-        while True:
-            method, _properties, body = self.channel.basic_get(self.state_queue, auto_ack=False)
-            if method is None:
-                break
-            try:
-                held.append((method.delivery_tag, decode_state(body)))
-            except MessageDecodeError as exc:
-                log.error("dropping an unreadable beat state message: %s", exc)
-                self.channel.basic_ack(method.delivery_tag)
+        held = _get_states(self.channel, self.state_queue)
         best = newest(state for _, state in held)
         for tag, state in held:
             if state is best:
@@ -164,35 +155,41 @@ def read_status(url: str, group: str = "") -> BeatStatus:
 
 
 def _lease_held(connection: Any, group: str) -> bool:
-    channel = connection.channel()
-    try:
-        channel.queue_declare(leader_queue_name(group), passive=True)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == RESOURCE_LOCKED:
-            return True
-        if exc.reply_code == NOT_FOUND:
-            return False
-        raise
-    channel.close()
-    return True  # declared passively by its own holder's connection only, so not expected
+    # Only the holder's connection may declare an exclusive queue, even passively: 405.
+    return _passive_declare(connection, leader_queue_name(group)) in (None, RESOURCE_LOCKED)
 
 
 def _peek_state(connection: Any, group: str) -> BeatState | None:
+    queue = state_queue_name(group)
+    if _passive_declare(connection, queue) == NOT_FOUND:
+        return None
     channel = connection.channel()
-    try:
-        channel.queue_declare(state_queue_name(group), passive=True)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == NOT_FOUND:
-            return None
-        raise
-    states = []
-    while True:
-        method, _properties, body = channel.basic_get(state_queue_name(group), auto_ack=False)
-        if method is None:
-            break
-        try:
-            states.append(decode_state(body))
-        except MessageDecodeError:
-            continue
+    states = [state for _, state in _get_states(channel, queue)]
     channel.close()  # everything peeked at goes back to the queue
     return newest(states)
+
+
+def _passive_declare(connection: Any, queue: str) -> int | None:
+    """None if ``queue`` exists and we may use it; else the broker's reply code (404, 405)."""
+    channel = connection.channel()
+    try:
+        channel.queue_declare(queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        return int(exc.reply_code)
+    channel.close()
+    return None
+
+
+def _get_states(channel: BlockingChannel, queue: str) -> list[tuple[int, BeatState]]:
+    """Every state copy in ``queue``, held unacked (delivery tag, state). An unreadable copy
+    is logged and removed."""
+    held: list[tuple[int, BeatState]] = []
+    while True:
+        method, _properties, body = channel.basic_get(queue, auto_ack=False)
+        if method is None:
+            return held
+        try:
+            held.append((method.delivery_tag, decode_state(body)))
+        except MessageDecodeError as exc:
+            log.error("dropping an unreadable beat state message: %s", exc)
+            channel.basic_ack(method.delivery_tag)

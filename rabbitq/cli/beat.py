@@ -15,7 +15,7 @@ import click
 from rabbitq.amqp.beat_link import read_status
 from rabbitq.app import App, load_app
 from rabbitq.beat.runner import Beat
-from rabbitq.cli.options import broker_option
+from rabbitq.cli.options import broker_option, loglevel_option, routing_option
 from rabbitq.errors import RabbitqError, ScheduleConfigError
 from rabbitq.routing import load_routing
 from rabbitq.schedule_file import load_schedule
@@ -39,12 +39,7 @@ group_option = click.option(
     envvar="RABBITQ_SCHEDULE",
     help="Schedule YAML file, added to the app's add_periodic entries [env: RABBITQ_SCHEDULE].",
 )
-@click.option(
-    "--routing",
-    type=click.Path(dir_okay=False),
-    envvar="RABBITQ_ROUTING",
-    help="Routing YAML file [env: RABBITQ_ROUTING].",
-)
+@routing_option
 @group_option
 @click.option("--dry-run", is_flag=True, help="Print each entry's next fire times and exit.")
 @click.option(
@@ -65,13 +60,7 @@ group_option = click.option(
     help="AMQP heartbeat in seconds: a leader cut off by the network loses the lead after two "
     "to three of these (about 4 s at the default).",
 )
-@click.option(
-    "-l",
-    "--loglevel",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@loglevel_option
 @click.pass_context
 def beat(
     ctx: click.Context,

@@ -13,3 +13,18 @@ broker_option = click.option(
     show_default=True,
     help="AMQP URL [env: RABBITQ_BROKER_URL].",
 )
+
+routing_option = click.option(
+    "--routing",
+    type=click.Path(dir_okay=False),
+    envvar="RABBITQ_ROUTING",
+    help="Routing YAML file [env: RABBITQ_ROUTING].",
+)
+
+loglevel_option = click.option(
+    "-l",
+    "--loglevel",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from rabbitq.cli.options import loglevel_option, routing_option
 from rabbitq.errors import RabbitqError
 from rabbitq.worker.process import WorkerConfig, run_worker_process
 from rabbitq.worker.supervisor import Supervisor
@@ -49,19 +50,8 @@ from rabbitq.worker.supervisor import Supervisor
     type=click.IntRange(1),
     help="Worker processes, supervised and restarted if they die.",
 )
-@click.option(
-    "--routing",
-    type=click.Path(dir_okay=False),
-    envvar="RABBITQ_ROUTING",
-    help="Routing YAML file [env: RABBITQ_ROUTING].",
-)
-@click.option(
-    "-l",
-    "--loglevel",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@routing_option
+@loglevel_option
 @click.option(
     "--shutdown-timeout",
     type=float,
