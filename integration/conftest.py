@@ -83,8 +83,7 @@ def app(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[rabbitq.Ap
     from integration.apps import core_app
 
     monkeypatch.setattr(core_app.app, "broker_url", broker_url)
-    core_app.app._ensured_queues.clear()
-    core_app.app._delay_levels_pid = None
+    core_app.app._declare_once.reset()
     yield core_app.app
     core_app.app.close()
 
@@ -144,7 +143,7 @@ def _canvas_setup(
     monkeypatch.setattr(app, "result_backend_url", backend)
     monkeypatch.setattr(app, "_backend", None)
     monkeypatch.setenv("RABBITQ_TEST_RECORD", str(tmp_path / "ran.txt"))
-    app._ensured_queues.clear()
+    app._declare_once.reset()
     env = {"RABBITQ_TEST_QUEUE": unique_name, "RABBITQ_RESULT_BACKEND": backend or ""}
     yield CanvasSetup(app, unique_name, env, tmp_path)
     app.close()

@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
-import importlib
 import os
 import threading
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Unpack, overload
 
 from rabbitq.amqp.aio import AsyncPublisher
 from rabbitq.amqp.blocking import BlockingPublisher
-from rabbitq.amqp.declare import (
-    declare_delay_levels,
-    ensure_queue,
-    run_blocking,
-    with_connection,
-)
+from rabbitq.amqp.declare_once import DeclareOnce
 from rabbitq.builtins import register_builtin_tasks
 from rabbitq.canvas import (
     CHORD_OPTION,
@@ -35,24 +28,24 @@ from rabbitq.canvas import (
 )
 from rabbitq.compile import Context, compile_signature
 from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
-from rabbitq.errors import ConfigurationError, ScheduleConfigError, UnknownTaskError
+from rabbitq.errors import ConfigurationError, UnknownTaskError
 from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow
+from rabbitq.publish_options import (
+    OPTION_NAMES,
+    PublishOptions,
+    absolute_time,
+    eta_of,
+    parse_options,
+)
 from rabbitq.result import AsyncResult as _AsyncResult
 from rabbitq.results.backend import ResultBackend
 from rabbitq.results.factory import backend_from_url
 from rabbitq.results.rpc import RpcBackend
 from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, route_for_task, validate_routing_key
-from rabbitq.schedules import (
-    DEFAULT_GRACE,
-    CatchUp,
-    PeriodicEntries,
-    PeriodicEntry,
-    Schedule,
-    schedule_of,
-)
+from rabbitq.schedules import PeriodicEntries, PeriodicEntry, PeriodicOptions, periodic_entry
 from rabbitq.serializers import serializer_named
-from rabbitq.task import PublishOptions, Task
+from rabbitq.task import Task
 from rabbitq.topology import TASK_EXCHANGE, Topology
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/"
@@ -134,9 +127,7 @@ class App:
         self._async_publishers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncPublisher
         ] = weakref.WeakKeyDictionary()
-        self._ensured_queues: set[str] = set()
-        self._ensured_pid = os.getpid()
-        self._delay_levels_pid: int | None = None
+        self._declare_once = DeclareOnce(self)
         self.periodic = PeriodicEntries()
 
     def __repr__(self) -> str:
@@ -236,36 +227,11 @@ class App:
             raise UnknownTaskError(name) from None
 
     def add_periodic(
-        self,
-        sig: Signature | Task,
-        *,
-        every: dt.timedelta | float | str | None = None,
-        cron: str | None = None,
-        timezone: str | dt.tzinfo | None = None,
-        schedule: Schedule | None = None,
-        name: str | None = None,
-        catch_up: CatchUp = "once",
-        grace: dt.timedelta | float | None = None,
+        self, sig: Signature | Task, **options: Unpack[PeriodicOptions]
     ) -> PeriodicEntry:
-        """Fire ``sig`` on a schedule, from ``rabbitq beat`` (see ``schedules.py``).
-
-        ``every=timedelta(minutes=5)`` (or seconds, or ``"5m"``), or ``cron="0 3 * * *"`` with
-        ``timezone="Europe/Paris"``. ``name`` defaults to the task name and must be unique.
-        """
-        if isinstance(sig, Task):
-            sig = sig.s()
-        if not isinstance(sig, Signature) or type(sig) is not Signature:
-            raise ScheduleConfigError("add_periodic takes a task or a task signature (task.s())")
-        if isinstance(grace, int | float):
-            grace = dt.timedelta(seconds=grace)
-        entry = PeriodicEntry(
-            name or sig.task,
-            sig,
-            schedule_of(every, cron, timezone, schedule),
-            catch_up=catch_up,
-            grace=DEFAULT_GRACE if grace is None else grace,
-        )
-        return self.periodic.add(entry)
+        """Fire ``sig`` on a schedule, from ``rabbitq beat``: ``every=`` (a timedelta, seconds or
+        ``"5m"``) or ``cron=`` with ``timezone=``; ``name``, ``catch_up``, ``grace``."""
+        return self.periodic.add(periodic_entry(sig.s() if isinstance(sig, Task) else sig, options))
 
     # -- routing and message building (pure) ----------------------------------------------------
 
@@ -309,7 +275,7 @@ class App:
             raise ConfigurationError(f"priority must be 0..255, got {options.priority}")
         time_limit = options.time_limit or (task.time_limit if task else None)
         soft_limit = options.soft_time_limit or (task.soft_time_limit if task else None)
-        eta = _eta(options.countdown, options.eta)
+        eta = eta_of(options.countdown, options.eta)
         canvas = canvas or Context()
         headers = {**canvas.headers, **(options.headers or {})}
         ignore = self.ignores_result(task, options.ignore_result)
@@ -319,7 +285,7 @@ class App:
             eta=eta,
             args=list(args or ()),
             kwargs=dict(kwargs or {}),
-            expires=_absolute_time(options.expires, "expires"),
+            expires=absolute_time(options.expires, "expires"),
             priority=options.priority,
             parent_id=options.parent_id or canvas.parent_id,
             root_id=options.root_id or canvas.root_id,
@@ -358,12 +324,12 @@ class App:
 
     def prepare_signature(self, sig: Signature, context: Context) -> PreparedMessage:
         """One task signature in its workflow ``context``, as a message."""
-        options = {k: v for k, v in sig.options.items() if k in _OPTION_NAMES}
+        options = {k: v for k, v in sig.options.items() if k in OPTION_NAMES}
         if context.reply_to and "reply_to" not in options:
             options["reply_to"] = context.reply_to
         args = list(sig.args) if sig.immutable else [*context.parent_result, *sig.args]
         task = self.tasks.get(sig.task)
-        return self.prepare(sig.task, args, sig.kwargs, _options(options), task, context)
+        return self.prepare(sig.task, args, sig.kwargs, parse_options(options), task, context)
 
     # -- results ------------------------------------------------------------------------------
 
@@ -419,7 +385,7 @@ class App:
         for queue in {m.route.queue for m in messages}:
             self.ensure_queue(queue)
         if any(m.delayed for m in messages):
-            self._ensure_delay_levels_sync()
+            self._declare_once.delay_levels()
         errors = self.publisher.publish_batch(
             [(m.exchange, m.routing_key, m.envelope) for m in messages]
         )
@@ -432,9 +398,9 @@ class App:
     ) -> None:
         publisher = publisher or self.async_publisher()
         for queue in {m.route.queue for m in messages}:
-            await self._ensure_queue_async(queue, publisher)
+            await self._declare_once.aqueue(queue, publisher)
         if any(m.delayed for m in messages):
-            await self._ensure_delay_levels_async(publisher)
+            await self._declare_once.adelay_levels(publisher)
         await publisher.publish_batch([(m.exchange, m.routing_key, m.envelope) for m in messages])
 
     def send_task(
@@ -447,14 +413,14 @@ class App:
         **options: Any,
     ) -> _AsyncResult:
         """Publish a task by name (it need not be registered here), as Celery's ``send_task``."""
-        publish_options = _options(options)
+        publish_options = parse_options(options)
         ignore = self.ignores_result(_task, publish_options.ignore_result)
         if publish_options.reply_to is None and (reply_to := self._reply_to_sync(ignore)):
             publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
         prepared = self.prepare(name, args, kwargs, publish_options, _task)
         self.ensure_queue(prepared.route.queue)
         if prepared.delayed:
-            self._ensure_delay_levels_sync()
+            self._declare_once.delay_levels()
         self.publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
         return _AsyncResult(
             prepared.task_id, self, name, ignored=ignore and self.backend is not None
@@ -470,15 +436,15 @@ class App:
         **options: Any,
     ) -> _AsyncResult:
         """``send_task`` for asyncio code."""
-        publish_options = _options(options)
+        publish_options = parse_options(options)
         ignore = self.ignores_result(_task, publish_options.ignore_result)
         if publish_options.reply_to is None and (reply_to := await self._reply_to_async(ignore)):
             publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
         prepared = self.prepare(name, args, kwargs, publish_options, _task)
         publisher = self.async_publisher()
-        await self._ensure_queue_async(prepared.route.queue, publisher)
+        await self._declare_once.aqueue(prepared.route.queue, publisher)
         if prepared.delayed:
-            await self._ensure_delay_levels_async(publisher)
+            await self._declare_once.adelay_levels(publisher)
         await publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
         return _AsyncResult(
             prepared.task_id, self, name, ignored=ignore and self.backend is not None
@@ -503,55 +469,10 @@ class App:
             self._async_publishers[loop] = publisher
         return publisher
 
-    def _queues_to_ensure(self, queue: str | None) -> bool:
-        if self._ensured_pid != os.getpid():
-            self._ensured_queues = set()
-            self._ensured_pid = os.getpid()
-        return (
-            self.declare_queues_on_publish
-            and queue is not None
-            and (queue not in self._ensured_queues)
-        )
-
     def ensure_queue(self, queue: str | None) -> None:
-        """Declare ``queue`` (as the routing file describes it) once per process, if
-        ``declare_queues_on_publish``; an existing queue is left as it is, whatever its
-        arguments."""
-        # Celery users expect delay() to work before any worker has started.
-        if not self._queues_to_ensure(queue):
-            return
-        assert queue is not None
-        spec = self.topology.queue(queue)
-        run_blocking(with_connection(self.broker_url, lambda conn: ensure_queue(conn, spec)))
-        self._ensured_queues.add(queue)
-
-    async def _ensure_queue_async(self, queue: str | None, publisher: AsyncPublisher) -> None:
-        if not self._queues_to_ensure(queue):
-            return
-        assert queue is not None
-        await publisher.connect()
-        assert publisher.connection is not None
-        await ensure_queue(publisher.connection, self.topology.queue(queue))
-        self._ensured_queues.add(queue)
-
-    def _delay_levels_ready(self) -> bool:
-        return self._delay_levels_pid == os.getpid()
-
-    def _ensure_delay_levels_sync(self) -> None:
-        # Declared once per process, all levels together (see amqp/declare.py for why).
-        if not self._delay_levels_ready():
-            kind = self.topology.delay_queue_type
-            run_blocking(
-                with_connection(self.broker_url, lambda conn: declare_delay_levels(conn, kind))
-            )
-            self._delay_levels_pid = os.getpid()
-
-    async def _ensure_delay_levels_async(self, publisher: AsyncPublisher) -> None:
-        if not self._delay_levels_ready():
-            await publisher.connect()
-            assert publisher.connection is not None
-            await declare_delay_levels(publisher.connection, self.topology.delay_queue_type)
-            self._delay_levels_pid = os.getpid()
+        """Declare ``queue`` once per process if ``declare_queues_on_publish`` (see
+        ``amqp/declare_once.py``)."""
+        self._declare_once.queue(queue)
 
     def close(self) -> None:
         """Close the synchronous publisher (waits briefly for in-flight confirms)."""
@@ -568,69 +489,8 @@ class App:
             await self._backend.aclose()
 
 
-_OPTION_NAMES = frozenset(PublishOptions.__dataclass_fields__)
-
-
-def _options(options: Mapping[str, Any]) -> PublishOptions:
-    unknown = set(options) - _OPTION_NAMES
-    if unknown:
-        raise TypeError(
-            f"unknown apply_async option(s): {', '.join(sorted(unknown))}; "
-            f"expected any of: {', '.join(sorted(_OPTION_NAMES))}"
-        )
-    return PublishOptions(**options)
-
-
-def _absolute_time(value: float | dt.datetime | None, name: str) -> dt.datetime | None:
-    """Seconds from now, or an aware datetime. Naive datetimes are ambiguous: rejected."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ConfigurationError(
-                f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}"
-            )
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return utcnow() + dt.timedelta(seconds=value)
-    raise ConfigurationError(f"{name} must be seconds or an aware datetime, got {value!r}")
-
-
-def _eta(countdown: float | None, eta: dt.datetime | None) -> dt.datetime | None:
-    if countdown is not None and eta is not None:
-        raise ConfigurationError("give countdown or eta, not both")
-    if countdown is not None:
-        if isinstance(countdown, bool) or not isinstance(countdown, int | float):
-            raise ConfigurationError(f"countdown must be a number of seconds, got {countdown!r}")
-        return utcnow() + dt.timedelta(seconds=countdown) if countdown > 0 else None
-    if eta is not None:
-        return _absolute_time(eta, "eta")
-    return None
-
-
 def _load_topology(routing: str | os.PathLike[str] | Topology | None) -> Topology:
     if isinstance(routing, Topology):
         return routing
     path = routing or os.environ.get("RABBITQ_ROUTING")
     return load_routing(path) if path else Topology()
-
-
-def load_app(path: str) -> App:
-    """Import ``module[:attribute]`` and return the App it names (``-A shop.tasks``)."""
-    module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from exc
-    if attribute:
-        found = getattr(module, attribute, None)
-        if not isinstance(found, App):
-            raise ConfigurationError(f"{path!r} does not name a rabbitq.App")
-        return found
-    apps = [value for value in vars(module).values() if isinstance(value, App)]
-    if len(apps) != 1:
-        raise ConfigurationError(
-            f"module {module_name!r} defines {len(apps)} rabbitq.App objects; "
-            f"name one as {module_name}:ATTRIBUTE"
-        )
-    return apps[0]

@@ -9,15 +9,8 @@ Names and meanings follow Celery's, and so does the shape a signature takes on t
 ``kwargs`` (``tasks``; ``header`` and ``body``).
 
 Nothing here talks to the broker. Applying a workflow *compiles* it into the task messages
-to publish now (``compile.py``); everything that happens later travels inside those
-messages, so no process has to remember the workflow:
-
-* a chain's remaining steps ride in the message's ``chain`` (next step last, as Celery); on
-  success the worker publishes the next step with the result prepended, then acks;
-* a group's members are published together, confirms pipelined;
-* a chord's header members carry ``rabbitq_chord`` (chord id, their index, the size and the
-  body); the worker that runs one sends its result to the ``rabbitq.chords`` queue, whose
-  single active consumer publishes the body once every index is in (``chords.py``).
+to publish now (``compile.py``, which says how chains, groups and chords travel); everything
+that happens later rides inside those messages, so no process has to remember the workflow.
 """
 
 from __future__ import annotations

@@ -2,7 +2,14 @@
 
 ``compile_signature`` walks a workflow (``canvas.py``) and returns the task messages to
 publish at once plus the handle of the eventual result; whatever happens later rides inside
-those messages (see ``canvas.py`` for how chains, groups and chords travel).
+those messages:
+
+* a chain's remaining steps ride in the message's ``chain`` (next step last, as Celery); on
+  success the worker publishes the next step with the result prepended, then acks;
+* a group's members are published together, confirms pipelined;
+* a chord's header members carry ``rabbitq_chord`` (chord id, their index, the size and the
+  body); the worker that runs one sends its result to the ``rabbitq.chords`` queue, whose
+  single active consumer publishes the body once every index is in (``chords.py``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import zoneinfo
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, TypedDict, get_args
 
 from croniter import croniter
 from croniter.croniter import CroniterError
@@ -260,6 +260,39 @@ class PeriodicEntries:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+class PeriodicOptions(TypedDict, total=False):
+    """``App.add_periodic``'s keyword arguments."""
+
+    every: dt.timedelta | float | str
+    cron: str
+    timezone: str | dt.tzinfo
+    schedule: Schedule
+    name: str
+    catch_up: CatchUp
+    grace: dt.timedelta | float
+
+
+def periodic_entry(sig: Signature, options: PeriodicOptions) -> PeriodicEntry:
+    """The entry ``app.add_periodic(sig, **options)`` describes."""
+    # Chains and groups subclass Signature: compare the exact class by name, so this pure
+    # module need not import the canvas (and through it the app) at run time.
+    if type(sig).__name__ != "Signature":
+        raise ScheduleConfigError("add_periodic takes a task or a task signature (task.s())")
+    grace = options.get("grace", DEFAULT_GRACE)
+    return PeriodicEntry(
+        options.get("name") or sig.task,
+        sig,
+        schedule_of(
+            options.get("every"),
+            options.get("cron"),
+            options.get("timezone"),
+            options.get("schedule"),
+        ),
+        catch_up=options.get("catch_up", "once"),
+        grace=grace if isinstance(grace, dt.timedelta) else dt.timedelta(seconds=grace),
+    )
 
 
 def schedule_of(

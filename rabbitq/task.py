@@ -65,32 +65,6 @@ current_request: contextvars.ContextVar[TaskRequest | None] = contextvars.Contex
 )
 
 
-@dataclass(frozen=True)
-class PublishOptions:
-    """Per-call options of ``apply_async``; ``None`` means "use the task's default"."""
-
-    task_id: str | None = None
-    queue: str | None = None
-    routing_key: str | None = None
-    priority: int | None = None
-    expires: float | dt.datetime | None = None
-    countdown: float | None = None
-    eta: dt.datetime | None = None
-    headers: Mapping[str, Any] | None = None
-    serializer: str | None = None
-    parent_id: str | None = None
-    root_id: str | None = None
-    time_limit: float | None = None
-    soft_time_limit: float | None = None
-    # Results and the canvas (Celery's names).
-    link: Any = None  # a signature or a list of them: run with the result on success
-    link_error: Any = None  # run with the task id on failure
-    reply_to: str | None = None
-    ignore_result: bool | None = None
-    group_id: str | None = None
-    group_index: int | None = None
-
-
 class Task:
     """A function registered with an ``App``; call it directly to run it in-process."""
 

@@ -8,7 +8,7 @@ import pytest
 
 import rabbitq
 from rabbitq.message import decode_task
-from rabbitq.task import PublishOptions
+from rabbitq.publish_options import PublishOptions
 from rabbitq.topology import TaskRoute, Topology
 
 
@@ -103,14 +103,14 @@ def test_bound_task_checks_arguments_without_self(app: rabbitq.App) -> None:
 
 
 def test_load_app_finds_the_single_app_in_a_module() -> None:
-    from rabbitq.app import load_app
+    from rabbitq.app_path import load_app
 
     module_app = load_app("tests.sample_app")
     assert module_app.name == "sample"
 
 
 def test_load_app_with_a_bad_module_is_a_configuration_error() -> None:
-    from rabbitq.app import load_app
+    from rabbitq.app_path import load_app
 
     with pytest.raises(rabbitq.ConfigurationError, match="cannot import"):
         load_app("no.such.module")

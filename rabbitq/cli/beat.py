@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from rabbitq.amqp.beat_link import read_status
-from rabbitq.app import App, load_app
+from rabbitq.app import App
+from rabbitq.app_path import load_app
 from rabbitq.beat.runner import Beat
 from rabbitq.cli.options import broker_option, loglevel_option, routing_option
 from rabbitq.errors import RabbitqError, ScheduleConfigError

@@ -13,7 +13,8 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from rabbitq.app import App, load_app
+from rabbitq.app import App
+from rabbitq.app_path import load_app
 from rabbitq.routing import load_routing
 from rabbitq.worker.consumer import Consumer
 

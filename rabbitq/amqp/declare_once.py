@@ -1,0 +1,75 @@
+"""What publishing needs to exist, declared once per process: target queues and delay levels.
+
+Celery users expect ``delay()`` to work before any worker has started, so the app declares a
+task's queue (as the routing file describes it) the first time it publishes there, when
+``App(declare_queues_on_publish=True)``. An existing queue is left as it is, whatever its
+arguments. The delay levels are declared all together the first time a countdown is sent (see
+``declare.py`` for why). After a fork the child declares again: its parent's memory of what
+was declared says nothing about a broker the child may reach after a restart.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from rabbitq.amqp.aio import AsyncPublisher
+from rabbitq.amqp.declare import declare_delay_levels, ensure_queue, run_blocking, with_connection
+
+if TYPE_CHECKING:
+    from rabbitq.app import App
+
+
+class DeclareOnce:
+    def __init__(self, app: App) -> None:
+        self.app = app  # read on each call: the CLI may swap the app's topology after import
+        self.reset()
+
+    def reset(self) -> None:
+        self._pid = os.getpid()
+        self._queues: set[str] = set()
+        self._delay_levels = False
+
+    def _wanted(self, queue: str | None) -> bool:
+        if self._pid != os.getpid():
+            self.reset()
+        return (
+            self.app.declare_queues_on_publish and queue is not None and queue not in self._queues
+        )
+
+    def queue(self, queue: str | None) -> None:
+        if not self._wanted(queue):
+            return
+        assert queue is not None
+        spec = self.app.topology.queue(queue)
+        run_blocking(with_connection(self.app.broker_url, lambda conn: ensure_queue(conn, spec)))
+        self._queues.add(queue)
+
+    async def aqueue(self, queue: str | None, publisher: AsyncPublisher) -> None:
+        if not self._wanted(queue):
+            return
+        assert queue is not None
+        await publisher.connect()
+        assert publisher.connection is not None
+        await ensure_queue(publisher.connection, self.app.topology.queue(queue))
+        self._queues.add(queue)
+
+    def _levels_wanted(self) -> bool:
+        if self._pid != os.getpid():
+            self.reset()
+        return not self._delay_levels
+
+    def delay_levels(self) -> None:
+        if self._levels_wanted():
+            kind = self.app.topology.delay_queue_type
+            run_blocking(
+                with_connection(self.app.broker_url, lambda conn: declare_delay_levels(conn, kind))
+            )
+            self._delay_levels = True
+
+    async def adelay_levels(self, publisher: AsyncPublisher) -> None:
+        if self._levels_wanted():
+            await publisher.connect()
+            assert publisher.connection is not None
+            await declare_delay_levels(publisher.connection, self.app.topology.delay_queue_type)
+            self._delay_levels = True
