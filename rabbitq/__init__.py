@@ -39,6 +39,7 @@ from rabbitq.errors import (
     TopologyConflictError,
     UnknownTaskError,
     UnroutableError,
+    UnsupportedMessageError,
 )
 from rabbitq.result import AsyncResult, GroupResult
 from rabbitq.results.meta import FAILURE, PENDING, RETRY, STARTED, SUCCESS
@@ -81,6 +82,7 @@ __all__ = [
     "TopologyConflictError",
     "UnknownTaskError",
     "UnroutableError",
+    "UnsupportedMessageError",
     "chain",
     "chord",
     "crontab",

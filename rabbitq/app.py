@@ -108,6 +108,8 @@ class App:
         self.tasks: dict[str, Task] = {}
         # Results: Celery's defaults (a day's expiry, results kept unless ignored).
         self.result_backend_url = result_backend or os.environ.get("RABBITQ_RESULT_BACKEND")
+        # None: each result in the serializer its task came in (see worker/followups.py).
+        self.result_serializer_name = result_serializer
         self.result_serializer = (
             serializer_named(result_serializer) if result_serializer else self.serializer
         )
@@ -269,14 +271,16 @@ class App:
         route = self.route(task_name, options, task)
         if problem := validate_routing_key(route.routing_key):
             raise ConfigurationError(f"bad routing key {route.routing_key!r}: {problem}")
-        serializer_name = options.serializer or (task.serializer if task else None)
+        canvas = canvas or Context()
+        serializer_name = (
+            options.serializer or (task.serializer if task else None) or canvas.serializer
+        )
         serializer = serializer_named(serializer_name) if serializer_name else self.serializer
         if options.priority is not None and not 0 <= options.priority <= 255:
             raise ConfigurationError(f"priority must be 0..255, got {options.priority}")
         time_limit = options.time_limit or (task.time_limit if task else None)
         soft_limit = options.soft_time_limit or (task.soft_time_limit if task else None)
         eta = eta_of(options.countdown, options.eta)
-        canvas = canvas or Context()
         headers = {**canvas.headers, **(options.headers or {})}
         ignore = self.ignores_result(task, options.ignore_result)
         message = TaskMessage(

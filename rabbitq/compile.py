@@ -49,6 +49,10 @@ class Context:
     group_id: str | None = None
     group_index: int | None = None
     headers: dict[str, Any] = field(default_factory=dict)
+    # The serializer of the message this one follows (a worker continuing a chain, calling a
+    # link): used unless the task or its options name one, so a JSON-only Celery caller can
+    # read the result at the end of the chain it sent.
+    serializer: str | None = None
 
 
 @dataclass

@@ -3,7 +3,8 @@
 The worker puts in ``<queue>.dead`` every message it cannot or will not run, with::
 
     rabbitq_reason                 undecodable | unknown-task | bad-arguments | expired |
-                                   redelivery-limit | task-failed | retries-exhausted
+                                   redelivery-limit | task-failed | retries-exhausted |
+                                   unsupported (a Celery chord member)
     rabbitq_exception_type         e.g. "ValueError" (when an exception is the cause)
     rabbitq_exception_message      str(exception), truncated
     rabbitq_traceback              the formatted traceback, truncated

@@ -14,7 +14,8 @@
     │   └── PublishTimeoutError     no confirm in time (broker down, or connection.blocked)
     ├── MessageError                an incoming message cannot be run
     │   ├── MessageDecodeError      body or headers are not a valid task message
-    │   └── UnknownTaskError        the message names a task this worker does not know
+    │   ├── UnknownTaskError        the message names a task this worker does not know
+    │   └── UnsupportedMessageError a Celery feature rabbitq workers cannot serve (chords)
     ├── TaskArgumentsError          arguments do not fit the task's signature
     ├── ResultError                 a task's result cannot be had
     │   ├── ResultsDisabledError    no result backend, or the task ignores its result
@@ -107,6 +108,12 @@ class MessageDecodeError(MessageError):
     """The body or headers are not a valid task message."""
 
     reason = "undecodable"
+
+
+class UnsupportedMessageError(MessageError):
+    """A valid message asks for something rabbitq workers do not do (a Celery chord member)."""
+
+    reason = "unsupported"
 
 
 class UnknownTaskError(MessageError):

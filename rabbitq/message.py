@@ -129,6 +129,9 @@ class TaskMessage:
     embed_extras: dict[str, Any] = field(default_factory=dict)
     # Headers that are not part of the protocol: user headers and rabbitq_* bookkeeping.
     headers: dict[str, Any] = field(default_factory=dict)
+    # The serializer the body came in ("json", "msgpack"); set by decode_task. Results are
+    # written in it by default, so a Celery caller that accepts only JSON can read them.
+    serializer: str | None = None
 
     def __post_init__(self) -> None:
         if self.root_id is None:
@@ -232,6 +235,7 @@ def decode_task(envelope: Envelope) -> TaskMessage:
         chain=embed.get("chain"),
         chord=embed.get("chord"),
         ignore_result=bool(headers.get("ignore_result")),
+        serializer=serializer.name,
         embed_extras={k: v for k, v in embed.items() if k not in known_embed},
         headers={
             k: v

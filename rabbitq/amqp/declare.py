@@ -151,15 +151,26 @@ async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
     Publishers use this: operations may have declared the queue differently with
     ``rabbitq topology apply``, and a publisher must not fight that.
     """
-    try:
-        async with connection.channel() as channel:
-            await channel.declare_queue(spec.name, passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity:
+    if not await _exists(connection, spec.name):
         await declare_queue(connection, spec)
         return
-    # It exists: make sure retries and delayed publishes can reach it (bindings are idempotent).
+    # It exists (perhaps declared by Celery, without our arguments): make sure retries and
+    # delayed publishes can reach it (bindings are idempotent) and that its dead letters have
+    # somewhere to go.
     await declare_task_exchange(connection)
+    dead = spec.dead_letter_spec()
+    if not await _exists(connection, dead.name):
+        await _declare_one(connection, dead.name, dead.arguments())
     await bind_queue(connection, spec)
+
+
+async def _exists(connection: AbstractConnection, queue: str) -> bool:
+    try:
+        async with connection.channel() as channel:
+            await channel.declare_queue(queue, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return False
+    return True
 
 
 async def apply_topology(connection: AbstractConnection, topology: Topology) -> list[str]:

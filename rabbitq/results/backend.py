@@ -38,9 +38,14 @@ class ResultBackend(abc.ABC):
 
     @abc.abstractmethod
     async def store(
-        self, meta: ResultMeta, reply_to: str | None, publisher: AsyncPublisher
+        self,
+        meta: ResultMeta,
+        reply_to: str | None,
+        publisher: AsyncPublisher,
+        serializer: Serializer | None = None,
     ) -> None:
-        """Record ``meta``; returns once it is stored (or known undeliverable)."""
+        """Record ``meta`` (in ``serializer``, default the backend's); returns once it is
+        stored (or known undeliverable)."""
 
     # -- caller side ------------------------------------------------------------------------
 

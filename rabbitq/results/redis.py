@@ -68,10 +68,14 @@ class RedisBackend(ResultBackend):
     # -- worker side ------------------------------------------------------------------------
 
     async def store(
-        self, meta: ResultMeta, reply_to: str | None, publisher: AsyncPublisher
+        self,
+        meta: ResultMeta,
+        reply_to: str | None,
+        publisher: AsyncPublisher,
+        serializer: Serializer | None = None,
     ) -> None:
         key = result_key(meta.task_id)
-        value = encode_meta(meta, self.serializer)
+        value = encode_meta(meta, serializer or self.serializer)
         async with self._async_client().pipeline(transaction=False) as pipe:
             if self.expires:
                 pipe.set(key, value, px=int(self.expires * 1000))

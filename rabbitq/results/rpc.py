@@ -32,11 +32,15 @@ class RpcBackend(ResultBackend):
         self.box = ReplyBox()
 
     async def store(
-        self, meta: ResultMeta, reply_to: str | None, publisher: AsyncPublisher
+        self,
+        meta: ResultMeta,
+        reply_to: str | None,
+        publisher: AsyncPublisher,
+        serializer: Serializer | None = None,
     ) -> None:
         if not reply_to:
             return  # the caller did not ask for a reply (or used another backend)
-        envelope = reply_envelope(meta, self.serializer)
+        envelope = reply_envelope(meta, serializer or self.serializer)
         try:
             await publisher.publish(reply_to, envelope, exchange="")
         except UnroutableError:

@@ -53,6 +53,7 @@ from rabbitq.errors import (
     ResultEncodeError,
     Retry,
     TaskArgumentsError,
+    UnsupportedMessageError,
 )
 from rabbitq.message import TaskMessage, decode_task, utcnow
 from rabbitq.redelivery import judge_redelivery
@@ -62,7 +63,7 @@ from rabbitq.worker.acks import AckBatcher
 from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
-from rabbitq.worker.followups import Followups, stores_result
+from rabbitq.worker.followups import Followups, result_serializer, stores_result
 from rabbitq.worker.republish import Republisher
 
 log = logging.getLogger("rabbitq.worker")
@@ -264,6 +265,16 @@ class Consumer:
                 delivery, dead_letters.REASON_EXPIRED, error, task_message
             )
             return
+        if task_message.chord is not None:
+            # Celery joins a chord in its result backend, from the worker that runs each
+            # member; a member run here would leave the chord waiting for ever.
+            error = UnsupportedMessageError(
+                f"task {task_message.task} is a member of a Celery chord ('chord' in the "
+                "message); rabbitq workers cannot join Celery's chords: run the chord on Celery "
+                "workers, or build it with rabbitq.chord"
+            )
+            await self._republish.dead_letter(delivery, error.reason, error, task_message)
+            return
         try:
             task = self.app.get_task(task_message.task)
             task.check_arguments(task_message.args, task_message.kwargs)
@@ -294,7 +305,7 @@ class Consumer:
         if message.chain or message.callbacks or CHORD_OPTION in message.embed_extras:
             check_encodable(message.id, value, self.app.serializer)
         if stores_result(self.app, task, message):
-            check_encodable(message.id, value, self.app.result_serializer)
+            check_encodable(message.id, value, result_serializer(self.app, message.serializer))
 
     async def _retry(
         self, delivery: Delivery, task: Task, message: TaskMessage, retry: Retry

@@ -24,6 +24,7 @@ from rabbitq.chords import CHORD_QUEUE, ChordPart, part_envelope
 from rabbitq.compile import Context, compile_signature
 from rabbitq.message import TaskMessage
 from rabbitq.results import meta as results
+from rabbitq.serializers import Serializer, serializer_named
 from rabbitq.task import ERROR_HEADER, Task
 
 log = logging.getLogger("rabbitq.worker")
@@ -57,6 +58,14 @@ def error_info(task_id: str, exc: BaseException, traceback: str | None = None) -
     }
 
 
+def result_serializer(app: App, sent_in: str | None) -> Serializer:
+    """The app's ``result_serializer`` if it names one, else the serializer the task came in:
+    a Celery caller that accepts only JSON can then read the result of the JSON task it sent.
+    """
+    name = app.result_serializer_name or sent_in
+    return serializer_named(name) if name else app.result_serializer
+
+
 class Followups:
     def __init__(self, app: App, publisher: AsyncPublisher) -> None:
         self.app = app
@@ -64,7 +73,7 @@ class Followups:
 
     async def started(self, task: Task, message: TaskMessage) -> None:
         if self.app.track_started and stores_result(self.app, task, message):
-            await self.store(results.state_only(message.id, results.STARTED), message.reply_to)
+            await self._answer(message, results.state_only(message.id, results.STARTED))
 
     async def retrying(self, task: Task, message: TaskMessage, exc: BaseException) -> None:
         backend = self.app.backend
@@ -73,11 +82,11 @@ class Followups:
             and not backend.uses_reply_queue
             and stores_result(self.app, task, message)
         ):
-            await self.store(results.state_only(message.id, results.RETRY, exc), message.reply_to)
+            await self._answer(message, results.state_only(message.id, results.RETRY, exc))
 
     async def succeeded(self, task: Task, message: TaskMessage, value: Any) -> None:
         if stores_result(self.app, task, message):
-            await self.store(results.success(message.id, value), message.reply_to)
+            await self._answer(message, results.success(message.id, value))
         outgoing: list[PreparedMessage] = []
         around = self._context(message)
         if message.chain:
@@ -96,7 +105,7 @@ class Followups:
         """The task failed for good (not retried): record it and tell whoever waits."""
         trace = "".join(traceback_module.format_exception(exc))
         if stores_result(self.app, task, message):
-            await self.store(results.failure(message.id, exc, trace), message.reply_to)
+            await self._answer(message, results.failure(message.id, exc, trace))
         info = error_info(message.id, exc, trace)
         outgoing = self.errback_messages(
             message.errbacks or [], message.id, info, self._context(message)
@@ -114,15 +123,27 @@ class Followups:
         context = replace(around, parent_result=(failed_id,), headers={ERROR_HEADER: info})
         return [message for errback in errbacks for message in self._compile(errback, context)]
 
-    async def store(self, meta: results.ResultMeta, reply_to: str | None) -> None:
+    async def store(
+        self, meta: results.ResultMeta, reply_to: str | None, sent_in: str | None = None
+    ) -> None:
+        """Store ``meta``; ``sent_in`` is the serializer its task message came in."""
         backend = self.app.backend
         assert backend is not None
-        await backend.store(meta, reply_to, self.publisher)
+        serializer = result_serializer(self.app, sent_in)
+        await backend.store(meta, reply_to, self.publisher, serializer)
 
     # -- helpers ----------------------------------------------------------------------------
 
+    async def _answer(self, message: TaskMessage, meta: results.ResultMeta) -> None:
+        await self.store(meta, message.reply_to, message.serializer)
+
     def _context(self, message: TaskMessage) -> Context:
-        return Context(reply_to=message.reply_to, parent_id=message.id, root_id=message.root_id)
+        return Context(
+            reply_to=message.reply_to,
+            parent_id=message.id,
+            root_id=message.root_id,
+            serializer=message.serializer,
+        )
 
     def _compile(self, data: Any, context: Context) -> list[PreparedMessage]:
         return compile_signature(

@@ -1,0 +1,72 @@
+"""A real Celery 5 worker (solo pool) in a subprocess, for the interop tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rabbitq.testing import die_with_parent
+
+from .support import REPO_ROOT, consumer_count, wait_for
+
+
+@contextmanager
+def running_celery_worker(
+    broker_url: str, queue: str, tmp_path: Path, *, backend: str | None = None
+) -> Iterator[Path]:
+    """``celery worker -P solo`` consuming ``queue``; yields its log file."""
+    log_file = tmp_path / "celery-worker.log"
+    environment = {
+        **os.environ,
+        "RABBITQ_BROKER_URL": broker_url,
+        "RABBITQ_TEST_RECORD": str(tmp_path / "ran.txt"),
+        "INTEROP_QUEUE": queue,
+        "CELERY_RESULT_BACKEND": backend or "",
+    }
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "integration.apps.interop_celery",
+                "worker",
+                "-P",
+                "solo",
+                "-Q",
+                queue,
+                "-n",
+                f"interop-{uuid.uuid4().hex[:6]}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "INFO",
+            ],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        try:
+            wait_for(
+                lambda: consumer_count(broker_url, queue) >= 1,
+                60,
+                lambda: f"celery worker did not consume; log:\n{log_file.read_text()[-3000:]}",
+            )
+            yield log_file
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
