@@ -18,7 +18,12 @@ from .support import REPO_ROOT, consumer_count, wait_for
 
 @contextmanager
 def running_celery_worker(
-    broker_url: str, queue: str, tmp_path: Path, *, backend: str | None = None
+    broker_url: str,
+    queue: str,
+    tmp_path: Path,
+    *,
+    backend: str | None = None,
+    before_migration: bool = False,
 ) -> Iterator[Path]:
     """``celery worker -P solo`` consuming ``queue``; yields its log file."""
     log_file = tmp_path / "celery-worker.log"
@@ -28,6 +33,7 @@ def running_celery_worker(
         "RABBITQ_TEST_RECORD": str(tmp_path / "ran.txt"),
         "INTEROP_QUEUE": queue,
         "CELERY_RESULT_BACKEND": backend or "",
+        "INTEROP_BEFORE_MIGRATION": "1" if before_migration else "0",
     }
     with open(log_file, "ab") as log:
         process = subprocess.Popen(

@@ -18,7 +18,14 @@ from integration.apps.interop_celery import make_app
 from rabbitq.delays import LEVELS, level_name
 
 from .celery_support import running_celery_worker
-from .support import drain_queue, queue_depth, ran_labels, running_worker, wait_for
+from .support import (
+    consumer_count,
+    drain_queue,
+    queue_depth,
+    ran_labels,
+    running_worker,
+    wait_for,
+)
 
 RESULT_TIMEOUT = 30
 
@@ -39,6 +46,46 @@ def wait_for_label(tmp_path: Path, prefix: str, timeout: float = 30) -> str:
         lambda: f"no {prefix!r} in {labels(tmp_path)}",
     )
     return next(label for label in labels(tmp_path) if label.startswith(prefix))
+
+
+# -- the migration, step by step (docs/migrating-from-celery.md) ---------------------------------
+
+
+def test_a_queue_celery_declared_moves_to_a_rabbitq_worker_without_losing_a_task(
+    broker_url: str, queue: str, tmp_path: Path
+) -> None:
+    before = make_app(queue, None, before_migration=True)
+    before.conf.broker_url = broker_url
+    after = make_app(queue, None)  # its route now points at the rabbitq exchange
+    after.conf.broker_url = broker_url
+    with running_celery_worker(broker_url, queue, tmp_path, before_migration=True):
+        before.send_task("interop.add", (1, 1))
+        wait_for_label(tmp_path, "celery add 1 1")
+        # Step 2: a rabbitq worker joins on the same queue; it adopts the queue as Celery
+        # declared it and binds it to the rabbitq exchange.
+        with running_worker(
+            broker_url,
+            queue,
+            tmp_path,
+            app="integration.apps.interop_rabbitq",
+            env={"INTEROP_QUEUE": queue},
+        ) as worker:
+            wait_for(lambda: consumer_count(broker_url, queue) == 2, 30, worker.log)
+            for n in range(10):  # step 3: producers switch routes; both workers consume
+                (before if n % 2 else after).send_task("interop.add", (n, 100))
+            wait_for(lambda: len(labels(tmp_path)) == 11, 30, lambda: str(labels(tmp_path)))
+    # Step 4: the Celery worker has stopped; the rabbitq worker carries on alone.
+    with running_worker(
+        broker_url, queue, tmp_path, app="integration.apps.interop_rabbitq",
+        env={"INTEROP_QUEUE": queue},
+    ):  # fmt: skip
+        after.send_task("interop.add", (7, 7))
+        wait_for_label(tmp_path, "rabbitq add 7 7")
+    done = labels(tmp_path)
+    assert sorted(int(label.split()[2]) for label in done[1:11]) == list(range(10))
+    assert {label.split()[0] for label in done} == {"celery", "rabbitq"}
+    before.close()
+    after.close()
 
 
 # -- Celery producer -> rabbitq worker ----------------------------------------------------------

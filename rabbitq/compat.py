@@ -114,7 +114,7 @@ def from_celery_settings(conf: Mapping[str, Any]) -> CelerySettings:
             continue
         if name in APP_OPTIONS:
             translated.app_options[APP_OPTIONS[name]] = _app_value(name, value)
-        elif name in NOTES:
+        elif name in NOTES and not (isinstance(value, dict | list | tuple) and not value):
             translated.notes.append(f"{name}: {NOTES[name]}")
     routes = _task_routes(conf.get("task_routes"))
     queues = _task_queues(conf.get("task_queues"))

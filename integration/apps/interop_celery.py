@@ -12,14 +12,16 @@ import json
 import os
 
 from celery import Celery
+from kombu import Queue
 
 from rabbitq.compat import celery_queue, celery_route
 
 QUEUE = os.environ.get("INTEROP_QUEUE", "interop")
 
 
-def make_app(queue: str, backend: str | None) -> Celery:
-    """A Celery app routing the interop tasks to ``queue`` on rabbitq's exchange."""
+def make_app(queue: str, backend: str | None, *, before_migration: bool = False) -> Celery:
+    """A Celery app routing the interop tasks to ``queue`` on rabbitq's exchange, or
+    (``before_migration``) to a queue declared Celery's own way, as in an existing project."""
     celery_app = Celery(
         "interop-celery",
         broker=os.environ.get("RABBITQ_BROKER_URL", "amqp://guest:guest@localhost:5672//"),
@@ -29,8 +31,8 @@ def make_app(queue: str, backend: str | None) -> Celery:
     celery_app.conf.update(
         accept_content=["json", "msgpack"],
         result_accept_content=["json"],
-        task_queues=[celery_queue(queue)],
-        task_routes={"interop.*": celery_route(queue)},
+        task_queues=[Queue(queue) if before_migration else celery_queue(queue)],
+        task_routes={"interop.*": {"queue": queue} if before_migration else celery_route(queue)},
         task_default_queue=queue,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
@@ -39,7 +41,11 @@ def make_app(queue: str, backend: str | None) -> Celery:
 
 
 # The worker's app (``celery -A integration.apps.interop_celery worker``).
-app = make_app(QUEUE, os.environ.get("CELERY_RESULT_BACKEND"))
+app = make_app(
+    QUEUE,
+    os.environ.get("CELERY_RESULT_BACKEND"),
+    before_migration=os.environ.get("INTEROP_BEFORE_MIGRATION") == "1",
+)
 
 
 def _record(task_id: str | None, label: str) -> None:
