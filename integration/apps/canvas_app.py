@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import rabbitq
+from integration.apps.record import append_record
 
 app = rabbitq.App(
     "canvas",
@@ -18,12 +19,7 @@ app = rabbitq.App(
 
 
 def _record(label: object) -> None:
-    line = f"{label}\n".encode()
-    fd = os.open(os.environ["RABBITQ_TEST_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    append_record(str(label))
 
 
 @app.task(name="cv.add")

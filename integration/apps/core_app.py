@@ -11,6 +11,7 @@ import os
 import time
 
 import rabbitq
+from integration.apps.record import append_record
 
 app = rabbitq.App(
     "integration", redelivery_limit=int(os.environ.get("RABBITQ_TEST_REDELIVERY_LIMIT", "5"))
@@ -19,12 +20,7 @@ app = rabbitq.App(
 
 def _record(label: object) -> None:
     request = record.request  # the contextvar of whichever task is running
-    line = f"{request.id if request else '-'} {label}\n".encode()
-    fd = os.open(os.environ["RABBITQ_TEST_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    append_record(f"{request.id if request else '-'} {label}")
 
 
 @app.task(name="it.record")

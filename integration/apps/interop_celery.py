@@ -14,6 +14,7 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from integration.apps.record import append_record
 from rabbitq.compat import celery_queue, celery_route
 
 QUEUE = os.environ.get("INTEROP_QUEUE", "interop")
@@ -49,12 +50,7 @@ app = make_app(
 
 
 def _record(task_id: str | None, label: str) -> None:
-    line = f"{task_id or '-'} {label}\n".encode()
-    fd = os.open(os.environ["RABBITQ_TEST_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    append_record(f"{task_id or '-'} {label}")
 
 
 @app.task(name="interop.add", bind=True)

@@ -10,6 +10,7 @@ import os
 import time
 
 import rabbitq
+from integration.apps.record import append_record
 
 QUEUE = os.environ.get("INTEROP_QUEUE", "interop")
 app = rabbitq.App("interop-rabbitq", default_queue=QUEUE)
@@ -17,12 +18,7 @@ app = rabbitq.App("interop-rabbitq", default_queue=QUEUE)
 
 def _record(task: rabbitq.Task, label: str) -> None:
     request = task.request
-    line = f"{request.id if request else '-'} {label}\n".encode()
-    fd = os.open(os.environ["RABBITQ_TEST_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    append_record(f"{request.id if request else '-'} {label}")
 
 
 @app.task(name="interop.add")
