@@ -26,17 +26,14 @@ import datetime as dt
 import re
 import zoneinfo
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypedDict, get_args
+from typing import Any, Literal, Protocol, TypedDict, get_args
 
 from croniter import croniter
 from croniter.croniter import CroniterError
 
 from rabbitq.errors import ScheduleConfigError
-
-if TYPE_CHECKING:
-    from rabbitq.canvas import Signature
 
 CatchUp = Literal["once", "all", "skip"]
 CATCH_UP_POLICIES: tuple[str, ...] = get_args(CatchUp)
@@ -48,6 +45,20 @@ MIN_INTERVAL = dt.timedelta(milliseconds=1)
 # How many ticks of one entry one wake of the beat fires; the rest fire on the next wake, so a
 # long "all" catch-up cannot starve the other entries.
 MAX_TICKS_PER_WAKE = 1000
+
+
+class Signature(Protocol):
+    """The task call an entry fires: a ``rabbitq.Signature`` (a protocol, so this pure module
+    does not import the canvas and, through it, the app)."""
+
+    @property
+    def task(self) -> str: ...
+    @property
+    def args(self) -> Sequence[Any]: ...
+    @property
+    def kwargs(self) -> Mapping[str, Any]: ...
+    @property
+    def options(self) -> Mapping[str, Any]: ...
 
 
 class Schedule(ABC):

@@ -11,17 +11,23 @@ was declared says nothing about a broker the child may reach after a restart.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rabbitq.amqp.aio import AsyncPublisher
 from rabbitq.amqp.declare import declare_delay_levels, ensure_queue, run_blocking, with_connection
+from rabbitq.topology import Topology
 
-if TYPE_CHECKING:
-    from rabbitq.app import App
+
+class Settings(Protocol):
+    """What this needs of the App (a protocol, so the AMQP layer does not import the app)."""
+
+    broker_url: str
+    topology: Topology
+    declare_queues_on_publish: bool
 
 
 class DeclareOnce:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Settings) -> None:
         self.app = app  # read on each call: the CLI may swap the app's topology after import
         self.reset()
 

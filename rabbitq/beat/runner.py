@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from rabbitq.amqp.beat_link import CONNECTION_ERRORS, BeatLink
 from rabbitq.app import App, PreparedMessage
 from rabbitq.beat.planner import Planner, Tick
+from rabbitq.canvas import Signature
 from rabbitq.compile import Context
 from rabbitq.dead_letters import dead_letter_envelope
 from rabbitq.errors import BrokerConnectionError, PublishError, RabbitqError, UnroutableError
@@ -153,7 +154,14 @@ class Beat:
     # -- one tick ------------------------------------------------------------------------------
 
     def message(self, tick: Tick) -> PreparedMessage:
-        sig = tick.entry.signature.copy().set(task_id=tick.id)
+        entry_sig = tick.entry.signature
+        sig = Signature(
+            entry_sig.task,
+            entry_sig.args,
+            entry_sig.kwargs,
+            {**entry_sig.options, "task_id": tick.id},
+            app=self.app,
+        )
         beat = {"entry": tick.entry.name, "scheduled": format_time(tick.scheduled)}
         context = Context(headers={BEAT_HEADER: {**beat, "beat": self.identity}})
         return self.app.prepare_signature(sig, context)
