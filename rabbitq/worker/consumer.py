@@ -63,7 +63,12 @@ from rabbitq.worker.acks import AckBatcher
 from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
-from rabbitq.worker.followups import Followups, result_serializer, stores_result
+from rabbitq.worker.followups import (
+    Followups,
+    followup_serializer,
+    result_serializer,
+    stores_result,
+)
 from rabbitq.worker.republish import Republisher
 
 log = logging.getLogger("rabbitq.worker")
@@ -302,7 +307,9 @@ class Consumer:
     def _check_result(self, task: Task, message: TaskMessage, value: Any) -> None:
         # A value that cannot travel is the task's failure, found here rather than at the
         # caller (and never a worker stuck requeueing a message it cannot follow up).
-        if message.chain or message.callbacks or CHORD_OPTION in message.embed_extras:
+        if message.chain or message.callbacks:
+            check_encodable(message.id, value, followup_serializer(self.app, message.serializer))
+        if CHORD_OPTION in message.embed_extras:  # parts travel in the app's serializer
             check_encodable(message.id, value, self.app.serializer)
         if stores_result(self.app, task, message):
             check_encodable(message.id, value, result_serializer(self.app, message.serializer))

@@ -66,6 +66,11 @@ def result_serializer(app: App, sent_in: str | None) -> Serializer:
     return serializer_named(name) if name else app.result_serializer
 
 
+def followup_serializer(app: App, sent_in: str | None) -> Serializer:
+    """What the next chain step and links are written in (see ``Context.serializer``)."""
+    return serializer_named(sent_in) if sent_in else app.serializer
+
+
 class Followups:
     def __init__(self, app: App, publisher: AsyncPublisher) -> None:
         self.app = app
