@@ -71,12 +71,10 @@ class Beat:
         self.identity = identity or default_identity()
         self.clock = clock
         self.stopping = threading.Event()
-        for entry in self.entries:
-            self._check(entry)
-
-    def _check(self, entry: PeriodicEntry) -> None:
-        """Build one message per entry now, so a bad entry fails at start, not at 3 a.m."""
-        self.message(Tick(entry, self.clock()))
+        # One message per entry, built now so that a bad entry fails at start, not at 3 a.m.;
+        # they also tell which queues a leader must make sure exist.
+        now = self.clock()
+        self.queues = {self.message(Tick(entry, now)).route.queue for entry in self.entries}
 
     def stop(self) -> None:
         self.stopping.set()
@@ -123,7 +121,7 @@ class Beat:
         planner = Planner(self.entries, state, self.clock(), self.identity)
         previous = f" after {state.leader}" if state is not None and state.leader else ""
         log.info("beat %s leads%s (%d entries)", self.identity, previous, len(self.entries))
-        for queue in {self.message(Tick(e, self.clock())).route.queue for e in self.entries}:
+        for queue in self.queues:
             self.app.ensure_queue(queue)
         written = self.clock()
         while not self.stopping.is_set():
