@@ -36,9 +36,12 @@ class DeclareOnce:
         self._queues: set[str] = set()
         self._delay_levels = False
 
-    def _wanted(self, queue: str | None) -> bool:
+    def _forget_after_fork(self) -> None:
         if self._pid != os.getpid():
             self.reset()
+
+    def _wanted(self, queue: str | None) -> bool:
+        self._forget_after_fork()
         return (
             self.app.declare_queues_on_publish and queue is not None and queue not in self._queues
         )
@@ -61,8 +64,7 @@ class DeclareOnce:
         self._queues.add(queue)
 
     def _levels_wanted(self) -> bool:
-        if self._pid != os.getpid():
-            self.reset()
+        self._forget_after_fork()
         return not self._delay_levels
 
     def delay_levels(self) -> None:
