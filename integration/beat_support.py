@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,9 +16,8 @@ import pika
 
 import rabbitq
 from rabbitq.amqp.beat_link import read_status
-from rabbitq.testing import die_with_parent
 
-from .support import REPO_ROOT, wait_for
+from .support import LoggedProcess, wait_for
 
 
 def every_second_schedule(path: Path, queue: str) -> Path:
@@ -35,55 +31,17 @@ def every_second_schedule(path: Path, queue: str) -> Path:
     return path
 
 
-class BeatProcess:
+class BeatProcess(LoggedProcess):
     """``rabbitq beat`` in a subprocess, logging to a file."""
 
     def __init__(
         self, broker_url: str, schedule: Path, group: str, log_file: Path, *extra: str
     ) -> None:
-        self.log_file = log_file
-        self._log = open(log_file, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rabbitq",
-                "beat",
-                "-A",
-                "integration.apps.core_app",
-                "--schedule",
-                str(schedule),
-                "--group",
-                group,
-                *extra,
-            ],
-            cwd=REPO_ROOT,
-            env={**os.environ, "RABBITQ_BROKER_URL": broker_url},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace")
+        command = [
+            sys.executable, "-m", "rabbitq", "beat", "-A", "integration.apps.core_app",
+            "--schedule", str(schedule), "--group", group, *extra,
+        ]  # fmt: skip
+        super().__init__(command, log_file, {"RABBITQ_BROKER_URL": broker_url})
 
 
 @dataclass(frozen=True)

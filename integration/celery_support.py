@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rabbitq.testing import die_with_parent
-
-from .support import REPO_ROOT, consumer_count, wait_for
+from .support import LoggedProcess, consumer_count, wait_for
 
 
 @contextmanager
@@ -26,53 +21,28 @@ def running_celery_worker(
     before_migration: bool = False,
 ) -> Iterator[Path]:
     """``celery worker -P solo`` consuming ``queue``; yields its log file."""
-    log_file = tmp_path / "celery-worker.log"
-    environment = {
-        **os.environ,
-        "RABBITQ_BROKER_URL": broker_url,
-        "RABBITQ_TEST_RECORD": str(tmp_path / "ran.txt"),
-        "INTEROP_QUEUE": queue,
-        "CELERY_RESULT_BACKEND": backend or "",
-        "INTEROP_BEFORE_MIGRATION": "1" if before_migration else "0",
-    }
-    with open(log_file, "ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "integration.apps.interop_celery",
-                "worker",
-                "-P",
-                "solo",
-                "-Q",
-                queue,
-                "-n",
-                f"interop-{uuid.uuid4().hex[:6]}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "INFO",
-            ],
-            cwd=REPO_ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
+    command = [
+        sys.executable, "-m", "celery", "-A", "integration.apps.interop_celery", "worker",
+        "-P", "solo", "-Q", queue, "-n", f"interop-{uuid.uuid4().hex[:6]}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+    ]  # fmt: skip
+    worker = LoggedProcess(
+        command,
+        tmp_path / "celery-worker.log",
+        {
+            "RABBITQ_BROKER_URL": broker_url,
+            "RABBITQ_TEST_RECORD": str(tmp_path / "ran.txt"),
+            "INTEROP_QUEUE": queue,
+            "CELERY_RESULT_BACKEND": backend or "",
+            "INTEROP_BEFORE_MIGRATION": "1" if before_migration else "0",
+        },
+    )
+    try:
+        wait_for(
+            lambda: consumer_count(broker_url, queue) >= 1,
+            60,
+            lambda: f"celery worker did not consume; log:\n{worker.log()[-3000:]}",
         )
-        try:
-            wait_for(
-                lambda: consumer_count(broker_url, queue) >= 1,
-                60,
-                lambda: f"celery worker did not consume; log:\n{log_file.read_text()[-3000:]}",
-            )
-            yield log_file
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        yield worker.log_file
+    finally:
+        worker.stop(20)

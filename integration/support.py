@@ -21,58 +21,25 @@ from rabbitq.testing import die_with_parent
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class WorkerProcess:
-    """``rabbitq worker`` in a subprocess, logging to a file."""
+class LoggedProcess:
+    """A command run from the repository root in a subprocess, its output in a log file; it
+    dies with the test run (no orphans if pytest is killed)."""
 
-    def __init__(
-        self,
-        broker_url: str,
-        queues: str,
-        record_file: Path,
-        log_file: Path,
-        *extra_args: str,
-        env: dict[str, str] | None = None,
-        app: str = "integration.apps.core_app",
-    ) -> None:
+    def __init__(self, command: list[str], log_file: Path, env: dict[str, str]) -> None:
         self.log_file = log_file
-        self.broker_url = broker_url
-        self.first_queue = queues.split(",")[0]
-        command = [
-            sys.executable,
-            "-m",
-            "rabbitq",
-            "worker",
-            "-A",
-            app,
-            "-Q",
-            queues,
-            "--loglevel",
-            "INFO",
-            *extra_args,
-        ]
-        environment = {
-            **os.environ,
-            "RABBITQ_BROKER_URL": broker_url,
-            "RABBITQ_TEST_RECORD": str(record_file),
-            **(env or {}),
-        }
         self._log = open(log_file, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
-            env=environment,
+            env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # no orphaned workers if the test run is killed
+            preexec_fn=die_with_parent,
         )
 
-    def wait_until_consuming(self, timeout: float = 30.0, count: int = 1) -> None:
-        """Until the broker reports ``count`` consumers on the worker's first queue."""
-        wait_for(
-            lambda: consumer_count(self.broker_url, self.first_queue) >= count,
-            timeout,
-            lambda: f"worker did not start consuming; log:\n{self.log()[-3000:]}",
-        )
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
@@ -85,6 +52,7 @@ class WorkerProcess:
         self.process.wait(10)
 
     def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; its exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -94,6 +62,41 @@ class WorkerProcess:
                 self.process.wait(10)
         self._log.close()
         return self.process.returncode
+
+
+class WorkerProcess(LoggedProcess):
+    """``rabbitq worker`` in a subprocess, logging to a file."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        queues: str,
+        record_file: Path,
+        log_file: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        app: str = "integration.apps.core_app",
+    ) -> None:
+        self.broker_url = broker_url
+        self.first_queue = queues.split(",")[0]
+        command = [
+            sys.executable, "-m", "rabbitq", "worker", "-A", app, "-Q", queues,
+            "--loglevel", "INFO", *extra_args,
+        ]  # fmt: skip
+        environment = {
+            "RABBITQ_BROKER_URL": broker_url,
+            "RABBITQ_TEST_RECORD": str(record_file),
+            **(env or {}),
+        }
+        super().__init__(command, log_file, environment)
+
+    def wait_until_consuming(self, timeout: float = 30.0, count: int = 1) -> None:
+        """Until the broker reports ``count`` consumers on the worker's first queue."""
+        wait_for(
+            lambda: consumer_count(self.broker_url, self.first_queue) >= count,
+            timeout,
+            lambda: f"worker did not start consuming; log:\n{self.log()[-3000:]}",
+        )
 
 
 @contextmanager
@@ -154,7 +157,7 @@ def drain_queue(broker_url: str, queue: str) -> list[tuple[Any, bytes]]:
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
         channel = connection.channel()
-        messages = []
+        messages: list[tuple[Any, bytes]] = []
         while True:
             method, properties, body = channel.basic_get(queue, auto_ack=True)
             if method is None:
