@@ -13,9 +13,7 @@ scheduled second (skipped: must be 0) and seconds received twice (at most one pe
 
 from __future__ import annotations
 
-import argparse
 import collections
-import os
 import statistics
 import sys
 import tempfile
@@ -25,13 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_core import broker  # noqa: E402
+from benchmarks.bench_core import argument_parser, broker  # noqa: E402
 from integration.beat_support import run_failover_drill  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default=os.environ.get("RABBITQ_BENCH_URL"))
+    parser = argument_parser(__doc__)
     parser.add_argument("--kills", type=int, default=6)
     parser.add_argument("--beats", type=int, default=3)
     options = parser.parse_args()

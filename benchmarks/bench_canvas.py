@@ -9,7 +9,6 @@ same run; read them, not the absolute numbers (shared, noisy machines).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_app  # noqa: E402
 from benchmarks.bench_core import (  # noqa: E402
+    argument_parser,
     broker,
     percentile,
     purge,
@@ -99,8 +99,7 @@ def round_trips(url: str, queue: str, backend: str, count: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default=os.environ.get("RABBITQ_BENCH_URL"))
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     options = parser.parse_args()
     scale = 0.2 if options.quick else 1.0

@@ -294,6 +294,14 @@ def percentile(values: list[float], fraction: float) -> float:
 # -- main ---------------------------------------------------------------------------------------
 
 
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring's first line, and ``--broker`` (default: a
+    throwaway local node, or $RABBITQ_BENCH_URL)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("--broker", default=os.environ.get("RABBITQ_BENCH_URL"))
+    return parser
+
+
 @contextmanager
 def broker(url: str | None) -> Iterator[str]:
     if url:
@@ -304,8 +312,7 @@ def broker(url: str | None) -> Iterator[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default=os.environ.get("RABBITQ_BENCH_URL"))
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     options = parser.parse_args()
     scale = 0.2 if options.quick else 1.0

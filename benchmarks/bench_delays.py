@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import sys
 import tempfile
@@ -24,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_app  # noqa: E402
 from benchmarks.bench_core import (  # noqa: E402
+    argument_parser,
     broker,
     percentile,
     purge,
@@ -50,8 +49,7 @@ def rate(count: int, publish: object, threads: int = 8) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default=os.environ.get("RABBITQ_BENCH_URL"))
+    parser = argument_parser(__doc__)
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument(
         "--levels",
