@@ -11,7 +11,12 @@
         overflow: reject-publish         # drop-head | reject-publish | reject-publish-dlx
         message_ttl: 3600000             # milliseconds
         max_priority: 10                 # classic queues only
+        delivery_limit: 100              # quorum queues only: the broker's backstop
+        dead_letters:                    # opt-in bounds on emails.dead, applied as a policy
+          max_length: 10000              # the oldest dead letters are dropped first
+          message_ttl: 604800000         # milliseconds
       reports: {}
+    policy_priority: 100                 # priority of rabbitq's dead-queue policies
     tasks:                               # task name or glob -> routing key; first match wins
       shop.tasks.send_email: emails.transactional
       "shop.reports.*": reports
@@ -29,15 +34,24 @@ from typing import Any, cast
 import yaml
 
 from rabbitq.errors import RoutingConfigError
-from rabbitq.topology import QueueSpec, QueueType, TaskRoute, Topology
+from rabbitq.topology import (
+    DEFAULT_POLICY_PRIORITY,
+    UNREACHABLE_DELIVERY_LIMIT,
+    DeadLetterBounds,
+    QueueSpec,
+    QueueType,
+    TaskRoute,
+    Topology,
+)
 from rabbitq.yaml_file import NodeReader, compose, line_of, read_text
 
 MAX_NAME_BYTES = 255
-TOP_LEVEL_KEYS = ("default_queue_type", "delay_queue_type", "queues", "tasks")
+TOP_LEVEL_KEYS = ("default_queue_type", "delay_queue_type", "queues", "tasks", "policy_priority")
 QUEUE_KEYS = (
     "type", "bindings", "max_length", "max_length_bytes", "overflow", "message_ttl",
-    "max_priority",
+    "max_priority", "delivery_limit", "dead_letters",
 )  # fmt: skip
+DEAD_LETTER_KEYS = ("max_length", "message_ttl")
 QUEUE_TYPES = ("classic", "quorum")
 OVERFLOWS = ("drop-head", "reject-publish", "reject-publish-dlx")
 
@@ -106,6 +120,7 @@ class _Parser(NodeReader):
         delay_type: QueueType = "quorum"
         queues: list[QueueSpec] = []
         routes: list[TaskRoute] = []
+        priority = DEFAULT_POLICY_PRIORITY
         for key, value in self.mapping(root, "the routing file", TOP_LEVEL_KEYS):
             if key.value == "default_queue_type":
                 default_type = cast(
@@ -113,6 +128,8 @@ class _Parser(NodeReader):
                 )
             elif key.value == "delay_queue_type":
                 delay_type = cast(QueueType, self.choice(value, "delay_queue_type", QUEUE_TYPES))
+            elif key.value == "policy_priority":
+                priority = self.integer(value, "policy_priority", 0)
             elif key.value == "queues":
                 queues = [self.queue(k, v) for k, v in self.mapping(value, "queues", None)]
             else:
@@ -122,6 +139,7 @@ class _Parser(NodeReader):
             task_routes=tuple(routes),
             default_queue_type=default_type,
             delay_queue_type=delay_type,
+            policy_priority=priority,
             source=self.source,
         )
 
@@ -151,11 +169,21 @@ class _Parser(NodeReader):
             "overflow": lambda n: self.choice(n, f"{where}: overflow", OVERFLOWS),
             "message_ttl": lambda n: self.integer(n, f"{where}: message_ttl", 0),
             "max_priority": lambda n: self.integer(n, f"{where}: max_priority", 1, 255),
+            "delivery_limit": lambda n: self.integer(
+                n, f"{where}: delivery_limit", 1, UNREACHABLE_DELIVERY_LIMIT
+            ),
+            "dead_letters": lambda n: self.dead_letter_bounds(n, where),
         }
         nodes: dict[str, yaml.Node] = {}
         for field_key, field_value in self.mapping(value, where, QUEUE_KEYS):
             fields[field_key.value] = readers[field_key.value](field_value)
             nodes[field_key.value] = field_key
+        if fields.get("type", "classic") == "classic" and "delivery_limit" in fields:
+            raise self.fail(
+                nodes["delivery_limit"],
+                f"{where}: delivery_limit needs type: quorum (on classic queues the worker "
+                "counts redeliveries itself)",
+            )
         if fields.get("type") == "quorum":
             if "max_priority" in fields:
                 raise self.fail(
@@ -175,7 +203,24 @@ class _Parser(NodeReader):
             overflow=fields.get("overflow"),
             message_ttl_ms=fields.get("message_ttl"),
             max_priority=fields.get("max_priority"),
+            delivery_limit=fields.get("delivery_limit"),
+            dead_letter_bounds=fields.get("dead_letters"),
             line=line_of(key),
+        )
+
+    def dead_letter_bounds(self, node: yaml.Node, where: str) -> DeadLetterBounds:
+        what = f"{where}: dead_letters"
+        values: dict[str, int] = {}
+        for key, value in self.mapping(node, what, DEAD_LETTER_KEYS):
+            values[key.value] = self.integer(value, f"{what}: {key.value}", 1)
+        if not values:
+            raise self.fail(
+                node,
+                f"{what} must set max_length and/or message_ttl (without them dead letters "
+                "are kept until replayed or purged; leave dead_letters out for that)",
+            )
+        return DeadLetterBounds(
+            max_length=values.get("max_length"), message_ttl_ms=values.get("message_ttl")
         )
 
     def bindings(self, node: yaml.Node, where: str) -> list[str]:

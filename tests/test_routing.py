@@ -129,3 +129,56 @@ def test_invalid_topic_patterns(pattern: str) -> None:
 @pytest.mark.parametrize("key", ["emails.#", "a.*", "", "a..b", "x" * 256])
 def test_invalid_publish_routing_keys(key: str) -> None:
     assert validate_routing_key(key) is not None
+
+
+def test_dead_letter_bounds_and_delivery_limit_are_read_from_the_queue() -> None:
+    topology = parse_routing(
+        "policy_priority: 5\n"
+        "queues:\n"
+        "  emails:\n"
+        "    type: quorum\n"
+        "    delivery_limit: 50\n"
+        "    dead_letters:\n"
+        "      max_length: 1000\n"
+        "      message_ttl: 86400000\n"
+    )
+    emails = topology.queue("emails")
+    assert emails.arguments()["x-delivery-limit"] == 50
+    assert emails.dead_letter_bounds is not None
+    assert emails.dead_letter_bounds.max_length == 1000
+    assert emails.dead_letter_bounds.message_ttl_ms == 86400000
+    assert topology.policy_priority == 5
+
+
+def test_dead_letters_are_unbounded_unless_the_file_bounds_them() -> None:
+    assert parse_routing("queues:\n  emails: {}\n").queue("emails").dead_letter_bounds is None
+
+
+def test_empty_dead_letter_bounds_name_the_line() -> None:
+    error = error_of("queues:\n  emails:\n    dead_letters: {}\n")
+    assert error.line == 3 and "must set max_length and/or message_ttl" in str(error)
+
+
+def test_unknown_dead_letter_bound_names_the_line() -> None:
+    error = error_of("queues:\n  emails:\n    dead_letters:\n      max_age: 5\n")
+    assert error.line == 4 and "unknown key 'max_age'" in str(error)
+
+
+def test_non_positive_dead_letter_ttl_names_the_line() -> None:
+    error = error_of("queues:\n  emails:\n    dead_letters:\n      message_ttl: 0\n")
+    assert error.line == 4 and "message_ttl must be >= 1" in str(error)
+
+
+def test_delivery_limit_on_a_classic_queue_names_the_line() -> None:
+    error = error_of("queues:\n  emails:\n    delivery_limit: 10\n")
+    assert error.line == 3 and "delivery_limit needs type: quorum" in str(error)
+
+
+def test_delivery_limit_above_a_32_bit_integer_names_the_line() -> None:
+    error = error_of("queues:\n  q:\n    type: quorum\n    delivery_limit: 2147483648\n")
+    assert error.line == 4 and "delivery_limit must be 1..2147483647" in str(error)
+
+
+def test_negative_policy_priority_names_the_line() -> None:
+    error = error_of("policy_priority: -1\n")
+    assert error.line == 1 and "policy_priority must be >= 0" in str(error)

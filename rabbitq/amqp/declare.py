@@ -4,6 +4,10 @@ Each queue is declared on a channel of its own: a queue that already exists with
 arguments makes the broker close the channel (PRECONDITION_FAILED), and we turn that into a
 ``TopologyConflictError`` naming the queue and the arguments we wanted, without disturbing
 other declarations.
+
+Queues rabbitq declared before it set ``x-delivery-limit`` on quorum queues are adopted as they
+are: each declaration may name the arguments earlier versions used, and a queue that has those
+is kept (with a warning) instead of being reported as a conflict.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from rabbitq.delays import (
     level_ttl_ms,
 )
 from rabbitq.errors import BrokerConnectionError, TopologyConflictError
-from rabbitq.topology import TASK_EXCHANGE, QueueSpec, QueueType, Topology
+from rabbitq.topology import (
+    TASK_EXCHANGE,
+    UNREACHABLE_DELIVERY_LIMIT,
+    QueueSpec,
+    QueueType,
+    Topology,
+    without_delivery_limit,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("rabbitq.topology")
@@ -89,15 +100,20 @@ async def _declare_levels(connection: AbstractConnection, *, quorum: bool) -> No
             "x-message-ttl": level_ttl_ms(level),
             "x-dead-letter-exchange": target,  # routing key kept: it carries the rest
         }
+        earlier: tuple[dict[str, Any], ...] = ()
         if quorum:
             arguments.update(
                 {
                     "x-queue-type": "quorum",
                     "x-dead-letter-strategy": "at-least-once",
                     "x-overflow": "reject-publish",  # required by at-least-once
+                    # Nobody consumes a level (messages leave by TTL, which counts no
+                    # delivery); a tool that peeks must still never make a delay vanish.
+                    "x-delivery-limit": UNREACHABLE_DELIVERY_LIMIT,
                 }
             )
-        await _declare_one(connection, level_name(level), arguments)
+            earlier = (without_delivery_limit(arguments),)
+        await _declare_one(connection, level_name(level), arguments, earlier)
     async with connection.channel() as channel:
         for level in range(LEVELS):
             target = level_name(level - 1) if level > 0 else DELIVERY_EXCHANGE
@@ -111,28 +127,44 @@ async def _declare_levels(connection: AbstractConnection, *, quorum: bool) -> No
 async def declare_chord_queues(connection: AbstractConnection) -> None:
     """``rabbitq.chords`` (single active consumer: the coordinator) and its ``.dead`` queue.
 
-    Quorum if the broker can (parts survive a node loss), else classic; both durable.
+    Quorum if the broker can (parts survive a node loss), else classic; both durable. The
+    coordinator holds parts unacked and a failover hands them all back, which RabbitMQ 4.x
+    counts as a delivery: the unreachable limit keeps failovers from ever dropping or
+    dead-lettering a part (only the coordinator sends one to ``rabbitq.chords.dead``).
     """
-    base = {
+    base: dict[str, Any] = {
         "x-single-active-consumer": True,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": CHORD_DEAD_QUEUE,
     }
-    try:
-        await _declare_one(connection, CHORD_QUEUE, {**base, "x-queue-type": "quorum"})
-    except TopologyConflictError:
-        await _declare_one(connection, CHORD_QUEUE, base)  # declared classic earlier: keep it
-    await _declare_one(connection, CHORD_DEAD_QUEUE, {})
+    quorum = {**base, "x-queue-type": "quorum"}
+    await _declare_one(
+        connection,
+        CHORD_QUEUE,
+        {**quorum, "x-delivery-limit": UNREACHABLE_DELIVERY_LIMIT},
+        (quorum, base),  # before delivery limits; or classic: keep it
+    )
+    await _declare_one(connection, CHORD_DEAD_QUEUE, {})  # classic: counts no deliveries
 
 
-async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
-    """Declare ``spec``, its ``.dead`` queue and its bindings to the task exchange."""
+async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> list[str]:
+    """Declare ``spec``, its ``.dead`` queue and its bindings to the task exchange.
+
+    Returns the names of queues adopted with the arguments of an earlier rabbitq.
+    """
     await declare_task_exchange(connection)  # binding to a missing exchange is a 404
     dead = spec.dead_letter_spec()
     # The task queue first, so a conflict names the queue the operator wrote down.
-    await _declare_one(connection, spec.name, spec.arguments())
-    await _declare_one(connection, dead.name, dead.arguments())
+    adopted = [
+        name
+        for name, arguments, earlier in (
+            (spec.name, spec.arguments(), spec.earlier_arguments()),
+            (dead.name, dead.arguments(), dead.earlier_arguments()),
+        )
+        if await _declare_one(connection, name, arguments, earlier)
+    ]
     await bind_queue(connection, spec)
+    return adopted
 
 
 async def bind_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
@@ -183,25 +215,47 @@ async def apply_topology(connection: AbstractConnection, topology: Topology) -> 
         f"delay levels {level_name(0)} .. {level_name(LEVELS - 1)} ({level_type})",
     ]
     for spec in topology.queues:
-        await declare_queue(connection, spec)
+        adopted = await declare_queue(connection, spec)
         bindings = ", ".join(spec.effective_bindings())
         report.append(f"queue {spec.name} ({spec.type}) bound to {bindings}")
         report.append(f"queue {spec.dead_letter_queue} ({spec.type})")
+        report += [f"queue {name} kept as declared earlier: {EARLIER_NOTE}" for name in adopted]
     return report
 
 
+EARLIER_NOTE = (
+    "without x-delivery-limit, so the broker's default applies (none on RabbitMQ 3.x, 20 on "
+    "4.x); see docs/topology.md, 'Queues declared by earlier versions'"
+)
+
+
 async def _declare_one(
-    connection: AbstractConnection, name: str, arguments: dict[str, Any]
-) -> None:
-    try:
-        async with connection.channel() as channel:
-            await channel.declare_queue(name, durable=True, arguments=arguments)
-    except aiormq.exceptions.ChannelPreconditionFailed as exc:
-        raise TopologyConflictError(
-            f"queue {name!r} already exists with different arguments than wanted "
-            f"({_describe(arguments)}); the broker said: {exc}. Delete the queue or change the "
-            "routing file to match it (queue arguments cannot change in place)."
-        ) from None
+    connection: AbstractConnection,
+    name: str,
+    arguments: dict[str, Any],
+    earlier: tuple[dict[str, Any], ...] = (),
+) -> bool:
+    """Declare ``name`` with ``arguments``; True if it exists with one of ``earlier`` instead.
+
+    Each attempt has its own channel: a mismatch (406) closes the channel it happened on.
+    """
+    for candidate in (arguments, *earlier):
+        try:
+            async with connection.channel() as channel:
+                await channel.declare_queue(name, durable=True, arguments=candidate)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            refusal = exc
+            continue
+        # A classic queue counts no deliveries: nothing to warn about.
+        adopted = candidate is not arguments and candidate.get("x-queue-type") == "quorum"
+        if adopted:
+            log.warning("queue %r kept as declared earlier: %s", name, EARLIER_NOTE)
+        return adopted
+    raise TopologyConflictError(
+        f"queue {name!r} already exists with different arguments than wanted "
+        f"({_describe(arguments)}); the broker said: {refusal}. Delete the queue or change the "
+        "routing file to match it (queue arguments cannot change in place)."
+    ) from None
 
 
 def _describe(arguments: dict[str, Any]) -> str:

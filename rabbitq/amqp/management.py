@@ -1,6 +1,7 @@
-"""A small client for RabbitMQ's management HTTP API (read-only), for ``topology show``.
+"""A small client for RabbitMQ's management HTTP API, for ``topology show`` and ``apply``.
 
-AMQP cannot list queues or bindings; the management plugin can. Only urllib is used.
+AMQP cannot list queues or bindings, nor set policies; the management plugin can. Only urllib
+is used. ``apply_dead_letter_policies`` puts a routing file's dead-queue bounds on the broker.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from rabbitq.errors import BrokerConnectionError
+from rabbitq.errors import BrokerConnectionError, TopologyConflictError
+from rabbitq.topology import Policy, Topology, exact_pattern, policy_contests, policy_name
 
 DEFAULT_MANAGEMENT_PORT = 15672
 
@@ -39,11 +41,29 @@ class ManagementClient:
         self._auth = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
         self._timeout = timeout
 
+    @property
+    def base(self) -> str:
+        return self._base  # without credentials: fit for messages
+
     def get(self, path: str) -> Any:
-        request = urllib.request.Request(self._base + path, headers={"Authorization": self._auth})
+        return self._call("GET", path)
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": self._auth}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self._base + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                return json.loads(response.read())
+                answer = response.read()
+                return json.loads(answer) if answer else None
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise BrokerConnectionError(
+                f"management API at {self._base} refused {method} {path}: {exc.code} {detail}"
+            ) from None
         except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
             raise BrokerConnectionError(
                 f"management API at {self._base} did not answer {path}: {exc}"
@@ -60,6 +80,58 @@ class ManagementClient:
     def bindings(self, vhost: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get(f"/api/bindings/{_quote(vhost)}")
         return result
+
+    def queue(self, vhost: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/api/queues/{_quote(vhost)}/{_quote(name)}")
+        return result
+
+    def policies(self, vhost: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get(f"/api/policies/{_quote(vhost)}")
+        return result
+
+    def put_policy(self, vhost: str, policy: Policy) -> None:
+        self._call("PUT", f"/api/policies/{_quote(vhost)}/{_quote(policy.name)}", policy.body())
+
+    def delete_policy(self, vhost: str, name: str) -> None:
+        self._call("DELETE", f"/api/policies/{_quote(vhost)}/{_quote(name)}")
+
+
+def apply_dead_letter_policies(
+    client: ManagementClient, vhost: str, topology: Topology
+) -> list[str]:
+    """Put the topology's dead-queue policies, remove rabbitq's from queues no longer bounded.
+
+    Returns one line per thing done, and a line starting ``warning:`` for each operator policy
+    that outranks rabbitq's or that rabbitq's displaces (RabbitMQ applies one policy per queue).
+    """
+    existing = {p["name"]: p for p in client.policies(vhost)}
+    report: list[str] = []
+    for spec in topology.queues:
+        policy = spec.dead_letter_policy(topology.policy_priority)
+        if policy is None:
+            continue
+        queue = spec.dead_letter_queue
+        current = existing.get(policy.name)
+        if current is not None and current.get("pattern") != policy.pattern:
+            raise TopologyConflictError(
+                f"policy {policy.name!r} exists with pattern {current.get('pattern')!r}, not "
+                f"{policy.pattern!r}: it is not rabbitq's, so it is left alone. Rename it, "
+                "then apply again."
+            )
+        client.put_policy(vhost, policy)
+        report.append(f"policy {policy.name} on {queue}: {_describe(policy.definition)}")
+        report += policy_contests(policy, spec.type, existing.values())
+    for queue in topology.unbounded_dead_queues():
+        current = existing.get(policy_name(queue))
+        # Only a policy rabbitq made (its name and exact pattern) is ever removed.
+        if current is not None and current.get("pattern") == exact_pattern(queue):
+            client.delete_policy(vhost, policy_name(queue))
+            report.append(f"policy {policy_name(queue)} removed: {queue} keeps its dead letters")
+    return report
+
+
+def _describe(definition: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(definition.items()))
 
 
 def _quote(vhost: str) -> str:

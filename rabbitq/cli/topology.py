@@ -7,7 +7,12 @@ import asyncio
 import click
 
 from rabbitq.amqp.declare import apply_topology, with_connection
-from rabbitq.amqp.management import ManagementClient, management_url_for, vhost_of
+from rabbitq.amqp.management import (
+    ManagementClient,
+    apply_dead_letter_policies,
+    management_url_for,
+    vhost_of,
+)
 from rabbitq.cli.options import broker_option
 from rabbitq.errors import RabbitqError
 from rabbitq.routing import load_routing
@@ -19,28 +24,63 @@ def topology() -> None:
     """Declare and inspect exchanges, queues and bindings."""
 
 
-@topology.command()
-@click.argument("routing_file", type=click.Path(dir_okay=False))
-@broker_option
-def apply(routing_file: str, broker: str) -> None:
-    """Declare everything ROUTING_FILE describes (idempotent)."""
-    try:
-        spec = load_routing(routing_file)
-        report = asyncio.run(with_connection(broker, lambda conn: apply_topology(conn, spec)))
-    except RabbitqError as exc:
-        raise click.ClickException(str(exc)) from None
-    for line in report:
-        click.echo(f"declared {line}")
-
-
-@topology.command()
-@broker_option
-@click.option(
+management_url_option = click.option(
     "--management-url",
     envvar="RABBITQ_MANAGEMENT_URL",
     default=None,
     help="Management API URL [default: same host as --broker, port 15672].",
 )
+
+
+@topology.command()
+@click.argument("routing_file", type=click.Path(dir_okay=False))
+@broker_option
+@management_url_option
+def apply(routing_file: str, broker: str, management_url: str | None) -> None:
+    """Declare everything ROUTING_FILE describes (idempotent); put its dead-queue bounds as
+    policies (through the management API)."""
+    try:
+        spec = load_routing(routing_file)
+    except RabbitqError as exc:
+        raise click.ClickException(str(exc)) from None
+    client = ManagementClient(management_url or management_url_for(broker))
+    vhost = vhost_of(broker)
+    wants_policies = bool(spec.dead_letter_policies())
+    if wants_policies:
+        try:  # before declaring anything: bounds asked for must not be skipped half-way
+            client.policies(vhost)
+        except RabbitqError as exc:
+            raise click.ClickException(
+                f"{routing_file} bounds dead-letter queues, which takes a policy, which takes "
+                f"the management API: {exc}\n(give its URL with --management-url or "
+                "RABBITQ_MANAGEMENT_URL, e.g. http://user:password@host:15672/)"
+            ) from None
+    try:
+        report = asyncio.run(with_connection(broker, lambda conn: apply_topology(conn, spec)))
+    except RabbitqError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in report:
+        click.echo(f"declared {line}")
+    if not (wants_policies or spec.unbounded_dead_queues()):
+        return
+    try:
+        policy_report = apply_dead_letter_policies(client, vhost, spec)
+    except RabbitqError as exc:
+        if wants_policies:
+            raise click.ClickException(str(exc)) from None
+        # Nothing to bound; removing rabbitq policies left from an earlier file is best effort.
+        click.echo(f"not checked for rabbitq policies to remove: {exc}", err=True)
+        return
+    for line in policy_report:
+        if line.startswith("warning: "):
+            click.echo(line, err=True)
+        else:
+            click.echo(f"applied {line}")
+
+
+@topology.command()
+@broker_option
+@management_url_option
 @click.option("--all", "show_all", is_flag=True, help="Also show queues not bound to rabbitq.")
 def show(broker: str, management_url: str | None, show_all: bool) -> None:
     """Print exchanges, queues (type, depth, consumers) and bindings on the broker."""
