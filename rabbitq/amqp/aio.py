@@ -16,6 +16,7 @@ from typing import Any
 
 import aio_pika
 import aio_pika.exceptions
+import aiormq.abc
 import aiormq.exceptions
 from aio_pika.abc import (
     AbstractChannel,
@@ -59,13 +60,26 @@ def to_amqp_properties(envelope: Envelope) -> spec.Basic.Properties:
     return spec.Basic.Properties(**properties_of(envelope))
 
 
+# The broker closes the channel with these codes for what no retry can fix: 403 access
+# refused, 404 (an exchange that does not exist), 406 (a message over its max_message_size).
+# Any other close (the connection went, the channel was closed with it) is transient.
+PERMANENT_CHANNEL_ERRORS = (
+    aiormq.exceptions.ChannelAccessRefused,
+    aiormq.exceptions.ChannelNotFoundEntity,
+    aiormq.exceptions.ChannelPreconditionFailed,
+)
+
+
 def broker_refusal(error: BaseException, routing_key: str, exchange: str) -> PublishError | None:
-    """What a failed confirm means for the caller: unroutable, nacked, or (None) a lost
-    connection, after which the message must be sent again."""
+    """What a failed confirm means for the caller: unroutable, nacked, refused by a channel
+    error, or (None) a lost connection, after which the message must be sent again."""
     if isinstance(error, aiormq.exceptions.PublishError):
         return UnroutableError(routing_key, exchange)
     if isinstance(error, aiormq.exceptions.DeliveryError):
         return PublishNackedError(f"the broker nacked the message: {error}")
+    if isinstance(error, PERMANENT_CHANNEL_ERRORS):
+        # Same words as BlockingPublisher's, so callers see one message for one cause.
+        return PublishError(f"the broker closed the publishing channel: {error}")
     return None
 
 
@@ -88,7 +102,13 @@ class AsyncPublisher:
 
     async def connect(self) -> AbstractChannel:
         async with self._connect_lock:
-            if self._channel is not None and not self._channel.is_closed:
+            if self._channel is not None and not (
+                self._connection is None or self._connection.is_closed
+            ):
+                # The robust connection reopens this channel (its exchange and the reply
+                # consumer with it) after a reconnect or a channel error. Another channel
+                # opened meanwhile would fail on the dead transport, or consume replies twice.
+                await self._connection.ready()
                 return self._channel
             if self._connection is None or self._connection.is_closed:
                 try:
@@ -165,10 +185,15 @@ class AsyncPublisher:
         reconnecting way.
         """
         limit = timeout if timeout is not None else self.publish_timeout
-        channel = await self.connect()
-        underlay = await channel.get_underlay_channel()
-        outcomes: list[Any] = []
         deadline = asyncio.get_running_loop().time() + limit
+        try:
+            # While reconnecting, this waits for the connection: within the deadline too.
+            underlay = await asyncio.wait_for(self._underlay_channel(), limit)
+        except TimeoutError:
+            raise PublishTimeoutError(
+                f"not connected to the broker within {limit:g}s for a batch of {len(items)}"
+            ) from None
+        outcomes: list[Any] = []
         # Windows of confirms in flight, as the raw baseline: a group of 100,000 does not
         # create 100,000 coroutines at once.
         for start in range(0, len(items), BATCH_WINDOW):
@@ -208,6 +233,10 @@ class AsyncPublisher:
         if errors:
             raise errors[0]
 
+    async def _underlay_channel(self) -> aiormq.abc.AbstractChannel:
+        channel = await self.connect()
+        return await channel.get_underlay_channel()
+
     async def _publish_until_confirmed(
         self, routing_key: str, envelope: Envelope, exchange_name: str
     ) -> None:
@@ -218,7 +247,11 @@ class AsyncPublisher:
             try:
                 await exchange.publish(message, routing_key=routing_key, mandatory=True)
                 return
-            except (aiormq.exceptions.PublishError, aiormq.exceptions.DeliveryError) as exc:
+            except (
+                aiormq.exceptions.PublishError,
+                aiormq.exceptions.DeliveryError,
+                *PERMANENT_CHANNEL_ERRORS,
+            ) as exc:
                 refusal = broker_refusal(exc, routing_key, exchange_name)
                 assert refusal is not None
                 raise refusal from None

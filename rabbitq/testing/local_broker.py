@@ -106,9 +106,11 @@ class LocalBroker:
         management: bool = False,
         data_dir: str | None = None,
         consumer_timeout_ms: int | None = None,
+        max_message_size: int | None = None,
     ) -> None:
         self.management = management
         self.consumer_timeout_ms = consumer_timeout_ms
+        self.max_message_size = max_message_size  # bytes; larger publishes close the channel
         self._own_dir = data_dir is None
         self.base = Path(data_dir or tempfile.mkdtemp(prefix="rabbitq-broker-"))
         self.node_name = f"rabbitq-{uuid.uuid4().hex[:10]}@localhost"
@@ -161,6 +163,8 @@ class LocalBroker:
             ]
         if self.consumer_timeout_ms is not None:
             config.append(f"consumer_timeout = {self.consumer_timeout_ms}")
+        if self.max_message_size is not None:
+            config.append(f"max_message_size = {self.max_message_size}")
         (self.base / "rabbitmq.conf").write_text("\n".join(config) + "\n")
         plugins = "[rabbitmq_management]." if self.management else "[]."
         (self.base / "enabled_plugins").write_text(plugins + "\n")
