@@ -12,6 +12,7 @@ send_welcome.delay(42)                 # returns once the broker confirmed the m
 await send_welcome.adelay(42)          # the same from asyncio code
 add.delay(2, 3).get(timeout=10)        # results, with a backend
 rabbitq.chord(add.s(i, i) for i in range(10))(tsum.s())   # workflows, no backend needed
+app = rabbitq.App(..., middleware=[MyMiddleware()])   # hooks around every task
 app.add_periodic(report.s(), cron="0 7 * * mon", timezone="Europe/Paris")  # rabbitq beat
 """
 
@@ -22,18 +23,22 @@ from rabbitq.errors import (
     BrokerError,
     ConfigFileError,
     ConfigurationError,
+    FollowupError,
+    GetInsideTaskError,
     MessageDecodeError,
     MessageError,
     PublishError,
     PublishNackedError,
     PublishTimeoutError,
     RabbitqError,
+    ResultBackendError,
     ResultEncodeError,
     ResultError,
     ResultsDisabledError,
     ResultTimeoutError,
     RoutingConfigError,
     ScheduleConfigError,
+    SkipTask,
     TaskArgumentsError,
     TaskError,
     TopologyConflictError,
@@ -41,6 +46,7 @@ from rabbitq.errors import (
     UnroutableError,
     UnsupportedMessageError,
 )
+from rabbitq.middleware import DeadLettered, Middleware, Outcome, TaskContext
 from rabbitq.result import AsyncResult, GroupResult
 from rabbitq.results.meta import FAILURE, PENDING, RETRY, STARTED, SUCCESS
 from rabbitq.schedules import Crontab, Every, PeriodicEntry, crontab
@@ -59,15 +65,21 @@ __all__ = [
     "ConfigFileError",
     "ConfigurationError",
     "Crontab",
+    "DeadLettered",
     "Every",
+    "FollowupError",
+    "GetInsideTaskError",
     "GroupResult",
     "MessageDecodeError",
     "MessageError",
+    "Middleware",
+    "Outcome",
     "PeriodicEntry",
     "PublishError",
     "PublishNackedError",
     "PublishTimeoutError",
     "RabbitqError",
+    "ResultBackendError",
     "ResultEncodeError",
     "ResultError",
     "ResultTimeoutError",
@@ -75,8 +87,10 @@ __all__ = [
     "RoutingConfigError",
     "ScheduleConfigError",
     "Signature",
+    "SkipTask",
     "Task",
     "TaskArgumentsError",
+    "TaskContext",
     "TaskError",
     "TaskRequest",
     "TopologyConflictError",

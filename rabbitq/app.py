@@ -30,6 +30,7 @@ from rabbitq.compile import Context, compile_signature
 from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
 from rabbitq.errors import ConfigurationError, UnknownTaskError
 from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow
+from rabbitq.middleware import CelerySignals, Middleware, MiddlewareStack
 from rabbitq.publish_options import (
     OPTION_NAMES,
     PublishOptions,
@@ -94,6 +95,8 @@ class App:
         track_started: bool = False,
         chord_fold_after: float = 600.0,
         chord_fold_parts: int = 1000,
+        middleware: Sequence[Middleware] = (),
+        followup_retry_for: float = 300.0,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -121,6 +124,13 @@ class App:
         # holds a delivery unacked for longer.
         self.chord_fold_after = chord_fold_after
         self.chord_fold_parts = chord_fold_parts
+        # Celery's signals first, so their receivers see a task before user middleware does.
+        self.middleware = MiddlewareStack((CelerySignals(), *middleware))
+        # A task that succeeded but whose follow-ups hit a transient error (broker or Redis
+        # down) has them retried this long before it is dead-lettered followup-failed.
+        if followup_retry_for < 0:
+            raise ConfigurationError("followup_retry_for must not be negative")
+        self.followup_retry_for = followup_retry_for
         self._backend: ResultBackend | None = None
         self._backend_lock = threading.Lock()
         register_builtin_tasks(self)
@@ -134,6 +144,10 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App {self.name} tasks={len(self.tasks)}>"
+
+    def add_middleware(self, *middleware: Middleware) -> None:
+        """Add middleware after those already installed (before workers start)."""
+        self.middleware = self.middleware.added(*middleware)
 
     # -- registry -----------------------------------------------------------------------------
 
@@ -390,9 +404,17 @@ class App:
             self.ensure_queue(queue)
         if any(m.delayed for m in messages):
             self._declare_once.delay_levels()
+        middleware = self.middleware
+        if middleware.publishes:
+            for message in messages:
+                middleware.before_publish(self, message)
         errors = self.publisher.publish_batch(
             [(m.exchange, m.routing_key, m.envelope) for m in messages]
         )
+        if middleware.publishes:
+            for message, error in zip(messages, errors, strict=True):
+                if error is None:
+                    middleware.after_publish(self, message)
         for error in errors:
             if error is not None:
                 raise error
@@ -405,7 +427,14 @@ class App:
             await self._declare_once.aqueue(queue, publisher)
         if any(m.delayed for m in messages):
             await self._declare_once.adelay_levels(publisher)
+        middleware = self.middleware
+        if middleware.publishes:
+            for message in messages:
+                middleware.before_publish(self, message)
         await publisher.publish_batch([(m.exchange, m.routing_key, m.envelope) for m in messages])
+        if middleware.publishes:
+            for message in messages:
+                middleware.after_publish(self, message)
 
     def send_task(
         self,
@@ -425,7 +454,12 @@ class App:
         self.ensure_queue(prepared.route.queue)
         if prepared.delayed:
             self._declare_once.delay_levels()
+        middleware = self.middleware
+        if middleware.publishes:
+            middleware.before_publish(self, prepared)
         self.publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
+        if middleware.publishes:
+            middleware.after_publish(self, prepared)
         return _AsyncResult(
             prepared.task_id, self, name, ignored=ignore and self.backend is not None
         )
@@ -449,7 +483,12 @@ class App:
         await self._declare_once.aqueue(prepared.route.queue, publisher)
         if prepared.delayed:
             await self._declare_once.adelay_levels(publisher)
+        middleware = self.middleware
+        if middleware.publishes:
+            middleware.before_publish(self, prepared)
         await publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
+        if middleware.publishes:
+            middleware.after_publish(self, prepared)
         return _AsyncResult(
             prepared.task_id, self, name, ignored=ignore and self.backend is not None
         )

@@ -4,7 +4,8 @@ The worker puts in ``<queue>.dead`` every message it cannot or will not run, wit
 
     rabbitq_reason                 undecodable | unknown-task | bad-arguments | expired |
                                    redelivery-limit | task-failed | retries-exhausted |
-                                   unsupported (a Celery chord member)
+                                   followup-failed (the task succeeded; what follows it
+                                   could not be sent) | unsupported (a Celery chord member)
     rabbitq_exception_type         e.g. "ValueError" (when an exception is the cause)
     rabbitq_exception_message      str(exception), truncated
     rabbitq_traceback              the formatted traceback, truncated
@@ -13,8 +14,12 @@ The worker puts in ``<queue>.dead`` every message it cannot or will not run, wit
     rabbitq_original_exchange      the exchange it was published to
     rabbitq_dead_at                ISO 8601 time it was dead-lettered
     rabbitq_attempts               how many times it ran (retries + 1), when known
+    rabbitq_followup_error         a failure's follow-ups (errbacks, FAILURE result, chord)
+                                   could not be sent either: why (the dead letter still is)
 
 Body and properties are kept byte for byte, so ``rabbitq dead replay`` can put it back as it was.
+A quorum queue's ``x-delivery-count`` is not carried into the dead letter (nor into a replay):
+it describes deliveries of the original, and a replayed message must start from zero.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 from rabbitq.delays import ROUTE, decode_delay
 from rabbitq.message import BROKER_DEATH_HEADERS, Envelope
-from rabbitq.redelivery import REDELIVERY_COUNT_HEADER
+from rabbitq.redelivery import COUNT_HEADERS, QUORUM_DELIVERY_COUNT_HEADER
 from rabbitq.topology import DEAD_SUFFIX, TASK_EXCHANGE
 
 REASON_UNDECODABLE = "undecodable"
@@ -36,6 +41,7 @@ REASON_EXPIRED = "expired"
 REASON_REDELIVERY_LIMIT = "redelivery-limit"
 REASON_TASK_FAILED = "task-failed"
 REASON_RETRIES_EXHAUSTED = "retries-exhausted"
+REASON_FOLLOWUP_FAILED = "followup-failed"
 
 # Replay (``rabbitq dead replay``) puts the message back where it came from, resets its retry
 # and redelivery counts, and drops its eta: see ``replay_target`` and ``replay_envelope``.
@@ -50,6 +56,7 @@ DEAD_LETTER_HEADERS = (
     "rabbitq_original_exchange",
     "rabbitq_dead_at",
     "rabbitq_attempts",
+    "rabbitq_followup_error",
 )
 
 # Headers live in one AMQP frame (128 KiB by default): a long traceback must not break it.
@@ -57,8 +64,13 @@ MAX_TRACEBACK_CHARS = 16_000
 MAX_MESSAGE_CHARS = 2_000
 
 
-def without_broker_death_headers(headers: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in headers.items() if k not in BROKER_DEATH_HEADERS}
+def without_broker_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    """Without what the broker writes on delivery: dead-letter history and the quorum count."""
+    return {
+        k: v
+        for k, v in headers.items()
+        if k not in BROKER_DEATH_HEADERS and k != QUORUM_DELIVERY_COUNT_HEADER
+    }
 
 
 def dead_letter_envelope(
@@ -70,10 +82,11 @@ def dead_letter_envelope(
     exchange: str,
     exception: BaseException | None = None,
     attempts: int | None = None,
+    followup_error: BaseException | None = None,
     now: dt.datetime | None = None,
 ) -> Envelope:
     """The envelope to publish into ``<queue>.dead``."""
-    headers = without_broker_death_headers(dict(original.headers or {}))
+    headers = without_broker_headers(dict(original.headers or {}))
     headers.update(
         {
             "rabbitq_reason": reason,
@@ -87,9 +100,13 @@ def dead_letter_envelope(
         headers["rabbitq_attempts"] = attempts
     if exception is not None:
         headers["rabbitq_exception_type"] = type(exception).__qualname__
-        headers["rabbitq_exception_message"] = _truncate(str(exception), MAX_MESSAGE_CHARS)
+        headers["rabbitq_exception_message"] = bounded(str(exception), MAX_MESSAGE_CHARS)
         formatted = "".join(traceback.format_exception(exception))
-        headers["rabbitq_traceback"] = _truncate(formatted, MAX_TRACEBACK_CHARS, keep_end=True)
+        headers["rabbitq_traceback"] = bounded(formatted, MAX_TRACEBACK_CHARS, keep_end=True)
+    if followup_error is not None:
+        headers["rabbitq_followup_error"] = bounded(
+            f"{type(followup_error).__qualname__}: {followup_error}", MAX_MESSAGE_CHARS
+        )
     return replace(original, headers=headers, expiration=None)
 
 
@@ -103,7 +120,7 @@ def restored_envelope(dead: Envelope) -> Envelope:
     return replace(dead, headers=headers)
 
 
-def _truncate(text: str, limit: int, *, keep_end: bool = False) -> str:
+def bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
     if len(text) <= limit:
         return text
     marker = "\n...[truncated]...\n"
@@ -184,7 +201,7 @@ def replay_target(dead: Envelope, dead_queue: str, routing_key: str) -> ReplayTa
 def replay_envelope(dead: Envelope) -> Envelope:
     """The message as it was, with a fresh start: retries and redelivery count reset."""
     restored = restored_envelope(dead)
-    headers = {k: v for k, v in restored.headers.items() if k != REDELIVERY_COUNT_HEADER}
+    headers = {k: v for k, v in restored.headers.items() if k not in COUNT_HEADERS}
     if "retries" in headers:
         headers["retries"] = 0
     headers.pop("eta", None)  # replayed means "run now"

@@ -20,9 +20,13 @@
     ├── ResultError                 a task's result cannot be had
     │   ├── ResultsDisabledError    no result backend, or the task ignores its result
     │   ├── ResultTimeoutError      ``get(timeout=)`` passed before the result arrived
-    │   └── ResultEncodeError       the task's return value cannot be serialized
+    │   ├── ResultEncodeError       the task's return value cannot be serialized
+    │   ├── ResultBackendError      the result store (Redis) is unreachable or too slow
+    │   └── GetInsideTaskError      ``get()`` inside a running task (it can deadlock the worker)
     ├── TaskError                   the task failed remotely (type, message, traceback)
-    └── Retry                       raised by ``task.retry()``: run the task again later
+    ├── FollowupError               a task succeeded but what follows it could not be sent
+    ├── Retry                       raised by ``task.retry()``: run the task again later
+    └── SkipTask                    raised by a ``before_process`` hook: ack, do not run
 
 Catch ``RabbitqError`` to catch everything rabbitq raises on purpose.
 """
@@ -148,6 +152,20 @@ class ResultEncodeError(ResultError):
     """The task returned a value its result serializer cannot encode: stored as a FAILURE."""
 
 
+class ResultBackendError(ResultError):
+    """The result backend did not answer: Redis is down, unreachable, or slower than its
+    socket timeout."""
+
+
+class GetInsideTaskError(ResultError, RuntimeError):
+    """``AsyncResult.get()`` was called inside a running task.
+
+    A task that blocks on another task's result holds its worker slot while it waits; when
+    every slot waits, the tasks they wait for never run. Celery refuses the same call (with a
+    ``RuntimeError``, which this also is). ``get(disable_sync_subtasks=False)`` opts out.
+    """
+
+
 class TaskError(RabbitqError):
     """A task failed in a worker; re-raised at the caller by ``AsyncResult.get()``.
 
@@ -199,3 +217,20 @@ class Retry(RabbitqError):
         self.max_retries = max_retries
         when = f" in {countdown:g}s" if countdown is not None else ""
         super().__init__(f"retry{when}" + (f": {type(exc).__name__}: {exc}" if exc else ""))
+
+
+class SkipTask(RabbitqError):
+    """Raised by a middleware's ``before_process``: ack the message without running the task.
+
+    Not a failure: nothing is retried or dead-lettered; ``after_skip`` hooks are told why.
+    """
+
+    def __init__(self, reason: str = "skipped") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class FollowupError(RabbitqError):
+    """A task succeeded, but its follow-ups (result, next chain step, callbacks, chord part)
+    could not be published. The task is not run again; the message goes to ``<queue>.dead``
+    with reason ``followup-failed`` and this error."""

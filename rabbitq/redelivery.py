@@ -2,10 +2,21 @@
 
 A message whose task kills the worker process (segfault, OOM kill, ``os._exit``) is never
 acked, so the broker redelivers it to the next worker, which dies too. Past a limit we
-dead-letter it instead. Quorum queues count deliveries for us (``x-delivery-count``).
-Classic queues only flag ``redelivered``, so the worker keeps the count in a header: a
-redelivered message is republished with the count incremented (confirmed) and the original
-acked; the copy then runs normally.
+dead-letter it instead.
+
+The count is the worker's own header ``rabbitq_redeliveries`` plus, on a quorum queue, the
+broker's ``x-delivery-count``:
+
+* Classic queues only flag ``redelivered``, so a redelivered message is republished with the
+  header incremented (confirmed), the original acked, and the copy runs normally.
+* Quorum queues count returns themselves (``x-delivery-count``). The broker sets that header
+  only on a redelivery, so on a first delivery (``redelivered`` false) any such header came
+  from a publisher and is ignored; every republish of ours strips it (retries, re-delays,
+  hand-backs, dead letters, replays), so a replayed dead letter starts from zero instead of
+  being dead-lettered again.
+* A message handed back at shutdown before it started is republished with its count
+  unchanged (``pipeline.py``), not nacked: a nack would count as a redelivery on both queue
+  types, and on RabbitMQ 4.x quorum queues towards the broker's own delivery limit.
 """
 
 from __future__ import annotations
@@ -15,6 +26,8 @@ from typing import Any, Literal
 
 REDELIVERY_COUNT_HEADER = "rabbitq_redeliveries"
 QUORUM_DELIVERY_COUNT_HEADER = "x-delivery-count"
+# Counts that belong to one delivery history: a republished copy never carries them as sent.
+COUNT_HEADERS = frozenset({REDELIVERY_COUNT_HEADER, QUORUM_DELIVERY_COUNT_HEADER})
 
 
 @dataclass(frozen=True)
@@ -23,15 +36,29 @@ class RedeliveryVerdict:
     redeliveries: int
 
 
+def _count(headers: dict[str, Any], name: str) -> int | None:
+    value = headers.get(name)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def redeliveries_so_far(redelivered: bool, headers: dict[str, Any]) -> int:
+    """The count a copy of this delivery must carry so that no redelivery is forgotten."""
+    counted = _count(headers, REDELIVERY_COUNT_HEADER) or 0
+    if redelivered:
+        counted += _count(headers, QUORUM_DELIVERY_COUNT_HEADER) or 0
+    return counted
+
+
 def judge_redelivery(redelivered: bool, headers: dict[str, Any], limit: int) -> RedeliveryVerdict:
     """Decide what to do with a delivery, given at most ``limit`` redeliveries are tolerated."""
-    quorum_count = headers.get(QUORUM_DELIVERY_COUNT_HEADER)
-    if isinstance(quorum_count, int) and not isinstance(quorum_count, bool):
-        return RedeliveryVerdict("dead-letter" if quorum_count > limit else "run", quorum_count)
-    counted = headers.get(REDELIVERY_COUNT_HEADER, 0)
-    if not isinstance(counted, int) or isinstance(counted, bool):
-        counted = 0
+    counted = _count(headers, REDELIVERY_COUNT_HEADER) or 0
     if not redelivered:
         return RedeliveryVerdict("run", counted)
+    quorum_count = _count(headers, QUORUM_DELIVERY_COUNT_HEADER)
+    if quorum_count is not None:
+        total = counted + quorum_count
+        return RedeliveryVerdict("dead-letter" if total > limit else "run", total)
     counted += 1
     return RedeliveryVerdict("dead-letter" if counted > limit else "recount", counted)

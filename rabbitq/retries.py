@@ -8,7 +8,9 @@ forever), ``retry_backoff`` (``True`` or a base in seconds: base * 2**retries), 
 A retry is the same message (same id, same body bytes) with ``retries`` incremented and a new
 ``eta``. The broker's dead-letter headers are stripped on every republish: RabbitMQ drops a
 message dead-lettered into a queue it already expired from when ``x-death`` says so, and the
-retry passes through the same delay levels again.
+retry passes through the same delay levels again. The delivery counts (``redelivery.py``)
+are dropped too: a retry is a new attempt, and a quorum queue's ``x-delivery-count`` set on a
+published message would otherwise be read as the broker's.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from rabbitq.message import BROKER_DEATH_HEADERS, Envelope
-from rabbitq.redelivery import REDELIVERY_COUNT_HEADER
+from rabbitq.redelivery import COUNT_HEADERS
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def retry_envelope(original: Envelope, retries: int, eta: dt.datetime | None) ->
     headers = {
         key: value
         for key, value in (original.headers or {}).items()
-        if key not in BROKER_DEATH_HEADERS and key != REDELIVERY_COUNT_HEADER
+        if key not in BROKER_DEATH_HEADERS and key not in COUNT_HEADERS
     }
     headers["retries"] = retries
     headers["eta"] = eta.isoformat() if eta is not None else None

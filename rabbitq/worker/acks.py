@@ -20,6 +20,8 @@ import logging
 
 from aiormq.abc import AbstractChannel
 
+from rabbitq.worker.delivery import Delivery
+
 log = logging.getLogger("rabbitq.worker")
 
 
@@ -36,18 +38,22 @@ class AckBatcher:
         self._channels: dict[AbstractChannel, _ChannelTags] = {}
         self._flush_scheduled = False
         self._lock = asyncio.Lock()
+        # The event loop keeps only weak references to tasks: an unreferenced flush could be
+        # collected before it ran, leaving its acks unsent.
+        self._flushes: set[asyncio.Task[None]] = set()
 
-    def delivered(self, channel: AbstractChannel, tag: int) -> None:
-        self._tags(channel).unsettled.add(tag)
+    def delivered(self, delivery: Delivery) -> None:
+        self._tags(delivery.channel).unsettled.add(delivery.tag)
 
-    def ack(self, channel: AbstractChannel, tag: int) -> None:
-        """Ack ``tag`` soon (within this loop turn), together with others."""
-        self._tags(channel).finished.add(tag)
+    def ack(self, delivery: Delivery) -> None:
+        """Ack ``delivery`` soon (within this loop turn), together with others."""
+        self._tags(delivery.channel).finished.add(delivery.tag)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._spawn_flush)
 
-    async def nack(self, channel: AbstractChannel, tag: int, *, requeue: bool) -> None:
+    async def nack(self, delivery: Delivery, *, requeue: bool) -> None:
+        channel, tag = delivery.channel, delivery.tag
         async with self._lock:
             tags = self._tags(channel)
             tags.finished.discard(tag)
@@ -67,7 +73,9 @@ class AckBatcher:
 
     def _spawn_flush(self) -> None:
         self._flush_scheduled = False
-        asyncio.get_running_loop().create_task(self.flush())
+        flush = asyncio.get_running_loop().create_task(self.flush())
+        self._flushes.add(flush)
+        flush.add_done_callback(self._flushes.discard)
 
     async def flush(self) -> None:
         async with self._lock:

@@ -22,8 +22,10 @@ from rabbitq.app import App, PreparedMessage, Route
 from rabbitq.canvas import CHORD_OPTION, signature
 from rabbitq.chords import CHORD_QUEUE, ChordPart, part_envelope
 from rabbitq.compile import Context, compile_signature
+from rabbitq.dead_letters import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, bounded
 from rabbitq.message import TaskMessage
 from rabbitq.results import meta as results
+from rabbitq.results.meta import check_encodable
 from rabbitq.serializers import Serializer, serializer_named
 from rabbitq.task import ERROR_HEADER, Task
 
@@ -44,17 +46,34 @@ def stores_result(app: App, task: Task | None, message: TaskMessage) -> bool:
     )
 
 
+def check_result(app: App, task: Task, message: TaskMessage, value: Any) -> None:
+    """Raise ``ResultEncodeError`` if ``value`` cannot travel where it must go.
+
+    Found here, as the task's own failure, rather than at the caller, and never as a worker
+    stuck re-running a message whose follow-ups it cannot send.
+    """
+    if message.chain or message.callbacks:
+        check_encodable(message.id, value, followup_serializer(app, message.serializer))
+    if CHORD_OPTION in message.embed_extras:  # parts travel in the app's serializer
+        check_encodable(message.id, value, app.serializer)
+    if stores_result(app, task, message):
+        check_encodable(message.id, value, result_serializer(app, message.serializer))
+
+
 def error_info(task_id: str, exc: BaseException, traceback: str | None = None) -> dict[str, Any]:
+    """The failure an errback is told of (its ``rabbitq_error`` header) and a chord's error
+    part carries: bounded like a dead letter's headers, so a long message or traceback cannot
+    break the frame (headers travel in one AMQP frame, 128 KiB by default)."""
     described = results.describe_exception(exc)
     message = described["exc_message"]
+    text = ", ".join(str(part) for part in message) if message else ""
+    trace = traceback if traceback is not None else "".join(traceback_module.format_exception(exc))
     return {
         "task_id": task_id,
         "exc_type": described["exc_type"],
         "exc_module": described["exc_module"],
-        "exc_message": ", ".join(str(part) for part in message) if message else "",
-        "traceback": traceback
-        if traceback is not None
-        else "".join(traceback_module.format_exception(exc)),
+        "exc_message": bounded(text, MAX_MESSAGE_CHARS),
+        "traceback": bounded(trace, MAX_TRACEBACK_CHARS, keep_end=True),
     }
 
 

@@ -7,6 +7,7 @@ A second signal: exit at once; the broker redelivers whatever was unfinished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -83,8 +84,20 @@ async def serve(config: WorkerConfig) -> None:
     else:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
-    await consumer.start()
-    await stop_requested.wait()
+    await consumer.middleware.emit_raising("process_start", app)
+    # Starting waits for the broker as long as it takes (with backoff); a signal meanwhile
+    # ends the wait instead of a start that would never come.
+    starting = asyncio.create_task(consumer.start())
+    stopping = asyncio.create_task(stop_requested.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+    else:
+        starting.result()  # a declaration conflict, say: the worker exits with it
+        await stopping
+    stopping.cancel()
     await consumer.stop(config.shutdown_timeout)
 
 

@@ -1,0 +1,243 @@
+"""What to do with a delivery: pure decisions over data, no I/O.
+
+The pipeline (``pipeline.py``) asks three questions of each delivery and only carries out the
+answers; every branch here is a unit test without a broker.
+
+``decide_arrival`` — before running, in order:
+
+1. redelivered too often (a crash loop)?         DeadLetter("redelivery-limit")
+   redelivered from a classic queue?             Recount (the count rides in a header)
+2. not a valid task message?                     DeadLetter("undecodable")
+3. ``expires`` passed?                           DeadLetter("expired")
+4. a Celery chord member?                        DeadLetter("unsupported")
+5. unknown task, or arguments that do not fit?   DeadLetter("unknown-task" | "bad-arguments")
+6. ``eta`` more than a second ahead?             Later (back through the delay levels)
+7. otherwise                                     Run (after a short wait if due within 1 s)
+
+``decide_outcome`` — after the task returned or raised:
+
+* returned                                       Succeed
+* ``self.retry()`` or an ``autoretry_for`` error RetryAt, or DeadLetter("retries-exhausted")
+* anything else, any ``BaseException`` included  DeadLetter("task-failed")
+
+``decide_followup_failure`` — the task succeeded but its follow-ups did not go out:
+
+* a permanent error (unroutable, bad signature, too large, unencodable)
+                                                 DeadLetter("followup-failed") at once
+* a transient one (broker or Redis down)         RetryFollowups (the follow-ups, never the task)
+  until ``deadline``, then DeadLetter("followup-failed")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rabbitq import dead_letters
+from rabbitq.delays import delay_ms_until
+from rabbitq.errors import (
+    ConfigurationError,
+    FollowupError,
+    MessageError,
+    PublishError,
+    PublishNackedError,
+    PublishTimeoutError,
+    RabbitqError,
+    ResultEncodeError,
+    Retry,
+    TaskArgumentsError,
+    UnknownTaskError,
+    UnsupportedMessageError,
+)
+from rabbitq.message import Envelope, TaskMessage, decode_task
+from rabbitq.redelivery import judge_redelivery
+from rabbitq.task import Task
+
+# A message due within this many milliseconds waits in the worker; a later one goes back
+# through the delay levels so that it costs the worker no memory and no prefetch slot.
+HOLD_AT_MOST_MS = 1000
+
+# Follow-ups that fail for a transient reason are retried with this backoff (seconds).
+FOLLOWUP_BACKOFF_FIRST = 0.5
+FOLLOWUP_BACKOFF_MAX = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    task: Task
+    message: TaskMessage
+    wait_s: float = 0.0  # due within a second: wait in the worker, then run
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+    error: BaseException
+    message: TaskMessage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recount:
+    redeliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    message: TaskMessage
+    eta: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Succeed:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAt:
+    eta: dt.datetime
+    retries: int  # the count the next attempt carries
+    cause: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFollowups:
+    after_s: float
+
+
+Arrival = Run | DeadLetter | Recount | Later
+Verdict = Succeed | RetryAt | DeadLetter
+
+
+def decide_arrival(
+    envelope: Envelope,
+    *,
+    redelivered: bool,
+    tasks: Mapping[str, Task],
+    redelivery_limit: int,
+    now: dt.datetime,
+) -> Arrival:
+    verdict = judge_redelivery(redelivered, envelope.headers, redelivery_limit)
+    if verdict.action == "dead-letter":
+        return DeadLetter(
+            dead_letters.REASON_REDELIVERY_LIMIT,
+            RabbitqError(
+                f"delivered {verdict.redeliveries + 1} times without finishing "
+                f"(limit: {redelivery_limit} redeliveries); it may crash workers"
+            ),
+        )
+    if verdict.action == "recount":
+        return Recount(verdict.redeliveries)
+    try:
+        message = decode_task(envelope)
+    except MessageError as exc:
+        return DeadLetter(exc.reason, exc)
+    if message.is_expired(now):
+        assert message.expires is not None
+        return DeadLetter(
+            dead_letters.REASON_EXPIRED,
+            RabbitqError(f"expired at {message.expires.isoformat()}"),
+            message,
+        )
+    if message.chord is not None:
+        # Celery joins a chord in its result backend, from the worker that runs each member;
+        # a member run here would leave the chord waiting for ever.
+        error = UnsupportedMessageError(
+            f"task {message.task} is a member of a Celery chord ('chord' in the message); "
+            "rabbitq workers cannot join Celery's chords: run the chord on Celery workers, or "
+            "build it with rabbitq.chord"
+        )
+        return DeadLetter(error.reason, error, message)
+    task = tasks.get(message.task)
+    if task is None:
+        unknown = UnknownTaskError(message.task)
+        return DeadLetter(unknown.reason, unknown, message)
+    try:
+        task.check_arguments(message.args, message.kwargs)
+    except TypeError as exc:
+        bad = TaskArgumentsError(f"arguments do not fit {task.name}{task.parameters}: {exc}")
+        return DeadLetter(bad.reason, bad, message)
+    if message.eta is not None:
+        wait_ms = delay_ms_until(message.eta, now)
+        if wait_ms > HOLD_AT_MOST_MS:
+            return Later(message, message.eta)
+        if wait_ms > 0:  # never run early; a short wait is cheaper than another cascade
+            return Run(task, message, wait_ms / 1000)
+    return Run(task, message)
+
+
+def decide_outcome(
+    task: Task,
+    message: TaskMessage,
+    exception: BaseException | None,
+    value: Any = None,
+    *,
+    now: dt.datetime,
+    random_fraction: Callable[[], float] = random.random,
+) -> Verdict:
+    """What follows a run that returned ``value`` or raised ``exception``."""
+    if exception is None:
+        return Succeed(value)
+    retry = as_retry(task, exception)
+    if retry is None:
+        return DeadLetter(dead_letters.REASON_TASK_FAILED, exception, message)
+    policy = task.retry_policy
+    cause = retry.exc if retry.exc is not None else retry
+    if policy.exhausted(message.retries, retry.max_retries):
+        return DeadLetter(dead_letters.REASON_RETRIES_EXHAUSTED, cause, message)
+    eta = retry.eta if isinstance(retry.eta, dt.datetime) else None
+    if eta is None:
+        countdown = retry.countdown
+        if countdown is None:
+            countdown = policy.countdown(message.retries, random_fraction)
+        eta = now + dt.timedelta(seconds=max(0.0, countdown))
+    return RetryAt(eta, message.retries + 1, cause)
+
+
+def as_retry(task: Task, exception: BaseException) -> Retry | None:
+    """The retry ``exception`` asks for: ``self.retry()``, or an ``autoretry_for`` match."""
+    if isinstance(exception, Retry):
+        return exception
+    if isinstance(exception, ResultEncodeError):  # the same value would fail again
+        return None
+    if task.retry_policy.retries_automatically(exception):
+        return Retry(exception)
+    return None
+
+
+# Follow-up errors that the same publish would hit again: retrying cannot help.
+PERMANENT_FOLLOWUP_ERRORS: tuple[type[BaseException], ...] = (
+    ResultEncodeError,
+    MessageError,
+    TaskArgumentsError,
+    ConfigurationError,
+    TypeError,
+    ValueError,
+    KeyError,
+)
+
+
+def is_permanent(error: BaseException) -> bool:
+    if isinstance(error, PublishError):
+        # Unroutable, or refused by the broker for good (a 403/404/406 channel error, e.g.
+        # over the size limit). A nack or a missing confirm may pass once the broker recovers.
+        return not isinstance(error, PublishTimeoutError | PublishNackedError)
+    return isinstance(error, PERMANENT_FOLLOWUP_ERRORS)
+
+
+def decide_followup_failure(
+    error: BaseException, *, attempt: int, now: float, deadline: float
+) -> RetryFollowups | DeadLetter:
+    """``attempt`` counts failed tries so far (1 after the first); times are monotonic."""
+    if not is_permanent(error):
+        after = min(FOLLOWUP_BACKOFF_MAX, FOLLOWUP_BACKOFF_FIRST * 2 ** (attempt - 1))
+        if now + after < deadline:
+            return RetryFollowups(after)
+    problem = FollowupError(
+        f"the task succeeded, but its follow-ups could not be published: "
+        f"{type(error).__name__}: {error}"
+    )
+    problem.__cause__ = error
+    return DeadLetter(dead_letters.REASON_FOLLOWUP_FAILED, problem)

@@ -1,0 +1,255 @@
+"""One delivery, from arrival to ack: the pure decisions (``decisions.py``) carried out.
+
+Every path ends in exactly one place, and only after the broker confirmed it:
+
+* ran once and acked (after its follow-ups were confirmed);
+* retried: the next attempt published through the delay levels, then acked;
+* in a named dead-letter queue with the reason, then acked;
+* skipped by a middleware (``SkipTask``), acked;
+* handed back to its queue at shutdown, count unchanged, then acked.
+
+If the process dies anywhere in between, the broker still holds the unacked delivery and
+redelivers it. A task that succeeded is never run again because something after it failed:
+its follow-ups are retried (transient errors) or it is dead-lettered ``followup-failed``
+(permanent ones) with its result kept. A failure's follow-ups (errbacks, FAILURE result,
+chord error part) never stop its dead letter: their error rides in a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from rabbitq.app import App
+from rabbitq.errors import MessageError, SkipTask
+from rabbitq.message import TaskMessage, decode_task, utcnow
+from rabbitq.middleware import DeadLettered, MiddlewareStack, Outcome, TaskContext
+from rabbitq.task import Task, TaskRequest
+from rabbitq.worker.acks import AckBatcher
+from rabbitq.worker.decisions import (
+    DeadLetter,
+    Later,
+    Recount,
+    RetryAt,
+    RetryFollowups,
+    Run,
+    Succeed,
+    decide_arrival,
+    decide_followup_failure,
+    decide_outcome,
+)
+from rabbitq.worker.delivery import Delivery
+from rabbitq.worker.executor import Executor
+from rabbitq.worker.followups import Followups, check_result
+from rabbitq.worker.republish import Publisher, Republisher
+
+log = logging.getLogger("rabbitq.worker")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        app: App,
+        middleware: MiddlewareStack,
+        publisher: Publisher,
+        acks: AckBatcher,
+        executor: Executor,
+        followups: Followups,
+        *,
+        slots: asyncio.Semaphore,
+        worker_name: str,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.app = app
+        self.middleware = middleware
+        self.acks = acks
+        self.executor = executor
+        self.followups = followups
+        self.republish = Republisher(publisher, acks, app.topology)
+        self.slots = slots
+        self.worker_name = worker_name
+        self.stopping = stopping
+        self._hears_receipts = self.middleware.has("message_received")
+        self._hears_before = self.middleware.has("before_process")
+        self._hears_after = self.middleware.has("after_process")
+
+    async def handle(self, delivery: Delivery) -> None:
+        if self._hears_receipts:
+            await self.middleware.emit("message_received", delivery)
+        action = decide_arrival(
+            delivery.envelope,
+            redelivered=delivery.redelivered,
+            tasks=self.app.tasks,
+            redelivery_limit=self.app.redelivery_limit,
+            now=utcnow(),
+        )
+        if type(action) is Run:
+            if action.wait_s:
+                await asyncio.sleep(action.wait_s)
+            async with self.slots:
+                if self.stopping():
+                    await self.hand_back(delivery)
+                    return
+                await self._run(delivery, action.task, action.message)
+        elif type(action) is DeadLetter:
+            await self._dead_letter(delivery, action)
+        elif type(action) is Later:
+            await self.republish.later(delivery, action.message, action.eta)
+        elif type(action) is Recount:
+            await self.republish.recount(delivery, action.redeliveries, self.app.redelivery_limit)
+
+    async def hand_back(self, delivery: Delivery) -> None:
+        """Shutting down: this one never started. With its channel gone the broker already
+        has it back; otherwise a copy goes back with its count unchanged (not a nack)."""
+        if not delivery.channel.is_closed:
+            await self.republish.hand_back(delivery)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def _run(self, delivery: Delivery, task: Task, message: TaskMessage) -> None:
+        request = TaskRequest(
+            id=message.id,
+            task=task.name,
+            args=message.args,
+            kwargs=message.kwargs,
+            retries=message.retries,
+            root_id=message.root_id,
+            parent_id=message.parent_id,
+            group=message.group,
+            queue=delivery.queue,
+            routing_key=delivery.original_routing_key,
+            redelivered=delivery.redelivered,
+            eta=message.eta,
+            headers=message.headers,
+            reply_to=message.reply_to,
+        )
+        context = TaskContext(delivery, message, task, request, self.worker_name)
+        try:
+            await self.followups.started(task, message)
+        except Exception as exc:  # a state report only: the task still runs
+            log.warning("could not record %s[%s] as started: %s", task.name, message.id, exc)
+        exception: BaseException | None = None
+        value = None
+        try:
+            if self._hears_before:
+                await self.middleware.emit_raising("before_process", context)
+            value = await self.executor.run(task, request)
+            check_result(self.app, task, message, value)
+        except SkipTask as skip:
+            self.acks.ack(delivery)
+            log.info("task %s[%s] skipped: %s", task.name, message.id, skip.reason)
+            await self.middleware.emit("after_skip", context, skip.reason)
+            return
+        except asyncio.CancelledError as cancelled:
+            if _being_cancelled():
+                raise  # the worker itself is cancelling: the broker redelivers
+            exception = cancelled  # the task's own doing, like any other error
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task's failure only
+            exception = exc
+        verdict = decide_outcome(task, message, exception, value, now=utcnow())
+        if self._hears_after:
+            outcome = Outcome(value, exception, retried=type(verdict) is RetryAt)
+            await self.middleware.emit("after_process", context, outcome)
+        if type(verdict) is Succeed:
+            await self._succeed(delivery, context, verdict.value)
+        elif type(verdict) is RetryAt:
+            await self._retry(delivery, context, verdict)
+        elif type(verdict) is DeadLetter:
+            await self._dead_letter(delivery, verdict, context)
+
+    async def _succeed(self, delivery: Delivery, context: TaskContext, value: object) -> None:
+        task, message = context.task, context.message
+        attempt = 0
+        deadline = time.monotonic() + self.app.followup_retry_for
+        while True:
+            try:
+                await self.followups.succeeded(task, message, value)
+                break
+            except Exception as exc:
+                if delivery.channel.is_closed:
+                    # The broker has taken the delivery back and may already be running it
+                    # elsewhere: sending its follow-ups from here too would only duplicate.
+                    log.warning(
+                        "follow-ups of %s[%s] lost with the channel: %s", *_who(context), exc
+                    )
+                    return
+                attempt += 1
+                now = time.monotonic()
+                decision = decide_followup_failure(
+                    exc, attempt=attempt, now=now, deadline=now if self.stopping() else deadline
+                )
+                if type(decision) is RetryFollowups:
+                    log.warning(
+                        "follow-ups of %s[%s] failed (%s: %s); retrying them in %.1fs",
+                        *_who(context),
+                        type(exc).__name__,
+                        exc,
+                        decision.after_s,
+                    )
+                    await asyncio.sleep(decision.after_s)
+                    continue
+                assert type(decision) is DeadLetter
+                # Succeeded: keep its result; no FAILURE, no errbacks.
+                await self._dead_letter(
+                    delivery, DeadLetter(decision.reason, decision.error, message), context,
+                    tell_failure=False,
+                )  # fmt: skip
+                return
+        self.acks.ack(delivery)
+        if log.isEnabledFor(logging.INFO):
+            log.info("task %s[%s] succeeded in %.4fs", task.name, message.id, context.runtime)
+
+    async def _retry(self, delivery: Delivery, context: TaskContext, retry: RetryAt) -> None:
+        try:
+            await self.followups.retrying(context.task, context.message, retry.cause)
+        except Exception as exc:  # a state report only: the retry still goes out
+            log.warning("could not record %s[%s] as retrying: %s", *_who(context), exc)
+        await self.republish.retry(delivery, context.message, retry.retries, retry.eta)
+        await self.middleware.emit("after_retry", context, retry.cause, retry.eta)
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        action: DeadLetter,
+        context: TaskContext | None = None,
+        *,
+        tell_failure: bool = True,
+    ) -> None:
+        message = action.message
+        if message is None and tell_failure:
+            message = _decoded_or_none(delivery)  # e.g. the redelivery limit, judged undecoded
+        task = self.app.tasks.get(message.task) if message is not None else None
+        followup_error: BaseException | None = None
+        if tell_failure and message is not None:
+            try:
+                await self.followups.failed(task, message, action.error)
+            except Exception as exc:
+                # The dead letter goes out all the same; why the errbacks (or the FAILURE
+                # result, or the chord's error part) did not is written on it.
+                followup_error = exc
+                log.warning("follow-ups of failed %s[%s] not sent: %s", task, message.id, exc)
+        queue = await self.republish.dead_letter(
+            delivery, action.reason, action.error, message, followup_error=followup_error
+        )
+        await self.middleware.emit(
+            "after_dead_letter",
+            DeadLettered(delivery, action.reason, action.error, queue, message, task),
+        )
+
+
+def _being_cancelled() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
+def _decoded_or_none(delivery: Delivery) -> TaskMessage | None:
+    try:
+        return decode_task(delivery.envelope)
+    except MessageError:
+        return None
+
+
+def _who(context: TaskContext) -> tuple[str, str]:
+    return context.task.name, context.message.id
