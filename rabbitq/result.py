@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rabbitq.errors import ResultsDisabledError, ResultTimeoutError
+from rabbitq.errors import GetInsideTaskError, ResultsDisabledError, ResultTimeoutError
 from rabbitq.results.meta import FAILURE, SUCCESS, ResultMeta
 
 if TYPE_CHECKING:
@@ -105,11 +105,20 @@ class AsyncResult:
 
     # -- waiting ------------------------------------------------------------------------------
 
-    def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        *,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
         """Wait for the result. A failure raises ``TaskError`` (or returns it, ``propagate=False``).
 
         ``timeout`` in seconds (None: wait as long as it takes); past it, ``ResultTimeoutError``.
+        Inside a running task it raises ``GetInsideTaskError`` at once, as Celery does, unless
+        ``disable_sync_subtasks=False``.
         """
+        refuse_inside_a_task(disable_sync_subtasks)
         found = self._backend().wait([self.id], timeout)
         meta = found.get(self.id)
         if meta is None:
@@ -125,6 +134,29 @@ class AsyncResult:
 
     def __await__(self) -> Any:
         return self.aget().__await__()
+
+
+def refuse_inside_a_task(disable_sync_subtasks: bool) -> None:
+    """Raise ``GetInsideTaskError`` when a task is running in this context.
+
+    A task that waits for another task's result holds its worker slot (a thread, or the
+    whole event loop for a blocking call in an ``async def`` task); once every slot waits,
+    the tasks they wait for can never start. Chains, groups and chords pass results on
+    without waiting.
+    """
+    # Imported here: rabbitq.task imports this module for AsyncResult.
+    from rabbitq.task import current_request
+
+    if not disable_sync_subtasks:
+        return
+    request = current_request.get()
+    if request is not None:
+        raise GetInsideTaskError(
+            f"never call result.get() within a task (task {request.task} {request.id}): it "
+            "blocks a worker slot, and when every slot waits the awaited tasks never run. "
+            "Use a chain or a chord callback instead, or pass disable_sync_subtasks=False "
+            "if you know a free slot will run the subtask"
+        )
 
 
 def _outcome(meta: ResultMeta, propagate: bool) -> Any:
@@ -186,8 +218,18 @@ class GroupResult:
         for leaf in self._leaves():
             leaf.forget()
 
-    def get(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
-        """Every member's result in order; the first failure raises (``propagate``)."""
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        *,
+        disable_sync_subtasks: bool = True,
+    ) -> list[Any]:
+        """Every member's result in order; the first failure raises (``propagate``).
+
+        Inside a running task: ``GetInsideTaskError`` at once, as ``AsyncResult.get()``.
+        """
+        refuse_inside_a_task(disable_sync_subtasks)
         leaves = self._leaves()
         found = self._backend().wait([leaf.id for leaf in leaves], timeout)
         if len(found) < len({leaf.id for leaf in leaves}):
@@ -210,8 +252,14 @@ class GroupResult:
             found[leaf.id] = meta
         return self._assemble(found, propagate)
 
-    def join(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
-        return self.get(timeout, propagate)
+    def join(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        *,
+        disable_sync_subtasks: bool = True,
+    ) -> list[Any]:
+        return self.get(timeout, propagate, disable_sync_subtasks=disable_sync_subtasks)
 
     def _assemble(self, found: dict[str, ResultMeta], propagate: bool) -> list[Any]:
         def value(result: AsyncResult | GroupResult) -> Any:
