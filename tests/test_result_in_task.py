@@ -31,7 +31,7 @@ def app() -> rabbitq.App:
 
 
 def test_get_inside_a_task_raises_get_inside_task_error(app: rabbitq.App) -> None:
-    with pytest.raises(rabbitq.GetInsideTaskError, match="never call result.get"):
+    with pytest.raises(rabbitq.GetInsideTaskError, match=r"never call result\.get"):
         inside_a_task(lambda: app.AsyncResult("child-id").get(timeout=1))
 
 
