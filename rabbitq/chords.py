@@ -19,22 +19,62 @@ and acked at once: they can neither fire the body early nor twice. A part held t
 many parts of one chord are *folded*: the coordinator publishes one part carrying every
 result it holds (its ``fold`` id marks it as expected), waits for the confirm, then acks the
 parts it replaces.
+
+A part that comes back (its ``x-delivery-count``, set by a quorum queue, is 1 or more: a
+coordinator failed over while holding it) is folded too, at once: the fold is a fresh message
+whose count starts again, so RabbitMQ 4.x's delivery-limit on quorum queues (20 by default,
+and every return counts) is never reached by parts that merely outlived coordinators.
+
+**Completion records.** After a chord's body (or, for a failed chord, its errbacks) is
+confirmed, the coordinator publishes a *ledger* record ``{"done": [chord id]}`` into the same
+queue, waits for the confirm, and only then acks the parts. It holds ledger records unacked,
+as it holds parts, and now and then compacts them into one record naming the last
+``REMEMBER_DONE`` finished chords. A coordinator that takes over receives the ledger with the
+held parts and so knows which chords are finished: a late duplicate part (its member
+redelivered after a crash) is acked as such instead of starting a tally that never completes.
+
+**Settling fails.** A chord whose body cannot be published is retried alone, with backoff,
+when the failure may pass (broker or Redis unreachable, a full queue refusing the message);
+when it cannot pass (unroutable, malformed body signature, a refusal by the broker), one part
+carrying everything the chord holds goes to ``rabbitq.chords.dead`` with reason
+``chord-unpublishable``, and the held parts are acked once that is confirmed. Replaying it
+(``rabbitq dead replay``) completes the chord.
 """
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from rabbitq.errors import MessageDecodeError
+from rabbitq.errors import (
+    BrokerError,
+    ConfigurationError,
+    MessageDecodeError,
+    MessageError,
+    PublishError,
+    PublishNackedError,
+    PublishTimeoutError,
+    TaskArgumentsError,
+)
 from rabbitq.message import Envelope
+from rabbitq.redelivery import QUORUM_DELIVERY_COUNT_HEADER
 from rabbitq.serializers import Serializer, serializer_for_content_type
 
 CHORD_QUEUE = "rabbitq.chords"
 CHORD_DEAD_QUEUE = "rabbitq.chords.dead"
 CHORD_ID_HEADER = "rabbitq_chord_id"
+CHORD_LEDGER_HEADER = "rabbitq_chord_ledger"
+
+# Dead-letter reason: the chord's body (or its failure report) cannot be published, for good.
+REASON_UNPUBLISHABLE = "chord-unpublishable"
+
+REMEMBER_DONE = 100_000  # finished chords whose late duplicates are recognised and acked
+COMPACT_AT = 100  # ledger records held before they are compacted (or a tenth of REMEMBER_DONE)
+RETRY_FIRST = 0.5  # seconds before a chord's settling is tried again, doubling
+RETRY_MAX = 30.0
 
 
 @dataclass
@@ -67,7 +107,39 @@ def part_envelope(part: ChordPart, serializer: Serializer) -> Envelope:
     )
 
 
+@dataclass
+class ChordLedger:
+    """Chords known to be finished: any part of theirs that still arrives is a duplicate."""
+
+    done: list[str]
+
+
+def ledger_envelope(ledger: ChordLedger, serializer: Serializer) -> Envelope:
+    return Envelope(
+        body=serializer.dumps({"done": list(ledger.done)}),
+        headers={CHORD_LEDGER_HEADER: True},
+        content_type=serializer.content_type,
+        content_encoding=serializer.content_encoding,
+        message_id=str(uuid.uuid4()),
+    )
+
+
+def decode_record(envelope: Envelope) -> ChordPart | ChordLedger:
+    """What ``rabbitq.chords`` holds: a part, or a ledger of finished chords."""
+    data = _loads(envelope)
+    if "done" in data and "chord" not in data:
+        done = data["done"]
+        if not isinstance(done, list) or not all(isinstance(i, str) for i in done):
+            raise MessageDecodeError("chord ledger must list chord ids")
+        return ChordLedger(done)
+    return _part_from(data)
+
+
 def decode_part(envelope: Envelope) -> ChordPart:
+    return _part_from(_loads(envelope))
+
+
+def _loads(envelope: Envelope) -> dict[str, Any]:
     serializer = serializer_for_content_type(envelope.content_type)
     try:
         data = serializer.loads(envelope.body)
@@ -75,6 +147,10 @@ def decode_part(envelope: Envelope) -> ChordPart:
         raise MessageDecodeError(f"chord part is not valid {serializer.name}: {exc}") from exc
     if not isinstance(data, dict):
         raise MessageDecodeError("chord part must be a mapping")
+    return data
+
+
+def _part_from(data: dict[str, Any]) -> ChordPart:
     chord_id, size, body = data.get("chord"), data.get("size"), data.get("body")
     results = data.get("results") or []
     if not isinstance(chord_id, str) or not isinstance(size, int) or size < 1:
@@ -100,6 +176,35 @@ def decode_part(envelope: Envelope) -> ChordPart:
     )
 
 
+def returned(headers: dict[str, Any] | None) -> bool:
+    """This delivery came back to the queue before (a quorum queue counts it)."""
+    count = (headers or {}).get(QUORUM_DELIVERY_COUNT_HEADER)
+    return isinstance(count, int) and not isinstance(count, bool) and count >= 1
+
+
+def failure_is_transient(exc: BaseException) -> bool:
+    """Will settling a chord succeed if tried again later?
+
+    Yes when the broker or Redis could not be reached or a full queue refused the message
+    (``x-overflow: reject-publish`` nacks); no when the same message would fail the same way:
+    unroutable, refused by the broker for what it is (too large, unknown exchange), or a body
+    signature that cannot be built.
+    """
+    if isinstance(exc, PublishTimeoutError | PublishNackedError | BrokerError):
+        return True
+    if isinstance(exc, PublishError | MessageError | ConfigurationError | TaskArgumentsError):
+        return False
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    # The clients' own errors (a dropped connection, a Redis that is down) pass with time.
+    return type(exc).__module__.split(".")[0] in {"redis", "aiormq", "aio_pika", "pamqp"}
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt to settle a chord."""
+    return float(min(RETRY_MAX, RETRY_FIRST * 2 ** max(0, attempts - 1)))
+
+
 class ChordTally:
     """What the coordinator knows of one chord, and which deliveries hold that knowledge."""
 
@@ -112,8 +217,14 @@ class ChordTally:
         self.held: list[Any] = []  # deliveries to ack once the chord is done or folded
         self.held_since: float | None = None
         self.expected_fold: str | None = None
+        self.worn = False  # holds a delivery that came back: fold it before a limit nears
+        # Settling (publishing the body, or the failure's errbacks and result):
+        self.outcome_sent = False  # confirmed; only the completion record remains
+        self.attempts = 0
+        self.retry_at: float | None = None
+        self.unpublishable: BaseException | None = None  # why it goes to the dead letters
 
-    def offer(self, part: ChordPart, delivery: Any) -> bool:
+    def offer(self, part: ChordPart, delivery: Any, *, returned: bool = False) -> bool:
         """Take a part. False: it adds nothing (a duplicate), so ack it now."""
         new = [(i, v) for i, v in part.results if i not in self.results]
         takes_error = part.error is not None and self.error is None
@@ -124,6 +235,7 @@ class ChordTally:
         if takes_error:
             self.error = part.error
         self.held.append(delivery)
+        self.worn = self.worn or returned
         if self.held_since is None:
             self.held_since = time.monotonic()
         return True
@@ -131,6 +243,35 @@ class ChordTally:
     @property
     def complete(self) -> bool:
         return len(self.results) == self.size
+
+    @property
+    def settles(self) -> bool:
+        """Every result is in, or one member failed: the chord is decided."""
+        return self.complete or self.error is not None
+
+    @property
+    def waiting_to_retry(self) -> bool:
+        return self.retry_at is not None
+
+    def due(self, now: float) -> bool:
+        return self.retry_at is not None and now >= self.retry_at
+
+    def settling_failed(self, exc: BaseException, now: float | None = None) -> None:
+        """An attempt to settle failed; the next waits longer. A failure that cannot pass
+        sends the chord to the dead letters from now on, unless its outcome is already out
+        (then only the completion record is missing, and a dead letter would run it twice)."""
+        permanent = not failure_is_transient(exc)
+        if permanent and self.unpublishable is None and not self.outcome_sent:
+            self.unpublishable = exc
+        self.attempts += 1
+        self.retry_at = (now if now is not None else time.monotonic()) + retry_delay(self.attempts)
+
+    def dead_part(self) -> ChordPart:
+        """One part carrying everything held, for the dead letters: replayed, it is taken
+        as new results (no ``fold`` id), so it completes the chord."""
+        return ChordPart(
+            self.chord_id, self.size, self.body, sorted(self.results.items()), self.error
+        )
 
     def ordered_results(self) -> list[Any]:
         return [self.results[index] for index in range(self.size)]
@@ -154,5 +295,53 @@ class ChordTally:
 
     def folded(self) -> list[Any]:
         """The deliveries the fold replaced (to ack); the tally holds none until it returns."""
-        replaced, self.held, self.held_since = self.held, [], None
+        replaced, self.held, self.held_since, self.worn = self.held, [], None, False
+        return replaced
+
+
+class FinishedChords:
+    """The chords known to be finished, and the ledger deliveries that record them.
+
+    The deliveries are held unacked (the record lives in the broker, not only here) until
+    ``compacted()`` replaces them with one record of every remembered id.
+    """
+
+    def __init__(self, limit: int = REMEMBER_DONE) -> None:
+        self.limit = limit
+        self.ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.held: list[Any] = []
+        self.held_since: float | None = None
+        self.worn = False
+
+    def __contains__(self, chord_id: str) -> bool:
+        return chord_id in self.ids
+
+    def add(self, chord_id: str) -> None:
+        self.ids[chord_id] = None
+        while len(self.ids) > self.limit:
+            self.ids.popitem(last=False)
+
+    def hold(self, ledger: ChordLedger, delivery: Any, *, returned: bool = False) -> None:
+        for chord_id in ledger.done:
+            self.add(chord_id)
+        self.held.append(delivery)
+        self.worn = self.worn or returned
+        if self.held_since is None:
+            self.held_since = time.monotonic()
+
+    def needs_compacting(self, now: float, fold_after: float) -> bool:
+        """Too many records held, one held long enough to meet consumer_timeout, or one came
+        back (a quorum queue counts its returns)."""
+        if not self.held:
+            return False
+        held_long = self.held_since is not None and now - self.held_since >= fold_after
+        many = len(self.held) >= max(COMPACT_AT, len(self.ids) // 10)
+        return self.worn or held_long or (many and len(self.held) > 1)
+
+    def compacted(self) -> ChordLedger:
+        return ChordLedger(list(self.ids))
+
+    def replaced(self) -> list[Any]:
+        """The deliveries a confirmed compaction replaces (to ack)."""
+        replaced, self.held, self.held_since, self.worn = self.held, [], None, False
         return replaced
