@@ -22,8 +22,10 @@ from integration.support import (
     wait_for,
 )
 from integration.test_topology_cli import rabbitq_cli
+from rabbitq.amqp.dead_queue import DeadQueue
 from rabbitq.message import TaskMessage, encode_task
 from rabbitq.serializers import MSGPACK
+from rabbitq.topology import DeadLetterQueueSpec
 
 
 def _fail_some(broker_url: str, queue: str, tmp_path: Path, count: int) -> list[str]:
@@ -159,3 +161,62 @@ def test_purge_asks_unless_yes(
     result = rabbitq_cli("dead", "purge", unique_name, "--yes", "--broker", broker_url)
     assert "purged 2" in result.stdout
     assert queue_depth(broker_url, unique_name + ".dead") == 0
+
+
+def _put_dead_letter(broker_url: str, dead_queue: str, arguments: dict[str, object]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    channel.queue_declare(dead_queue, durable=True, arguments=arguments)
+    channel.confirm_delivery()
+    envelope = encode_task(TaskMessage(task="it.record", args=[1]), MSGPACK)
+    envelope.headers.update({"rabbitq_reason": "task-failed"})
+    channel.basic_publish(
+        "",
+        dead_queue,
+        envelope.body,
+        pika.BasicProperties(
+            headers=envelope.headers,
+            content_type=envelope.content_type,
+            message_id=envelope.message_id,
+            delivery_mode=2,
+        ),
+    )
+    connection.close()
+
+
+def _delivery_count(broker_url: str, queue: str) -> int:
+    """The head message's x-delivery-count; the look itself is handed back uncounted-for."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    method, properties, _body = connection.channel().basic_get(queue)
+    connection.close()
+    assert method is not None, f"{queue} is empty"
+    return int((properties.headers or {}).get("x-delivery-count", 0))
+
+
+def test_looking_at_a_quorum_dead_letter_more_often_than_any_default_limit_keeps_it(
+    broker_url: str, unique_name: str
+) -> None:
+    dead = unique_name + ".dead"
+    _put_dead_letter(broker_url, dead, DeadLetterQueueSpec(dead, "quorum").arguments())
+    # 25 looks: more than RabbitMQ 4.x's default delivery limit of 20. In-process rather
+    # than 25 CLI runs; `dead list` is this iteration and a close.
+    for _ in range(25):
+        with DeadQueue(broker_url, dead) as dead_queue:
+            assert dead_queue.browse_problem is None
+            assert len(list(dead_queue)) == 1
+    # Every look counted as a delivery, and the dead letter is still there.
+    assert _delivery_count(broker_url, dead) == 25
+    assert queue_depth(broker_url, dead) == 1
+
+
+def test_dead_list_refuses_a_quorum_dead_queue_whose_limit_a_look_could_reach(
+    broker_url: str, unique_name: str
+) -> None:
+    dead = unique_name + ".dead"
+    # A low limit, as RabbitMQ 4.x's default of 20 would be: three looks would drop it.
+    _put_dead_letter(broker_url, dead, {"x-queue-type": "quorum", "x-delivery-limit": 2})
+    for _ in range(4):
+        result = rabbitq_cli("dead", "list", unique_name, "--broker", broker_url)
+        assert result.returncode != 0 and "does not look" in result.stderr
+    assert queue_depth(broker_url, dead) == 1
+    assert _delivery_count(broker_url, dead) == 0  # never handed out

@@ -19,11 +19,16 @@ if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
 
 
-def _open(broker: str, queue: str) -> DeadQueue:
+def _open(broker: str, queue: str, *, browse: bool = True) -> DeadQueue:
+    """Open the dead queue; ``browse``: refuse if looking could make a dead letter vanish."""
     try:
-        return DeadQueue(broker, dead_queue_name(queue))
+        dead_queue = DeadQueue(broker, dead_queue_name(queue))
     except RabbitqError as exc:
         raise click.ClickException(str(exc)) from None
+    if browse and dead_queue.browse_problem:
+        dead_queue.close()
+        raise click.ClickException(dead_queue.browse_problem)
+    return dead_queue
 
 
 @click.group()
@@ -99,7 +104,10 @@ def replay(
             task_name is None or summary.task == task_name
         )
 
-    with _open(broker, queue) as dead_queue:
+    # Replaying everything hands nothing back (only a copy the broker refused), so it needs
+    # no browsing; a selection hands back every dead letter it passes over.
+    everything = replay_all and not task_name and not task_ids
+    with _open(broker, queue, browse=not everything) as dead_queue:
         bar: ProgressBar[int] = click.progressbar(
             length=dead_queue.depth, label=f"replaying from {dead_queue.queue}", file=sys.stderr
         )
@@ -121,7 +129,7 @@ def replay(
 @click.option("--yes", is_flag=True, help="Do not ask.")
 def purge(queue: str, broker: str, yes: bool) -> None:
     """Delete every dead letter in the queue."""
-    with _open(broker, queue) as dead_queue:
+    with _open(broker, queue, browse=False) as dead_queue:
         if not yes:
             click.confirm(
                 f"delete all {dead_queue.depth} message(s) in {dead_queue.queue}?", abort=True
