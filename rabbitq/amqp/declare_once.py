@@ -14,7 +14,8 @@ import os
 from typing import Protocol
 
 from rabbitq.amqp.aio import AsyncPublisher
-from rabbitq.amqp.declare import declare_delay_levels, ensure_queue, run_blocking, with_connection
+from rabbitq.amqp.declare import declare_delay_levels, ensure_queue
+from rabbitq.amqp.declare_blocking import declare_delay_levels_blocking, ensure_queue_blocking
 from rabbitq.topology import Topology
 
 
@@ -24,6 +25,7 @@ class Settings(Protocol):
     broker_url: str
     topology: Topology
     declare_queues_on_publish: bool
+    publish_timeout: float
 
 
 class DeclareOnce:
@@ -51,7 +53,8 @@ class DeclareOnce:
             return
         assert queue is not None
         spec = self.app.topology.queue(queue)
-        run_blocking(with_connection(self.app.broker_url, lambda conn: ensure_queue(conn, spec)))
+        # On a pika connection of its own, within the publish timeout (declare_blocking.py).
+        ensure_queue_blocking(self.app.broker_url, spec, self.app.publish_timeout)
         self._queues.add(queue)
 
     async def aqueue(self, queue: str | None, publisher: AsyncPublisher) -> None:
@@ -70,9 +73,7 @@ class DeclareOnce:
     def delay_levels(self) -> None:
         if self._levels_wanted():
             kind = self.app.topology.delay_queue_type
-            run_blocking(
-                with_connection(self.app.broker_url, lambda conn: declare_delay_levels(conn, kind))
-            )
+            declare_delay_levels_blocking(self.app.broker_url, kind, self.app.publish_timeout)
             self._delay_levels = True
 
     async def adelay_levels(self, publisher: AsyncPublisher) -> None:
