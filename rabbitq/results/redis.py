@@ -4,16 +4,23 @@ A result is ``SET celery-task-meta-<id> <document> EX <expires>`` and, in the sa
 pipeline, ``PUBLISH celery-task-meta-<id> <document>``. A waiting caller subscribes to the
 channels first, then reads the keys it subscribed to: a result stored in between is seen by
 one or the other, and the caller sleeps in the subscription instead of polling.
+
+Every call has a deadline: the client connects within ``CONNECT_TIMEOUT`` and waits for an
+answer at most ``SOCKET_TIMEOUT`` (both overridable in the URL, redis-py's
+``?socket_connect_timeout=`` and ``?socket_timeout=``). A Redis that is down, unreachable or
+frozen raises ``ResultBackendError`` instead of hanging the caller or the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rabbitq.errors import ConfigurationError, MessageDecodeError
+from rabbitq.errors import ConfigurationError, MessageDecodeError, ResultBackendError
 from rabbitq.results.backend import ResultBackend
 from rabbitq.results.meta import PENDING, ResultMeta, decode_meta, encode_meta
 from rabbitq.serializers import Serializer, serializer_named
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = "celery-task-meta-"
 SUBSCRIBE_BATCH = 500
+CONNECT_TIMEOUT = 5.0
+SOCKET_TIMEOUT = 10.0
 
 
 def result_key(task_id: str) -> str:
@@ -48,11 +57,29 @@ class RedisBackend(ResultBackend):
 
     # -- clients ----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Redis not answering (refused, unreachable, past a timeout) as ``ResultBackendError``.
+
+        The worker treats it as transient (the result is stored again later); a caller sees
+        which Redis failed instead of a bare redis-py error or a hang.
+        """
+        import redis.exceptions
+
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise ResultBackendError(
+                f"the Redis result backend at {redact(self.url)} did not answer: {exc}"
+            ) from exc
+
     def _client(self) -> redis_sync.Redis:
         if self._sync is None:
             import redis as redis_sync
 
-            self._sync = redis_sync.Redis.from_url(self.url)  # pool is fork-aware
+            self._sync = redis_sync.Redis.from_url(  # the pool is fork-aware
+                self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT
+            )
         return self._sync
 
     def _async_client(self) -> redis_async.Redis:
@@ -61,7 +88,9 @@ class RedisBackend(ResultBackend):
         if client is None:
             import redis.asyncio as redis_async
 
-            client = redis_async.Redis.from_url(self.url)
+            client = redis_async.Redis.from_url(
+                self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT
+            )
             self._async[loop] = client
         return client
 
@@ -76,6 +105,10 @@ class RedisBackend(ResultBackend):
     ) -> None:
         key = result_key(meta.task_id)
         value = encode_meta(meta, serializer or self.serializer)
+        with self._answering():
+            await self._store(key, value)
+
+    async def _store(self, key: str, value: bytes) -> None:
         async with self._async_client().pipeline(transaction=False) as pipe:
             if self.expires:
                 pipe.set(key, value, px=int(self.expires * 1000))
@@ -105,9 +138,15 @@ class RedisBackend(ResultBackend):
                 raise MessageDecodeError(f"unreadable result in Redis: {exc}") from exc
 
     def state(self, task_id: str) -> ResultMeta:
-        return self._decode(self._client().get(result_key(task_id)), task_id)
+        with self._answering():
+            value = self._client().get(result_key(task_id))
+        return self._decode(value, task_id)
 
     def wait(self, task_ids: list[str], timeout: float | None) -> dict[str, ResultMeta]:
+        with self._answering():
+            return self._wait(task_ids, timeout)
+
+    def _wait(self, task_ids: list[str], timeout: float | None) -> dict[str, ResultMeta]:
         deadline = None if timeout is None else time.monotonic() + timeout
         client = self._client()
         keys = {result_key(task_id): task_id for task_id in task_ids}
@@ -141,6 +180,10 @@ class RedisBackend(ResultBackend):
         return ready
 
     async def await_ready(self, task_id: str, timeout: float | None) -> ResultMeta | None:
+        with self._answering():
+            return await self._await_ready(task_id, timeout)
+
+    async def _await_ready(self, task_id: str, timeout: float | None) -> ResultMeta | None:
         client = self._async_client()
         key = result_key(task_id)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -166,9 +209,20 @@ class RedisBackend(ResultBackend):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def forget(self, task_id: str) -> None:
-        self._client().delete(result_key(task_id))
+        with self._answering():
+            self._client().delete(result_key(task_id))
 
     async def aclose(self) -> None:
         client = self._async.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

@@ -84,11 +84,25 @@ class ReplyBox:
         try:
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
-            with self._changed:
-                waiters = self._async_waiters.get(task_id, [])
-                if (loop, event) in waiters:
-                    waiters.remove((loop, event))
-                    if not waiters:
-                        self._async_waiters.pop(task_id, None)
             return None
+        finally:
+            # Timed out, or cancelled (a caller's own timeout, a task group that gave up):
+            # a waiter left behind would keep its loop and event until the result came,
+            # which may be never.
+            self._stop_waiting(task_id, loop, event)
         return self.get(task_id)
+
+    def _stop_waiting(
+        self, task_id: str, loop: asyncio.AbstractEventLoop, event: asyncio.Event
+    ) -> None:
+        with self._changed:
+            waiters = self._async_waiters.get(task_id, [])
+            if (loop, event) in waiters:
+                waiters.remove((loop, event))
+                if not waiters:
+                    self._async_waiters.pop(task_id, None)
+
+    def waiting(self) -> int:
+        """How many asyncio callers are waiting for a result now."""
+        with self._changed:
+            return sum(len(waiters) for waiters in self._async_waiters.values())
