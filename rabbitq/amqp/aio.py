@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -113,7 +114,10 @@ class AsyncPublisher:
             if self._connection is None or self._connection.is_closed:
                 try:
                     self._connection = await aio_pika.connect_robust(
-                        self.url, client_properties={"connection_name": "rabbitq-async-publisher"}
+                        self.url,
+                        client_properties={
+                            "connection_name": f"rabbitq-async-publisher-{os.getpid()}"
+                        },
                     )
                 except (OSError, aiormq.exceptions.AMQPError) as exc:
                     raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
