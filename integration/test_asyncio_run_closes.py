@@ -24,7 +24,7 @@ def script(broker_url: str, unique_name: str) -> Iterator[subprocess.Popen[str]]
          broker_url, unique_name],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
     assert process.stdout.readline().strip() == "ready", process.stderr.read()
     yield process
     process.kill()
