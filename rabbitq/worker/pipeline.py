@@ -27,7 +27,6 @@ from rabbitq.errors import MessageError, SkipTask
 from rabbitq.message import TaskMessage, decode_task, utcnow
 from rabbitq.middleware import DeadLettered, MiddlewareStack, Outcome, TaskContext
 from rabbitq.task import Task, TaskRequest
-from rabbitq.worker.acks import AckBatcher
 from rabbitq.worker.decisions import (
     DeadLetter,
     Later,
@@ -43,7 +42,7 @@ from rabbitq.worker.decisions import (
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups, check_result
-from rabbitq.worker.republish import Publisher, Republisher
+from rabbitq.worker.republish import Acker, Publisher, Republisher
 
 log = logging.getLogger("rabbitq.worker")
 
@@ -54,7 +53,7 @@ class Pipeline:
         app: App,
         middleware: MiddlewareStack,
         publisher: Publisher,
-        acks: AckBatcher,
+        acks: Acker,
         executor: Executor,
         followups: Followups,
         *,
