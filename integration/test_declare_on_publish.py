@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+
 import pika
 import pytest
 
@@ -13,18 +16,27 @@ from rabbitq.topology import QueueSpec, Topology
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.mark.parametrize(
-    "broker",
-    [
-        pytest.param(f"amqp://guest:guest@127.0.0.1:{free_port()}/", id="nobody-listens"),
-        # A routable address nothing answers on: the connect itself must be bounded.
-        pytest.param("amqp://guest:guest@10.255.255.1:5672/", id="no-answer"),
-    ],
-)
+@pytest.fixture
+def silent_listener() -> Iterator[str]:
+    """A loopback port that accepts TCP connections and never says a word: the AMQP
+    handshake itself must be bounded by the deadline."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield f"amqp://guest:guest@127.0.0.1:{server.getsockname()[1]}/"
+
+
+@pytest.fixture(params=["nobody-listens", "no-answer"])
+def unreachable_broker(request: pytest.FixtureRequest) -> str:
+    if request.param == "nobody-listens":
+        return f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    return str(request.getfixturevalue("silent_listener"))
+
+
 def test_first_delay_to_a_new_queue_raises_publish_timeout_when_the_broker_is_unreachable(
-    broker: str,
+    unreachable_broker: str,
 ) -> None:
-    app = rabbitq.App("down", broker=broker, publish_timeout=1.0)
+    app = rabbitq.App("down", broker=unreachable_broker, publish_timeout=1.0)
     task = app.task(name="declare.down", queue="never-declared")(lambda: None)
     with pytest.raises(rabbitq.PublishTimeoutError, match="never-declared"):
         task.delay()

@@ -27,6 +27,7 @@ import pika
 import pika.exceptions
 from aio_pika.abc import AbstractConnection
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from rabbitq.amqp.declare import declare_delay_levels, ensure_queue
 from rabbitq.errors import PublishTimeoutError
@@ -74,7 +75,8 @@ def within_deadline(
             )
         try:
             connection = pika.BlockingConnection(_parameters(url, remaining))
-        except pika.exceptions.AMQPError as exc:
+        except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
+            # Refused, or (a peer that accepts TCP and never speaks) the handshake timed out.
             last_error = _describe(exc)
         else:
             try:
