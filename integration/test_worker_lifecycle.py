@@ -1,0 +1,106 @@
+"""A worker's life at its edges: started before the broker, and stopped with work queued."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+
+from integration.apps import faults_app
+from integration.support import WorkerProcess, ran_ids, wait_for
+from rabbitq.redelivery import REDELIVERY_COUNT_HEADER
+from rabbitq.testing import LocalBroker
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def broker_not_started_yet() -> Iterator[LocalBroker]:
+    broker = LocalBroker()
+    yield broker
+    broker.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_started_before_the_broker_waits_for_it_and_then_runs_tasks(
+    broker_not_started_yet: LocalBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = broker_not_started_yet
+    queue = f"early{uuid.uuid4().hex[:8]}"
+    record = tmp_path / "ran.txt"
+    worker = WorkerProcess(
+        broker.url, queue, record, tmp_path / "worker.log", app="integration.apps.faults_app"
+    )
+    try:
+        wait_for(lambda: "broker not reachable" in worker.log(), 30, worker.log)
+        wait_for(lambda: "retrying in" in worker.log().split("broker not reachable", 2)[-1], 30)
+        assert worker.process.poll() is None  # still waiting, not exited
+        assert "guest:***@" in worker.log()  # the password is not logged
+        broker.start()
+        worker.wait_until_consuming(timeout=60)
+        monkeypatch.setenv("RABBITQ_TEST_RECORD", str(record))
+        monkeypatch.setattr(faults_app.app, "broker_url", broker.url)
+        faults_app.app._declare_once.reset()
+        result = faults_app.ok.apply_async(("after the wait",), queue=queue)
+        wait_for(lambda: ran_ids(record)[result.id] >= 1, 30, worker.log)
+    finally:
+        assert worker.stop() == 0
+        faults_app.app.close()
+
+
+def test_tasks_handed_back_at_shutdown_do_not_count_as_redeliveries(
+    broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = f"handback{uuid.uuid4().hex[:8]}"
+    record = tmp_path / "ran.txt"
+    monkeypatch.setenv("RABBITQ_TEST_RECORD", str(record))
+    monkeypatch.setattr(faults_app.app, "broker_url", broker_url)
+    faults_app.app._declare_once.reset()
+    worker = WorkerProcess(
+        broker_url, queue, record, tmp_path / "worker.log",
+        "--concurrency", "1", "--prefetch", "10",
+        app="integration.apps.faults_app",
+    )  # fmt: skip
+    try:
+        worker.wait_until_consuming()
+        slow = faults_app.slow.apply_async(("slow", 2.0), queue=queue)
+        waiting = [faults_app.ok.apply_async((f"w{n}",), queue=queue) for n in range(5)]
+        # The slow one runs (its prerun hook fired); the others wait for the one slot.
+        wait_for(lambda: f"{slow.id} hook:task_prerun" in _text(record), 30, worker.log)
+        worker.signal(signal.SIGTERM)
+        assert worker.stop() == 0
+    finally:
+        faults_app.app.close()
+    ran = _runs(record)
+    assert ran[slow.id] == 1  # it finished
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        back: dict[str, tuple[bool, dict[str, object]]] = {}
+        while True:
+            method, properties, _body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            back[properties.message_id] = (method.redelivered, properties.headers or {})
+    finally:
+        connection.close()
+    assert set(back) == {result.id for result in waiting}
+    for redelivered, headers in back.values():
+        assert not redelivered
+        assert REDELIVERY_COUNT_HEADER not in headers
+    assert all(ran[result.id] == 0 for result in waiting)
+
+
+def _runs(record: Path) -> collections.Counter[str]:
+    """Runs per task id, leaving out the lines the app's hooks write."""
+    lines = _text(record).splitlines()
+    return collections.Counter(line.split(" ", 1)[0] for line in lines if " hook:" not in line)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
