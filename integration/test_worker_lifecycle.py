@@ -104,3 +104,32 @@ def _runs(record: Path) -> collections.Counter[str]:
 
 def _text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+def test_worker_ready_and_worker_shutdown_are_sent_in_a_real_worker(
+    broker_url: str, tmp_path: Path
+) -> None:
+    queue = f"signals{uuid.uuid4().hex[:8]}"
+    record = tmp_path / "ran.txt"
+    worker = WorkerProcess(
+        broker_url, queue, record, tmp_path / "worker.log", app="integration.apps.faults_app"
+    )
+    worker.wait_until_consuming()
+    wait_for(lambda: "- hook:worker_ready" in _text(record), 30, worker.log)
+    assert worker.stop() == 0
+    assert _text(record).splitlines()[-1] == "- hook:worker_shutdown"
+
+
+def test_a_process_start_hook_that_raises_stops_the_worker_process(
+    broker_url: str, tmp_path: Path
+) -> None:
+    worker = WorkerProcess(
+        broker_url,
+        f"refused{uuid.uuid4().hex[:8]}",
+        tmp_path / "ran.txt",
+        tmp_path / "worker.log",
+        env={"RABBITQ_TEST_FAIL_PROCESS_START": "1"},
+        app="integration.apps.faults_app",
+    )
+    assert worker.process.wait(60) != 0
+    assert "process_start refused" in worker.log()

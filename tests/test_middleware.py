@@ -206,3 +206,54 @@ def test_add_middleware_appends_after_the_installed_ones() -> None:
     recorder = Recorder()
     app.add_middleware(recorder)
     assert list(app.middleware)[-1] is recorder
+
+
+def _prepared(app: rabbitq.App) -> PreparedMessage:
+    from rabbitq.publish_options import parse_options
+
+    return app.prepare("add", (1, 2), {}, parse_options({}))
+
+
+async def test_an_error_in_before_publish_stops_the_publish() -> None:
+    class Refuses(Middleware):
+        def before_publish(self, app: rabbitq.App, message: PreparedMessage) -> None:
+            raise PermissionError("not from here")
+
+    from tests.pipeline_support import InMemoryPublisher
+
+    app = app_with(Refuses())
+    publisher = InMemoryPublisher()
+    with pytest.raises(PermissionError):
+        await app.apublish_prepared([_prepared(app)], publisher)  # type: ignore[arg-type]
+    assert publisher.published == []
+
+
+async def test_an_error_in_after_publish_is_logged_and_the_publish_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(Middleware):
+        def after_publish(self, app: rabbitq.App, message: PreparedMessage) -> None:
+            raise RuntimeError("after_publish bug")
+
+    from tests.pipeline_support import InMemoryPublisher
+
+    app = app_with(Broken())
+    publisher = InMemoryPublisher()
+    await app.apublish_prepared([_prepared(app)], publisher)  # type: ignore[arg-type]
+    assert len(publisher.published) == 1
+    assert "after_publish bug" in caplog.text
+
+
+async def test_task_request_answers_in_before_process() -> None:
+    class Reads(Middleware):
+        def __init__(self) -> None:
+            self.seen: list[str | None] = []
+
+        def before_process(self, context: TaskContext) -> None:
+            request = context.task.request
+            self.seen.append(request.id if request else None)
+
+    reads = Reads()
+    h = harness(app_with(reads))
+    await h.deliver(task_envelope("add", 1, 1, id="req-id"))
+    assert reads.seen == ["req-id"]

@@ -28,6 +28,10 @@ class FailsOnLabel(rabbitq.Middleware):
     def after_process(self, context: rabbitq.TaskContext, outcome: rabbitq.Outcome) -> None:
         append_record(f"{context.request.id} hook:after_process")
 
+    def process_start(self, app: rabbitq.App) -> None:
+        if os.environ.get("RABBITQ_TEST_FAIL_PROCESS_START"):
+            raise RuntimeError("process_start refused")
+
 
 app = rabbitq.App(
     "faults",
@@ -40,6 +44,16 @@ app = rabbitq.App(
 @signals.task_prerun.connect
 def _prerun(task_id: str | None = None, **_: Any) -> None:
     append_record(f"{task_id} hook:task_prerun")
+
+
+@signals.worker_ready.connect
+def _ready(**_: Any) -> None:
+    append_record("- hook:worker_ready")
+
+
+@signals.worker_shutdown.connect
+def _shutdown(**_: Any) -> None:
+    append_record("- hook:worker_shutdown")
 
 
 def _record(label: object) -> None:

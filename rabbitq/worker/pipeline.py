@@ -26,7 +26,7 @@ from rabbitq.app import App
 from rabbitq.errors import MessageError, SkipTask
 from rabbitq.message import TaskMessage, decode_task, utcnow
 from rabbitq.middleware import DeadLettered, MiddlewareStack, Outcome, TaskContext
-from rabbitq.task import Task, TaskRequest
+from rabbitq.task import Task, TaskRequest, current_request
 from rabbitq.worker.decisions import (
     DeadLetter,
     Later,
@@ -124,6 +124,9 @@ class Pipeline:
             headers=message.headers,
             reply_to=message.reply_to,
         )
+        # Set before the hooks, so that ``task.request`` answers in ``before_process`` and in
+        # Celery's task_prerun receivers as it does inside the task.
+        current_request.set(request)
         context = TaskContext(delivery, message, task, request, self.worker_name)
         try:
             await self.followups.started(task, message)
