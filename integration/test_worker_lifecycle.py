@@ -133,3 +133,57 @@ def test_a_process_start_hook_that_raises_stops_the_worker_process(
     )
     assert worker.process.wait(60) != 0
     assert "process_start refused" in worker.log()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_wait_for_a_broker_that_never_comes(
+    broker_not_started_yet: LocalBroker, tmp_path: Path
+) -> None:
+    worker = WorkerProcess(
+        broker_not_started_yet.url,
+        "never",
+        tmp_path / "ran.txt",
+        tmp_path / "worker.log",
+        app="integration.apps.faults_app",
+    )
+    wait_for(lambda: "broker not reachable" in worker.log(), 30, worker.log)
+    worker.signal(signal.SIGTERM)
+    assert worker.process.wait(30) == 0
+
+
+def test_a_dead_letter_that_cannot_be_published_is_requeued_until_it_can(
+    broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = f"nodead{uuid.uuid4().hex[:8]}"
+    record = tmp_path / "ran.txt"
+    monkeypatch.setenv("RABBITQ_TEST_RECORD", str(record))
+    monkeypatch.setattr(faults_app.app, "broker_url", broker_url)
+    faults_app.app._declare_once.reset()
+    worker = WorkerProcess(
+        broker_url, queue, record, tmp_path / "worker.log", app="integration.apps.faults_app"
+    )
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        worker.wait_until_consuming()
+        faults_app.app.ensure_queue(queue)  # declared (with its .dead) before, not after:
+        channel = connection.channel()
+        channel.queue_delete(f"{queue}.dead")  # an operator deleted it: dead letters bounce
+        failing = faults_app.fails.apply_async(("bounced",), queue=queue)
+        wait_for(lambda: "could not settle a message" in worker.log(), 30, worker.log)
+        assert worker.process.poll() is None
+        dead_spec = faults_app.app.topology.queue(queue).dead_letter_spec()
+        channel.queue_declare(dead_spec.name, durable=True, arguments=dead_spec.arguments())
+        wait_for(lambda: _depth(channel, dead_spec.name) == 1, 60, worker.log)
+        method, properties, _body = channel.basic_get(dead_spec.name, auto_ack=True)
+        assert method is not None and properties.message_id == failing.id
+        assert properties.headers["rabbitq_reason"] == "task-failed"
+        assert _depth(channel, queue) == 0
+    finally:
+        connection.close()
+        assert worker.stop() == 0
+        faults_app.app.close()
+
+
+def _depth(channel: object, queue: str) -> int:
+    ok = channel.queue_declare(queue, passive=True)  # type: ignore[attr-defined]
+    return int(ok.method.message_count)

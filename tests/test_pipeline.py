@@ -406,3 +406,19 @@ def test_retry_policy_is_what_the_tasks_use() -> None:
     assert app.tasks["flaky"].retry_policy == RetryPolicy(
         autoretry_for=(ConnectionError,), default_retry_delay=5
     )
+
+
+async def test_a_stop_while_followups_are_retried_dead_letters_at_once() -> None:
+    holder: dict[str, Any] = {}
+
+    def down_then_stop(item: Published) -> BaseException | None:
+        if item.envelope.headers.get("task") != "next":
+            return None
+        holder["h"].stopping = True  # SIGTERM arrives during the first failure
+        return PublishTimeoutError("down")
+
+    h = harness(app_with_tasks(), InMemoryPublisher(refuse=down_then_stop))
+    holder["h"] = h
+    await h.deliver(task_envelope("ok", 1, callbacks=[link_error_to("next")]))
+    assert ran == [("ok", 1)]
+    assert reason_of(h.dead()[0]) == dead_letters.REASON_FOLLOWUP_FAILED
