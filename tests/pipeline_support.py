@@ -95,7 +95,7 @@ def delivery_of(
 
 
 def task_envelope(task: str, *args: Any, **fields: Any) -> Envelope:
-    return encode_task(TaskMessage(task=task, args=args, **fields), MSGPACK)
+    return encode_task(TaskMessage(task=task, args=list(args), **fields), MSGPACK)
 
 
 @dataclass
