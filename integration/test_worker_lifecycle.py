@@ -187,3 +187,22 @@ def test_a_dead_letter_that_cannot_be_published_is_requeued_until_it_can(
 def _depth(channel: object, queue: str) -> int:
     ok = channel.queue_declare(queue, passive=True)  # type: ignore[attr-defined]
     return int(ok.method.message_count)
+
+
+def test_a_worker_warns_when_a_quorum_queues_delivery_limit_would_cut_in_first(
+    broker_url: str, tmp_path: Path
+) -> None:
+    queue = f"limited{uuid.uuid4().hex[:8]}"
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(f"queues:\n  {queue}:\n    type: quorum\n    delivery_limit: 3\n")
+    worker = WorkerProcess(
+        broker_url, queue, tmp_path / "ran.txt", tmp_path / "worker.log",
+        "--routing", str(routing),
+        env={"RABBITQ_TEST_REDELIVERY_LIMIT": "5"},
+        app="integration.apps.faults_app",
+    )  # fmt: skip
+    try:
+        worker.wait_until_consuming()
+        assert "the broker's delivery limit (3) is not above" in worker.log()
+    finally:
+        assert worker.stop() == 0

@@ -134,6 +134,17 @@ class Consumer:
                 await declare_queue(connection, spec)
             else:
                 await ensure_queue(connection, spec)
+            if spec.type == "quorum" and self.app.redelivery_limit >= (
+                broker_limit := spec.effective_delivery_limit()
+            ):
+                # The broker would cut in first, dead-lettering without our reason headers.
+                log.warning(
+                    "queue %s: the broker's delivery limit (%d) is not above the worker's "
+                    "redelivery_limit (%d); the broker dead-letters first",
+                    name,
+                    broker_limit,
+                    self.app.redelivery_limit,
+                )
         await self._publisher.connect()
         if self.coordinate_chords:
             self._coordinator = ChordCoordinator(
