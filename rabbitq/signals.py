@@ -60,6 +60,10 @@ class Signal:
     def receivers(self) -> list[Receiver]:
         return [receiver for receiver, _, _ in self._receivers]
 
+    def __bool__(self) -> bool:
+        """True when any receiver is connected: a signal nobody hears costs one check."""
+        return bool(self._receivers)
+
     def connect(
         self,
         receiver: Receiver | None = None,

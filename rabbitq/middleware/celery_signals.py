@@ -31,7 +31,7 @@ def _body(message: PreparedMessage) -> Any:
 
 class CelerySignals(Middleware):
     def before_publish(self, app: App, message: PreparedMessage) -> None:
-        if signals.before_task_publish.receivers:
+        if signals.before_task_publish:
             envelope = message.envelope
             signals.before_task_publish.send(
                 envelope.headers.get("task"),
@@ -45,7 +45,7 @@ class CelerySignals(Middleware):
             )
 
     def after_publish(self, app: App, message: PreparedMessage) -> None:
-        if signals.after_task_publish.receivers:
+        if signals.after_task_publish:
             envelope = message.envelope
             signals.after_task_publish.send(
                 envelope.headers.get("task"),
@@ -65,7 +65,7 @@ class CelerySignals(Middleware):
         signals.worker_shutdown.send(worker)
 
     def before_process(self, context: TaskContext) -> None:
-        if signals.task_prerun.receivers:
+        if signals.task_prerun:
             request = context.request
             signals.task_prerun.send(
                 context.task,
@@ -80,13 +80,13 @@ class CelerySignals(Middleware):
         exception = outcome.exception
         if exception is None:
             state = "SUCCESS"
-            if signals.task_success.receivers:
+            if signals.task_success:
                 signals.task_success.send(task, result=outcome.value)
         elif outcome.retried:
             state = "RETRY"  # task_retry is sent once the retry is confirmed
         else:
             state = "FAILURE"
-            if signals.task_failure.receivers:
+            if signals.task_failure:
                 signals.task_failure.send(
                     task,
                     task_id=request.id,
@@ -96,7 +96,7 @@ class CelerySignals(Middleware):
                     traceback=exception.__traceback__,
                     einfo=_einfo(exception),
                 )
-        if signals.task_postrun.receivers:
+        if signals.task_postrun:
             signals.task_postrun.send(
                 task,
                 task_id=request.id,
@@ -108,13 +108,13 @@ class CelerySignals(Middleware):
             )
 
     def after_retry(self, context: TaskContext, exception: BaseException, eta: dt.datetime) -> None:
-        if signals.task_retry.receivers:
+        if signals.task_retry:
             signals.task_retry.send(
                 context.task, request=context.request, reason=exception, einfo=_einfo(exception)
             )
 
     def after_dead_letter(self, dead: DeadLettered) -> None:
-        if dead.reason == REASON_UNKNOWN_TASK and signals.task_unknown.receivers:
+        if dead.reason == REASON_UNKNOWN_TASK and signals.task_unknown:
             message = dead.message
             signals.task_unknown.send(
                 None,
@@ -123,7 +123,7 @@ class CelerySignals(Middleware):
                 message=dead.delivery.envelope,
                 exc=dead.error,
             )
-        elif dead.reason == REASON_EXPIRED and signals.task_revoked.receivers:
+        elif dead.reason == REASON_EXPIRED and signals.task_revoked:
             # Celery reports an expired task as revoked, with expired=True.
             signals.task_revoked.send(
                 dead.task, request=dead.message, terminated=False, signum=None, expired=True
