@@ -1,0 +1,354 @@
+"""Where a chord part ends when settling its chord fails, and across coordinator failovers.
+
+Each test runs in a virtual host of its own: ``rabbitq.chords`` has one active consumer per
+vhost, and on a shared broker another test's worker would otherwise be the coordinator.
+Parts are published by hand (as a member's worker would) so that each test controls exactly
+which chords are in flight. "Where it ends" is read from the broker once the workers have
+stopped: held parts return to ``rabbitq.chords`` then, so a part that is not there was acked.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+
+from integration.apps import canvas_app
+from integration.conftest import CanvasSetup, _canvas_setup
+from integration.support import (
+    WorkerProcess,
+    consumer_count,
+    drain_queue,
+    queue_depth,
+    wait_for,
+)
+from rabbitq.amqp.blocking import to_pika_properties
+from rabbitq.chords import (
+    CHORD_DEAD_QUEUE,
+    CHORD_QUEUE,
+    REASON_UNPUBLISHABLE,
+    ChordLedger,
+    ChordPart,
+    decode_part,
+    decode_record,
+    part_envelope,
+)
+from rabbitq.message import Envelope
+from rabbitq.serializers import serializer_named
+
+
+class Management:
+    """Just enough of the management API for vhosts and policies."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.base = f"{parts.scheme}://{parts.hostname}:{parts.port}"
+        credentials = f"{parts.username}:{parts.password}".encode()
+        self.auth = "Basic " + base64.b64encode(credentials).decode()
+
+    def call(self, method: str, path: str, document: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(document).encode() if document is not None else None,
+            method=method,
+            headers={"Authorization": self.auth, "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = response.read()
+            return json.loads(answer) if answer else None
+
+
+class Chords:
+    """One test's vhost: its canvas app, a management client, and the broker as seen there."""
+
+    def __init__(self, setup: CanvasSetup, api: Management, vhost: str) -> None:
+        self.setup = setup
+        self.api = api
+        self.vhost = vhost
+        self.url = setup.app.broker_url
+        self._connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        self._channel = self._connection.channel()
+        self._channel.confirm_delivery()
+
+    def worker(self, name: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(
+            self.url,
+            self.setup.queue,
+            self.setup.record_file,
+            self.setup.tmp_path / f"{name}.log",
+            env={**self.setup.env, **(env or {})},
+            app="integration.apps.canvas_app",
+        )
+        worker.wait_until_consuming()
+        return worker
+
+    def body(self, label: str, **options: Any) -> dict[str, Any]:
+        body = canvas_app.collect.s(label).to_dict()
+        body["options"] = {"queue": self.setup.queue, **options}
+        return body
+
+    def send(self, part: ChordPart) -> None:
+        self.send_envelope(part_envelope(part, serializer_named("msgpack")))
+
+    def send_envelope(self, envelope: Envelope) -> None:
+        self._channel.basic_publish(
+            "", CHORD_QUEUE, envelope.body, to_pika_properties(envelope), mandatory=True
+        )
+
+    def chord(self, label: str, size: int = 1, **options: Any) -> str:
+        """Send every part of a chord whose body records ``label``; returns its id."""
+        chord_id = f"{label}-{uuid.uuid4().hex[:6]}"
+        for index in range(size):
+            self.send(ChordPart(chord_id, size, self.body(label, **options), [(index, index)]))
+        return chord_id
+
+    def recorded(self, label: str) -> list[str]:
+        path = self.setup.record_file
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line for line in lines if line.split(" ", 1)[0] == label]
+
+    def wait_recorded(self, label: str) -> list[str]:
+        wait_for(lambda: bool(self.recorded(label)), 60, lambda: f"{label} never ran")
+        return self.recorded(label)
+
+    def policy(self, name: str, pattern: str, definition: dict[str, Any]) -> None:
+        document = {"pattern": pattern, "definition": definition, "apply-to": "queues"}
+        self.api.call("PUT", f"/api/policies/{self._vhost_path}/{name}", document)
+
+    def drop_policy(self, name: str) -> None:
+        self.api.call("DELETE", f"/api/policies/{self._vhost_path}/{name}")
+
+    def delete_queue(self, name: str) -> None:
+        self.api.call("DELETE", f"/api/queues/{self._vhost_path}/{name}")
+
+    def put(self, queue: str, body: bytes) -> None:
+        self._channel.basic_publish("", queue, body, mandatory=True)
+
+    def declare(self, name: str, arguments: dict[str, Any] | None = None) -> None:
+        self._channel.queue_declare(name, durable=True, arguments=arguments)
+
+    def left_in_chord_queue(self) -> list[ChordPart | ChordLedger]:
+        """Everything in rabbitq.chords once no coordinator holds it (call with no worker)."""
+        # Its consumers gone, what they held is back in the queue.
+        wait_for(lambda: consumer_count(self.url, CHORD_QUEUE) == 0, 30)
+        count = queue_depth(self.url, CHORD_QUEUE)
+        taken: list[ChordPart | ChordLedger] = []
+        # basic.get is refused on a quorum queue with a single active consumer: consume.
+        for _method, properties, body in self._channel.consume(CHORD_QUEUE, auto_ack=True):
+            taken.append(decode_record(_envelope(properties, body)))
+            if len(taken) == count:
+                break
+        self._channel.cancel()
+        return taken
+
+    def dead(self) -> list[tuple[dict[str, Any], bytes, Any]]:
+        return [(p.headers or {}, b, p) for p, b in drain_queue(self.url, CHORD_DEAD_QUEUE)]
+
+    def unacked_in_chord_queue(self) -> int:
+        queue = self.api.call("GET", f"/api/queues/{self._vhost_path}/{CHORD_QUEUE}")
+        return int(queue.get("messages_unacknowledged", 0))
+
+    @property
+    def _vhost_path(self) -> str:
+        return urllib.parse.quote(self.vhost, safe="")
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def _envelope(properties: Any, body: bytes) -> Envelope:
+    return Envelope(
+        body=body, headers=dict(properties.headers or {}), content_type=properties.content_type
+    )
+
+
+def parts_of(chord_id: str, records: list[ChordPart | ChordLedger]) -> list[ChordPart]:
+    return [r for r in records if isinstance(r, ChordPart) and r.chord_id == chord_id]
+
+
+def stop_alive(worker: WorkerProcess) -> None:
+    """Stop ``worker``, asserting that it was still running: no failure killed it."""
+    assert worker.process.poll() is None, worker.log()[-3000:]
+    worker.stop()
+
+
+@pytest.fixture
+def chords(
+    broker_url: str,
+    management_url: str,
+    unique_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Chords]:
+    api = Management(management_url)
+    vhost = f"rabbitq-{unique_name}"
+    api.call("PUT", f"/api/vhosts/{vhost}", {})
+    user = urllib.parse.urlsplit(broker_url).username or "guest"
+    everything = {"configure": ".*", "write": ".*", "read": ".*"}
+    api.call("PUT", f"/api/permissions/{vhost}/{user}", everything)
+    url = urllib.parse.urlsplit(broker_url)._replace(path=f"/{vhost}").geturl()
+    setups = _canvas_setup(url, None, unique_name, tmp_path, monkeypatch)
+    chords = Chords(next(setups), api, vhost)
+    yield chords
+    chords.close()
+    next(setups, None)
+    api.call("DELETE", f"/api/vhosts/{vhost}")
+
+
+# -- undecodable parts --------------------------------------------------------------------
+
+
+def test_an_undecodable_part_is_dead_lettered_with_its_reason(chords: Chords) -> None:
+    worker = chords.worker("coordinator")
+    chords.send_envelope(Envelope(b"\xc1 not msgpack", {}, content_type="application/x-msgpack"))
+    chords.chord("after")  # handled after the bad part: once it ran, the bad part was taken
+    chords.wait_recorded("after")
+    stop_alive(worker)
+    ((headers, body, _),) = chords.dead()
+    assert headers["rabbitq_reason"] == "undecodable" and body == b"\xc1 not msgpack"
+    assert not [r for r in chords.left_in_chord_queue() if isinstance(r, ChordPart)]
+
+
+def test_an_undecodable_part_is_held_until_its_dead_letter_is_stored(chords: Chords) -> None:
+    worker = chords.worker("coordinator")
+    # With rabbitq.chords.dead gone, the dead letter is unroutable: the part must not be
+    # acked (it would vanish), nor nacked (a quorum queue counts each return).
+    chords.delete_queue(CHORD_DEAD_QUEUE)
+    chords.send_envelope(Envelope(b"\xc1 not msgpack", {}, content_type="application/x-msgpack"))
+    chords.chord("meanwhile")  # other chords go on
+    chords.wait_recorded("meanwhile")
+    chords.declare(CHORD_DEAD_QUEUE)
+    wait_for(lambda: queue_depth(chords.url, CHORD_DEAD_QUEUE) == 1, 60)
+    stop_alive(worker)
+    ((headers, _body, _),) = chords.dead()
+    assert headers["rabbitq_reason"] == "undecodable"
+    assert not [r for r in chords.left_in_chord_queue() if isinstance(r, ChordPart)]
+
+
+# -- a body that cannot be published ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cause", "body", "exception_type"),
+    [
+        ("unroutable", {"routing_key": "nothing.binds.this"}, "UnroutableError"),
+        ("malformed", None, "ConfigurationError"),
+    ],
+)
+def test_a_body_that_cannot_be_published_dead_letters_only_its_chord(
+    chords: Chords, cause: str, body: dict[str, Any] | None, exception_type: str
+) -> None:
+    worker = chords.worker("coordinator")
+    doomed = f"doomed-{cause}"
+    signature = chords.body("never", **body) if body is not None else {"task": 5}
+    chords.send(ChordPart(doomed, 2, signature, [(0, "a")]))
+    chords.send(ChordPart(doomed, 2, signature, [(1, "b")]))
+    chords.chord("other")
+    chords.wait_recorded("other")
+    stop_alive(worker)
+    ((headers, body_bytes, properties),) = chords.dead()
+    assert headers["rabbitq_reason"] == REASON_UNPUBLISHABLE
+    assert headers["rabbitq_exception_type"] == exception_type
+    # One part carrying every result: replayed to rabbitq.chords, it completes the chord.
+    dead_part = decode_part(_envelope(properties, body_bytes))
+    assert dead_part.chord_id == doomed and dead_part.results == [(0, "a"), (1, "b")]
+    assert dead_part.fold is None
+    # Its parts were acked once the dead letter was confirmed; other chords completed.
+    assert not parts_of(doomed, chords.left_in_chord_queue())
+    assert not chords.recorded("never") and chords.recorded("other") == ["other 1 0"]
+
+
+def test_a_chord_whose_dead_letter_cannot_be_stored_keeps_its_parts_held(
+    chords: Chords,
+) -> None:
+    worker = chords.worker("coordinator")
+    chords.delete_queue(CHORD_DEAD_QUEUE)
+    doomed = "doomed"
+    signature = chords.body("never", routing_key="nothing.binds.this")
+    chords.send(ChordPart(doomed, 1, signature, [(0, "a")]))
+    chords.chord("other")
+    chords.wait_recorded("other")
+    chords.declare(CHORD_DEAD_QUEUE)
+    # The coordinator tries again with backoff; the parts were held meanwhile.
+    wait_for(lambda: queue_depth(chords.url, CHORD_DEAD_QUEUE) == 1, 60)
+    stop_alive(worker)
+    ((headers, _body, _),) = chords.dead()
+    assert headers["rabbitq_reason"] == REASON_UNPUBLISHABLE
+    assert not parts_of(doomed, chords.left_in_chord_queue())
+
+
+def test_a_refused_body_publish_retries_that_chord_alone_until_accepted(
+    chords: Chords,
+) -> None:
+    # A full queue that refuses new messages (reject-publish) is a failure that passes.
+    held = f"{chords.setup.queue}.held"
+    chords.declare(held, {"x-max-length": 1, "x-overflow": "reject-publish"})
+    chords.put(held, b"filler")
+    worker = chords.worker("coordinator")
+    waiting = chords.chord("waiting", size=2, queue=held)
+    chords.chord("other")
+    chords.wait_recorded("other")  # the refused chord stalls nothing else
+    assert worker.process.poll() is None
+    drain_queue(chords.url, held)  # room again: the next attempt is accepted
+    wait_for(lambda: queue_depth(chords.url, held) == 1, 60)
+    stop_alive(worker)
+    ((properties, _body),) = drain_queue(chords.url, held)
+    assert properties.headers["task"] == "cv.collect"
+    assert not parts_of(waiting, chords.left_in_chord_queue())
+    assert not chords.dead()
+
+
+# -- coordinator failover ---------------------------------------------------------------------
+
+
+def test_a_late_duplicate_after_a_failover_is_dropped_not_held(chords: Chords) -> None:
+    first = chords.worker("first")
+    finished = chords.chord("finished", size=2)
+    chords.wait_recorded("finished")
+    first.signal(signal.SIGKILL)  # the successor has no memory of "finished", only the ledger
+    first.process.wait(10)
+    second = chords.worker("second")
+    # A member redelivered after a crash reports again, long after its chord finished.
+    chords.send(ChordPart(finished, 2, chords.body("finished"), [(0, 0)]))
+    chords.chord("after")  # taken after the duplicate
+    chords.wait_recorded("after")
+    stop_alive(second)
+    assert not parts_of(finished, chords.left_in_chord_queue())
+    assert chords.recorded("finished") == ["finished 2 0 1"]
+
+
+def test_failovers_do_not_bring_held_parts_to_the_delivery_limit(chords: Chords) -> None:
+    # RabbitMQ 4.x gives quorum queues a delivery-limit (20) and counts every return; 3.10
+    # applies one set by policy. Limit 1: a part returned twice would be dead-lettered.
+    chords.policy("limit", f"^{CHORD_QUEUE}$", {"delivery-limit": 1})
+    body = chords.body("survivor")
+    first = chords.worker("w0")
+    chords.send(ChordPart("survivor", 2, body, [(0, "kept")]))
+    wait_for(lambda: chords.unacked_in_chord_queue() == 1, 60)  # held by the coordinator
+    first.signal(signal.SIGKILL)
+    first.process.wait(10)
+    for n in range(1, 4):
+        # Each successor receives the part back (counted) and folds it into a fresh message.
+        worker = chords.worker(f"w{n}")
+        wait_for(partial(_folded, worker, "survivor"), 60, worker.log)
+        worker.signal(signal.SIGKILL)
+        worker.process.wait(10)
+    last = chords.worker("last")
+    chords.send(ChordPart("survivor", 2, body, [(1, "late")]))
+    assert chords.wait_recorded("survivor") == ["survivor 2 kept late"]
+    stop_alive(last)
+    assert not chords.dead()
+
+
+def _folded(worker: WorkerProcess, chord_id: str) -> bool:
+    return f"chord {chord_id}: folded" in worker.log()
