@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pika
+import pika.exceptions
 import pytest
 
 from integration.apps import faults_app
@@ -151,7 +152,7 @@ def test_sigterm_ends_the_wait_for_a_broker_that_never_comes(
     assert worker.process.wait(30) == 0
 
 
-def test_a_dead_letter_that_cannot_be_published_is_requeued_until_it_can(
+def test_a_dead_letter_whose_queue_was_deleted_declares_it_again_without_rerunning(
     broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue = f"nodead{uuid.uuid4().hex[:8]}"
@@ -169,19 +170,31 @@ def test_a_dead_letter_that_cannot_be_published_is_requeued_until_it_can(
         channel = connection.channel()
         channel.queue_delete(f"{queue}.dead")  # an operator deleted it: dead letters bounce
         failing = faults_app.fails.apply_async(("bounced",), queue=queue)
-        wait_for(lambda: "could not settle a message" in worker.log(), 30, worker.log)
-        assert worker.process.poll() is None
-        dead_spec = faults_app.app.topology.queue(queue).dead_letter_spec()
-        channel.queue_declare(dead_spec.name, durable=True, arguments=dead_spec.arguments())
-        wait_for(lambda: _depth(channel, dead_spec.name) == 1, 60, worker.log)
-        method, properties, _body = channel.basic_get(dead_spec.name, auto_ack=True)
+        wait_for(lambda: _exists(broker_url, f"{queue}.dead"), 30, worker.log)
+        wait_for(lambda: _depth(channel, f"{queue}.dead") == 1, 30, worker.log)
+        method, properties, _body = channel.basic_get(f"{queue}.dead", auto_ack=True)
         assert method is not None and properties.message_id == failing.id
         assert properties.headers["rabbitq_reason"] == "task-failed"
+        assert "not confirmed (UnroutableError" in worker.log()
+        assert _runs(record)[failing.id] == 1  # not requeued, not run again
         assert _depth(channel, queue) == 0
+        assert worker.process.poll() is None
     finally:
         connection.close()
         assert worker.stop() == 0
         faults_app.app.close()
+
+
+def _exists(broker_url: str, queue: str) -> bool:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        connection.channel().queue_declare(queue, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
 
 
 def _depth(channel: object, queue: str) -> int:

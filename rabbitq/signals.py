@@ -35,6 +35,7 @@ What is sent, and when (``middleware/celery_signals.py`` sends them)::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -107,15 +108,23 @@ class Signal:
             return len(self._receivers) != before
 
     def send(self, sender: Any, **named: Any) -> list[tuple[Receiver, Any]]:
-        """Call every matching receiver; an exception is logged and returned, never raised."""
+        """Call every matching receiver; an exception (``SystemExit`` too) is logged and
+        returned, never raised."""
         responses: list[tuple[Receiver, Any]] = []
         for receiver, wanted, _ in self._receivers:
             if wanted is not None and not _matches(wanted, sender):
                 continue
             try:
                 responses.append((receiver, receiver(signal=self, sender=sender, **named)))
-            except Exception as exc:
-                log.exception("receiver %r of signal %s failed", receiver, self.name)
+            except asyncio.CancelledError:
+                raise  # a cancellation is not the receiver's to swallow
+            except BaseException as exc:  # even SystemExit: a signal never ends the worker
+                log.error(
+                    "receiver %r of signal %s failed",
+                    receiver,
+                    self.name,
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
                 responses.append((receiver, exc))
         return responses
 

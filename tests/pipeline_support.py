@@ -115,6 +115,10 @@ class Harness:
     def dead(self, queue: str = "work") -> list[Published]:
         return self.publisher.to(f"{queue}.dead")
 
+    def pipeline_backoff(self, seconds: float) -> None:
+        """Send unconfirmed successors again after ``seconds`` (tests need not wait)."""
+        self.pipeline.settle_backoff_first = seconds
+
 
 def harness(app: rabbitq.App, publisher: InMemoryPublisher | None = None) -> Harness:
     publisher = publisher or InMemoryPublisher()

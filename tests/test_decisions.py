@@ -42,7 +42,7 @@ def app() -> rabbitq.App:
 def test_a_message_due_within_a_second_runs_after_a_short_wait() -> None:
     envelope = task_envelope("t", eta=NOW + dt.timedelta(milliseconds=400))
     action = decide_arrival(
-        envelope, redelivered=False, tasks=app().tasks, redelivery_limit=5, now=NOW
+        envelope, redelivered=False, tasks=app().tasks, redelivery_limit=5, clock=lambda: NOW
     )
     assert isinstance(action, Run) and 0.39 < action.wait_s <= 0.4
 
@@ -54,7 +54,7 @@ def test_a_message_due_later_goes_back_to_the_delay_levels() -> None:
         redelivered=False,
         tasks=app().tasks,
         redelivery_limit=5,
-        now=NOW,
+        clock=lambda: NOW,
     )
     assert isinstance(action, Later) and action.eta == eta
 
@@ -65,7 +65,7 @@ def test_a_retry_without_countdown_uses_the_policy_delay() -> None:
     from rabbitq.message import decode_task
 
     message = decode_task(task_envelope("t"))
-    verdict = decide_outcome(task, message, rabbitq.errors.Retry(), now=NOW)
+    verdict = decide_outcome(task, message, rabbitq.errors.Retry(), clock=lambda: NOW)
     assert isinstance(verdict, RetryAt)
     assert (verdict.eta, verdict.retries) == (NOW + dt.timedelta(seconds=7), 1)
 
@@ -79,7 +79,7 @@ def test_an_unencodable_result_is_never_retried_even_if_autoretry_matches() -> N
     from rabbitq.message import decode_task
 
     message = decode_task(task_envelope("r"))
-    verdict = decide_outcome(r, message, ResultEncodeError("no"), now=NOW)
+    verdict = decide_outcome(r, message, ResultEncodeError("no"), clock=lambda: NOW)
     assert isinstance(verdict, DeadLetter) and verdict.reason == dead_letters.REASON_TASK_FAILED
 
 

@@ -257,3 +257,53 @@ async def test_task_request_answers_in_before_process() -> None:
     h = harness(app_with(reads))
     await h.deliver(task_envelope("add", 1, 1, id="req-id"))
     assert reads.seen == ["req-id"]
+
+
+async def test_system_exit_from_an_observing_hook_is_logged_and_the_task_still_acked() -> None:
+    import sys
+
+    class Exits(Middleware):
+        def after_process(self, context: TaskContext, outcome: Outcome) -> None:
+            sys.exit("observer bug")
+
+    h = harness(app_with(Exits()))
+    delivery = await h.deliver(task_envelope("add", 1, 1))
+    assert h.acks.acked == [delivery.tag]
+
+
+async def test_a_decorated_coroutine_hook_is_awaited_too() -> None:
+    import functools
+
+    seen: list[str] = []
+
+    def traced(function: Any) -> Any:
+        @functools.wraps(function)
+        def wrapper(*args: Any) -> Any:
+            return function(*args)  # returns the coroutine: not an ``async def`` itself
+
+        return wrapper
+
+    class Decorated(Middleware):
+        @traced
+        async def before_process(self, context: TaskContext) -> None:
+            seen.append(context.request.id)
+
+    h = harness(app_with(Decorated()))
+    await h.deliver(task_envelope("add", 1, 1, id="deco"))
+    assert seen == ["deco"]
+
+
+async def test_hooks_run_in_order_even_when_one_is_async() -> None:
+    order: list[str] = []
+
+    class First(Middleware):
+        async def before_process(self, context: TaskContext) -> None:
+            order.append("first")
+
+    class Second(Middleware):
+        def before_process(self, context: TaskContext) -> None:
+            order.append("second")
+
+    h = harness(app_with(First(), Second()))
+    await h.deliver(task_envelope("add", 1, 1))
+    assert order == ["first", "second"]

@@ -3,6 +3,7 @@ ends (acked once, retried, dead-lettered with a reason, handed back) and what it
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sys
 from typing import Any
@@ -16,6 +17,7 @@ from rabbitq.errors import PublishTimeoutError, UnroutableError
 from rabbitq.message import Envelope, decode_task
 from rabbitq.redelivery import QUORUM_DELIVERY_COUNT_HEADER, REDELIVERY_COUNT_HEADER
 from rabbitq.retries import RetryPolicy
+from rabbitq.topology import QueueSpec, Topology
 from tests.pipeline_support import (
     FakeChannel,
     InMemoryPublisher,
@@ -168,8 +170,12 @@ async def test_an_x_delivery_count_on_a_first_delivery_came_from_a_publisher_and
     assert ran == [("ok", 0)]
 
 
-async def test_a_quorum_count_on_a_redelivery_is_trusted() -> None:
-    h = harness(app_with_tasks(redelivery_limit=2))
+def quorum_work() -> Topology:
+    return Topology(queues=(QueueSpec("work", type="quorum"),))
+
+
+async def test_a_quorum_count_on_a_redelivery_from_a_quorum_queue_is_trusted() -> None:
+    h = harness(app_with_tasks(redelivery_limit=2, routing=quorum_work()))
     envelope = task_envelope("ok", headers={QUORUM_DELIVERY_COUNT_HEADER: 3})
     await h.deliver(envelope, redelivered=True)
     assert ran == []
@@ -177,7 +183,7 @@ async def test_a_quorum_count_on_a_redelivery_is_trusted() -> None:
 
 
 async def test_a_replayed_quorum_redelivery_limit_dead_letter_runs_the_task() -> None:
-    h = harness(app_with_tasks(redelivery_limit=2))
+    h = harness(app_with_tasks(redelivery_limit=2, routing=quorum_work()))
     envelope = task_envelope("ok", headers={QUORUM_DELIVERY_COUNT_HEADER: 3})
     await h.deliver(envelope, redelivered=True)
     dead = h.dead()[0].envelope
@@ -371,7 +377,7 @@ async def test_a_message_handed_back_at_shutdown_keeps_its_redelivery_count() ->
 
 
 async def test_a_quorum_count_handed_back_at_shutdown_moves_into_our_header() -> None:
-    h = harness(app_with_tasks(redelivery_limit=5))
+    h = harness(app_with_tasks(redelivery_limit=5, routing=quorum_work()))
     h.stopping = True
     envelope = task_envelope("ok", headers={QUORUM_DELIVERY_COUNT_HEADER: 2})
     await h.deliver(envelope, redelivered=True)
@@ -422,3 +428,113 @@ async def test_a_stop_while_followups_are_retried_dead_letters_at_once() -> None
     await h.deliver(task_envelope("ok", 1, callbacks=[link_error_to("next")]))
     assert ran == [("ok", 1)]
     assert reason_of(h.dead()[0]) == dead_letters.REASON_FOLLOWUP_FAILED
+
+
+# -- what the review found ----------------------------------------------------------------------
+
+
+async def test_a_thread_task_raising_stop_iteration_is_its_failure_not_a_hung_slot() -> None:
+    app = app_with_tasks()
+
+    @app.task(name="stops")
+    def stops() -> None:
+        next(iter([]))  # a plain bug: StopIteration out of a thread task
+
+    h = harness(app)
+    delivery = await asyncio.wait_for(h.deliver(task_envelope("stops")), 10)
+    [dead] = h.dead()
+    assert reason_of(dead) == dead_letters.REASON_TASK_FAILED
+    assert dead.envelope.headers["rabbitq_exception_type"] == "RuntimeError"
+    assert h.acks.acked == [delivery.tag]
+
+
+async def test_a_publisher_x_delivery_count_on_a_classic_queue_does_not_stop_the_recount() -> None:
+    h = harness(app_with_tasks(redelivery_limit=2))
+    envelope = task_envelope("ok", headers={QUORUM_DELIVERY_COUNT_HEADER: 0})
+    await h.deliver(envelope, redelivered=True)  # the worker died mid-task; redelivered
+    assert ran == []
+    [copy] = h.publisher.to("work")
+    assert copy.envelope.headers[REDELIVERY_COUNT_HEADER] == 1
+
+
+async def test_a_dead_letter_the_broker_does_not_confirm_is_sent_again_never_requeued() -> None:
+    refusals = iter([PublishTimeoutError("blocked"), PublishTimeoutError("blocked")])
+
+    def blocked_twice(item: Published) -> BaseException | None:
+        return next(refusals, None) if item.routing_key == "work.dead" else None
+
+    h = harness(app_with_tasks(), InMemoryPublisher(refuse=blocked_twice))
+    h.pipeline_backoff(0.0)
+    delivery = await h.deliver(task_envelope("boom"))
+    assert ran == ["boom"]
+    assert reason_of(h.dead()[0]) == dead_letters.REASON_TASK_FAILED
+    assert h.acks.acked == [delivery.tag]
+
+
+async def test_a_succeeded_task_whose_followup_dead_letter_bounces_is_not_run_again() -> None:
+    def down(item: Published) -> BaseException | None:
+        if item.envelope.headers.get("task") == "next":
+            return PublishTimeoutError("down")
+        return None
+
+    dead_refusals = iter([PublishTimeoutError("blocked")])
+
+    def refuse(item: Published) -> BaseException | None:
+        if item.routing_key == "work.dead":
+            return next(dead_refusals, None)
+        return down(item)
+
+    h = harness(app_with_tasks(followup_retry_for=0), InMemoryPublisher(refuse=refuse))
+    h.pipeline_backoff(0.0)
+    delivery = await h.deliver(task_envelope("ok", 1, callbacks=[link_error_to("next")]))
+    assert ran == [("ok", 1)]
+    assert reason_of(h.dead()[0]) == dead_letters.REASON_FOLLOWUP_FAILED
+    assert h.acks.acked == [delivery.tag]
+
+
+async def test_a_successor_still_unconfirmed_when_the_channel_closes_is_left_to_the_broker() -> (
+    None
+):
+    channel = FakeChannel()
+
+    def refuse(item: Published) -> BaseException | None:
+        if item.routing_key != "work.dead":
+            return None
+        channel.is_closed = True  # the connection dropped while publishing
+        return PublishTimeoutError("gone")
+
+    h = harness(app_with_tasks(), InMemoryPublisher(refuse=refuse))
+    await h.deliver(task_envelope("boom"), channel=channel)
+    assert h.dead() == []
+    assert h.acks.acked == []  # unacked: the broker redelivers it
+
+
+async def test_an_unroutable_dead_letter_has_its_queue_declared_again() -> None:
+    declared: list[str] = []
+
+    def unroutable_until_declared(item: Published) -> BaseException | None:
+        if item.routing_key == "work.dead" and not declared:
+            return UnroutableError("work.dead", "")
+        return None
+
+    async def redeclare(queue: str) -> None:
+        declared.append(queue)
+
+    h = harness(app_with_tasks(), InMemoryPublisher(refuse=unroutable_until_declared))
+    h.pipeline.redeclare = redeclare
+    h.pipeline_backoff(0.0)
+    await h.deliver(task_envelope("boom"))
+    assert declared == ["work"]
+    assert reason_of(h.dead()[0]) == dead_letters.REASON_TASK_FAILED
+
+
+async def test_skip_task_raised_by_the_task_itself_is_its_failure() -> None:
+    app = app_with_tasks()
+
+    @app.task(name="skips")
+    def skips() -> None:
+        raise rabbitq.SkipTask("only middleware may skip")
+
+    h = harness(app)
+    await h.deliver(task_envelope("skips"))
+    assert reason_of(h.dead()[0]) == dead_letters.REASON_TASK_FAILED

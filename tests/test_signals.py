@@ -149,3 +149,13 @@ def test_disconnect_removes_a_receiver() -> None:
     assert signals.worker_ready.disconnect(receiver)
     signals.worker_ready.send(None)
     assert received == []
+
+
+async def test_a_receiver_raising_system_exit_changes_nothing_for_the_task() -> None:
+    def exits(**kwargs: Any) -> None:
+        raise SystemExit(1)
+
+    signals.task_success.connect(exits)
+    h = harness(app_with_tasks())
+    delivery = await h.deliver(task_envelope("add", 1, 1))
+    assert h.acks.acked == [delivery.tag]

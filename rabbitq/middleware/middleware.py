@@ -18,13 +18,14 @@ Where each hook runs, and what an exception from it means::
     after_process(ctx, outcome)   the task returned or raised           logged, ignored
     after_retry(ctx, exc, eta)    its next attempt is confirmed          logged, ignored
     after_dead_letter(dead)       its dead letter is confirmed           logged, ignored
-    after_skip(ctx, skip)         a before_process raised SkipTask      logged, ignored
+    after_skip(ctx, reason)       a before_process raised SkipTask      logged, ignored
 
-Publish hooks are plain functions (they run in synchronous callers too). Worker hooks may be
-plain or ``async def``; both run on the worker's event loop, in the delivery's own asyncio
-task, so a context variable set in ``before_process`` is seen by the task (a thread task gets
-a copy of the context taken after the hook) and by ``after_process``. A plain hook must not
-block: it holds up every task of the process.
+"Logged, ignored" holds for any exception, ``SystemExit`` included: a hook never ends the
+worker. Publish hooks are plain functions (they run in synchronous callers too). Worker
+hooks may be plain or return an awaitable (``async def``); both run on the worker's event
+loop, in the delivery's own asyncio task, so a context variable set in ``before_process`` is
+seen by the task (a thread task gets a copy of the context taken after the hook) and by
+``after_process``. A plain hook must not block: it holds up every task of the process.
 
 ``before_process`` may raise ``SkipTask`` to ack the message without running it. Any other
 exception there is the task's failure, exactly as if the task had raised it: it is retried or

@@ -7,9 +7,10 @@ given; ``after_*`` hooks too (no reversal: they observe, they do not unwind).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rabbitq.errors import ConfigurationError
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     from rabbitq.app import App, PreparedMessage
 
 log = logging.getLogger("rabbitq.middleware")
-
-_Hook = tuple[Callable[..., Any], bool]  # the bound method, and whether to await it
 
 
 def _overrides(middleware: Middleware, hook: str) -> bool:
@@ -41,12 +40,8 @@ class MiddlewareStack:
                         f"{type(each).__name__}.{hook} must be a plain function: synchronous "
                         "callers publish too"
                     )
-        self._hooks: dict[str, tuple[_Hook, ...]] = {
-            hook: tuple(
-                (getattr(each, hook), inspect.iscoroutinefunction(getattr(each, hook)))
-                for each in self.middleware
-                if _overrides(each, hook)
-            )
+        self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {
+            hook: tuple(getattr(each, hook) for each in self.middleware if _overrides(each, hook))
             for hook in HOOKS
         }
         self.publishes = bool(self._hooks["before_publish"] or self._hooks["after_publish"])
@@ -66,31 +61,96 @@ class MiddlewareStack:
     # -- publishing (synchronous) -----------------------------------------------------------
 
     def before_publish(self, app: App, message: PreparedMessage) -> None:
-        for hook, _ in self._hooks["before_publish"]:
+        for hook in self._hooks["before_publish"]:
             hook(app, message)
 
     def after_publish(self, app: App, message: PreparedMessage) -> None:
-        for hook, _ in self._hooks["after_publish"]:
+        for hook in self._hooks["after_publish"]:
             try:
                 hook(app, message)
-            except Exception:
-                log.exception("after_publish hook %r failed (ignored)", hook)
+            except BaseException as exc:
+                if _is_our_cancellation(exc):
+                    raise
+                _observer_failed("after_publish", hook, exc)
 
     # -- the worker (plain or async hooks) -----------------------------------------------------
 
+    def notify(self, hook_name: str, *args: Any) -> Awaitable[None] | None:
+        """Call an observing hook of each middleware, in order; an exception (any, even
+        ``SystemExit``) is logged and the rest still run. Plain hooks run now; from the first
+        that returns an awaitable on, the rest is returned to be awaited (None: nothing
+        left), so a task whose hooks are all plain pays no coroutine for them."""
+        return self._run(hook_name, args, raising=False)
+
+    def call(self, hook_name: str, *args: Any) -> Awaitable[None] | None:
+        """As ``notify``, for a deciding hook (``before_process``, ``process_start``): the
+        first exception propagates and the later hooks do not run."""
+        return self._run(hook_name, args, raising=True)
+
     async def emit(self, hook_name: str, *args: Any) -> None:
-        """Call an observing hook: an exception is logged and the rest still run."""
-        for hook, is_async in self._hooks[hook_name]:
-            try:
-                result = hook(*args)
-                if is_async:
-                    await result
-            except Exception:
-                log.exception("%s hook %r failed (ignored)", hook_name, hook)
+        pending = self.notify(hook_name, *args)
+        if pending is not None:
+            await pending
 
     async def emit_raising(self, hook_name: str, *args: Any) -> None:
-        """Call a deciding hook (``before_process``, ``process_start``): errors propagate."""
-        for hook, is_async in self._hooks[hook_name]:
-            result = hook(*args)
-            if is_async:
-                await result
+        pending = self.call(hook_name, *args)
+        if pending is not None:
+            await pending
+
+    def _run(
+        self, hook_name: str, args: tuple[Any, ...], *, raising: bool
+    ) -> Awaitable[None] | None:
+        hooks = self._hooks[hook_name]
+        for index, hook in enumerate(hooks):
+            try:
+                result = hook(*args)
+            except BaseException as exc:
+                if raising or _is_our_cancellation(exc):
+                    raise
+                _observer_failed(hook_name, hook, exc)
+                continue
+            # Checked on the result, not the function: a decorated coroutine function counts.
+            if inspect.isawaitable(result):
+                return self._run_rest(hook_name, result, hook, hooks[index + 1 :], args, raising)
+        return None
+
+    async def _run_rest(
+        self,
+        hook_name: str,
+        first: Awaitable[Any],
+        first_hook: Callable[..., Any],
+        rest: tuple[Callable[..., Any], ...],
+        args: tuple[Any, ...],
+        raising: bool,
+    ) -> None:
+        pending: list[tuple[Callable[..., Any], Awaitable[Any] | None]] = [(first_hook, first)]
+        pending += [(hook, None) for hook in rest]
+        for hook, awaitable in pending:
+            try:
+                result = awaitable if awaitable is not None else hook(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except BaseException as exc:
+                if raising or _is_our_cancellation(exc):
+                    raise
+                _observer_failed(hook_name, hook, exc)
+
+
+def _is_our_cancellation(error: BaseException) -> bool:
+    """The worker is cancelling this delivery's task (shutdown, lost channel): let it go."""
+    if not isinstance(error, asyncio.CancelledError):
+        return False
+    try:
+        current = asyncio.current_task()
+    except RuntimeError:  # no running loop: a synchronous caller
+        return True
+    return current is None or current.cancelling() > 0
+
+
+def _observer_failed(hook_name: str, hook: Callable[..., Any], error: BaseException) -> None:
+    log.error(
+        "%s hook %r failed (ignored)",
+        hook_name,
+        hook,
+        exc_info=(type(error), error, error.__traceback__),
+    )

@@ -93,6 +93,7 @@ class Consumer:
             slots=asyncio.Semaphore(concurrency),
             worker_name=self.hostname,
             stopping=lambda: self._stopping,
+            redeclare=self._redeclare,
         )
         self.coordinate_chords = coordinate_chords
         self._coordinator: ChordCoordinator | None = None
@@ -231,13 +232,17 @@ class Consumer:
         async def handle(message: aiormq.abc.DeliveredMessage) -> None:
             self._in_flight += 1
             self._idle.clear()
-            delivery = Delivery.of(queue, message)
-            self._acks.delivered(delivery)
+            delivery: Delivery | None = None
             try:
+                delivery = Delivery.of(queue, message)
+                self._acks.delivered(delivery)
                 await self.pipeline.handle(delivery)
                 self._unsettled_failures = 0
             except Exception:
-                await self._requeue_unsettled(delivery)
+                if delivery is None:  # unreadable frame: the broker keeps it unacked
+                    log.exception("could not read a delivery from %s", queue)
+                else:
+                    await self._requeue_unsettled(delivery)
             finally:
                 self._in_flight -= 1
                 if self._in_flight == 0:
@@ -245,11 +250,15 @@ class Consumer:
 
         return handle
 
+    async def _redeclare(self, queue: str) -> None:
+        assert self._connection is not None
+        await ensure_queue(self._connection, self.app.topology.queue(queue))
+
     async def _requeue_unsettled(self, delivery: Delivery) -> None:
-        """The pipeline could not settle this delivery: its retry, dead letter or hand-back
-        was not confirmed (the broker is in trouble). The worker lives on; the message goes
-        back to the queue after a pause that grows while failures repeat, so a persistent
-        fault does not spin, and its redelivery counts towards the redelivery limit."""
+        """The pipeline raised: a defect, since it settles every path it knows (publishing
+        again until confirmed). The worker lives on; the message goes back to the queue after
+        a pause that grows while failures repeat, so a persistent fault does not spin, and its
+        redelivery counts towards the redelivery limit."""
         self._unsettled_failures += 1
         pause = min(HANDLE_BACKOFF_MAX, 2.0 ** (self._unsettled_failures - 1))
         log.exception(

@@ -52,7 +52,7 @@ from rabbitq.errors import (
     UnknownTaskError,
     UnsupportedMessageError,
 )
-from rabbitq.message import Envelope, TaskMessage, decode_task
+from rabbitq.message import Envelope, TaskMessage, decode_task, utcnow
 from rabbitq.redelivery import judge_redelivery
 from rabbitq.task import Task
 
@@ -117,9 +117,12 @@ def decide_arrival(
     redelivered: bool,
     tasks: Mapping[str, Task],
     redelivery_limit: int,
-    now: dt.datetime,
+    quorum: bool = False,
+    clock: Callable[[], dt.datetime] = utcnow,
 ) -> Arrival:
-    verdict = judge_redelivery(redelivered, envelope.headers, redelivery_limit)
+    """``quorum``: the queue is known to be a quorum queue (see ``redelivery.py``); ``clock``
+    is read only for a message with an ``expires`` or an ``eta``."""
+    verdict = judge_redelivery(redelivered, envelope.headers, redelivery_limit, quorum=quorum)
     if verdict.action == "dead-letter":
         return DeadLetter(
             dead_letters.REASON_REDELIVERY_LIMIT,
@@ -134,7 +137,8 @@ def decide_arrival(
         message = decode_task(envelope)
     except MessageError as exc:
         return DeadLetter(exc.reason, exc)
-    if message.is_expired(now):
+    now = clock() if message.expires is not None or message.eta is not None else None
+    if now is not None and message.is_expired(now):
         assert message.expires is not None
         return DeadLetter(
             dead_letters.REASON_EXPIRED,
@@ -160,6 +164,7 @@ def decide_arrival(
         bad = TaskArgumentsError(f"arguments do not fit {task.name}{task.parameters}: {exc}")
         return DeadLetter(bad.reason, bad, message)
     if message.eta is not None:
+        assert now is not None
         wait_ms = delay_ms_until(message.eta, now)
         if wait_ms > HOLD_AT_MOST_MS:
             return Later(message, message.eta)
@@ -174,7 +179,7 @@ def decide_outcome(
     exception: BaseException | None,
     value: Any = None,
     *,
-    now: dt.datetime,
+    clock: Callable[[], dt.datetime] = utcnow,
     random_fraction: Callable[[], float] = random.random,
 ) -> Verdict:
     """What follows a run that returned ``value`` or raised ``exception``."""
@@ -192,7 +197,7 @@ def decide_outcome(
         countdown = retry.countdown
         if countdown is None:
             countdown = policy.countdown(message.retries, random_fraction)
-        eta = now + dt.timedelta(seconds=max(0.0, countdown))
+        eta = clock() + dt.timedelta(seconds=max(0.0, countdown))
     return RetryAt(eta, message.retries + 1, cause)
 
 

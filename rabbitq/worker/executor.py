@@ -55,6 +55,12 @@ class _ThreadRunner:
             function, future = job
             try:
                 outcome: tuple[asyncio.Future[Any], bool, Any] = (future, True, function())
+            except StopIteration as exc:
+                # asyncio refuses StopIteration as a future's exception (it would end the
+                # awaiting generator instead): hand over what Python itself turns it into.
+                failure = RuntimeError(f"task raised StopIteration: {exc!r}")
+                failure.__cause__ = exc
+                outcome = (future, False, failure)
             except BaseException as exc:  # handed to the awaiting coroutine
                 outcome = (future, False, exc)
             with self._lock:
@@ -74,10 +80,13 @@ class _ThreadRunner:
         for future, ok, value in finished:
             if future.cancelled():
                 continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            try:
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            except Exception as exc:  # one refused outcome must not strand the rest
+                future.set_exception(RuntimeError(f"task outcome could not be handed back: {exc}"))
 
 
 class Executor:

@@ -111,6 +111,9 @@ class Followups:
     async def succeeded(self, task: Task, message: TaskMessage, value: Any) -> None:
         if stores_result(self.app, task, message):
             await self._answer(message, results.success(message.id, value))
+        member = message.embed_extras.get(CHORD_OPTION)
+        if not (message.chain or message.callbacks or isinstance(member, dict)):
+            return  # the common case: nothing follows
         outgoing: list[PreparedMessage] = []
         around = self._context(message)
         if message.chain:
@@ -119,7 +122,6 @@ class Followups:
             outgoing += self._compile(following, step)
         for callback in message.callbacks or []:
             outgoing += self._compile(callback, replace(around, parent_result=(value,)))
-        member = message.embed_extras.get(CHORD_OPTION)
         if isinstance(member, dict):
             outgoing.append(self._chord_part(member, results=[(member["index"], value)]))
         if outgoing:

@@ -13,6 +13,12 @@ redelivers it. A task that succeeded is never run again because something after 
 its follow-ups are retried (transient errors) or it is dead-lettered ``followup-failed``
 (permanent ones) with its result kept. A failure's follow-ups (errbacks, FAILURE result,
 chord error part) never stop its dead letter: their error rides in a header.
+
+A successor the broker does not confirm (a retry, a dead letter, a hand-back) is published
+again, with backoff, for as long as the delivery's channel lives: never nacked, because a
+requeue would run a task that already ran. Only when the channel is gone (the broker has
+the delivery back) does the pipeline let go. An unroutable dead letter (its queue was
+deleted) has its queue declared again first.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from rabbitq.app import App
-from rabbitq.errors import MessageError, SkipTask
-from rabbitq.message import TaskMessage, decode_task, utcnow
+from rabbitq.errors import MessageError, SkipTask, UnroutableError
+from rabbitq.message import TaskMessage, decode_task
 from rabbitq.middleware import DeadLettered, MiddlewareStack, Outcome, TaskContext
 from rabbitq.task import Task, TaskRequest, current_request
 from rabbitq.worker.decisions import (
@@ -46,6 +52,10 @@ from rabbitq.worker.republish import Acker, Publisher, Republisher
 
 log = logging.getLogger("rabbitq.worker")
 
+# A successor the broker did not confirm is sent again after this pause, doubling...
+SETTLE_BACKOFF_FIRST = 0.5
+SETTLE_BACKOFF_MAX = 30.0  # ...up to this (seconds)
+
 
 class Pipeline:
     def __init__(
@@ -60,6 +70,7 @@ class Pipeline:
         slots: asyncio.Semaphore,
         worker_name: str,
         stopping: Callable[[], bool],
+        redeclare: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
         self.middleware = middleware
@@ -70,6 +81,10 @@ class Pipeline:
         self.slots = slots
         self.worker_name = worker_name
         self.stopping = stopping
+        # Declares a task queue and its dead-letter queue again (a deleted one bounces).
+        self.redeclare = redeclare
+        self._quorum: dict[str, bool] = {}
+        self.settle_backoff_first = SETTLE_BACKOFF_FIRST
         self._hears_receipts = self.middleware.has("message_received")
         self._hears_before = self.middleware.has("before_process")
         self._hears_after = self.middleware.has("after_process")
@@ -77,12 +92,13 @@ class Pipeline:
     async def handle(self, delivery: Delivery) -> None:
         if self._hears_receipts:
             await self.middleware.emit("message_received", delivery)
+        quorum = self._is_quorum(delivery.queue)
         action = decide_arrival(
             delivery.envelope,
             redelivered=delivery.redelivered,
             tasks=self.app.tasks,
             redelivery_limit=self.app.redelivery_limit,
-            now=utcnow(),
+            quorum=quorum,
         )
         if type(action) is Run:
             if action.wait_s:
@@ -95,15 +111,70 @@ class Pipeline:
         elif type(action) is DeadLetter:
             await self._dead_letter(delivery, action)
         elif type(action) is Later:
-            await self.republish.later(delivery, action.message, action.eta)
+            later = action
+            await self._settle(
+                delivery,
+                "re-delay",
+                lambda: self.republish.later(delivery, later.message, later.eta),
+            )
         elif type(action) is Recount:
-            await self.republish.recount(delivery, action.redeliveries, self.app.redelivery_limit)
+            count, limit = action.redeliveries, self.app.redelivery_limit
+            await self._settle(
+                delivery, "recount", lambda: self.republish.recount(delivery, count, limit)
+            )
 
     async def hand_back(self, delivery: Delivery) -> None:
         """Shutting down: this one never started. With its channel gone the broker already
         has it back; otherwise a copy goes back with its count unchanged (not a nack)."""
-        if not delivery.channel.is_closed:
-            await self.republish.hand_back(delivery)
+        quorum = self._is_quorum(delivery.queue)
+        await self._settle(
+            delivery, "hand-back", lambda: self.republish.hand_back(delivery, quorum=quorum)
+        )
+
+    def _is_quorum(self, queue: str) -> bool:
+        known = self._quorum.get(queue)
+        if known is None:
+            known = self._quorum[queue] = self.app.topology.queue(queue).type == "quorum"
+        return known
+
+    async def _settle(
+        self, delivery: Delivery, what: str, publish: Callable[[], Awaitable[object]]
+    ) -> bool:
+        """Run ``publish`` (a successor, confirmed, then the ack) until it succeeds: True; or
+        until the delivery's channel is gone, when the broker has it back: False."""
+        attempt = 0
+        while not delivery.channel.is_closed:
+            try:
+                await publish()
+                return True
+            except Exception as exc:
+                attempt += 1
+                if isinstance(exc, UnroutableError) and self.redeclare is not None:
+                    await self._redeclare(delivery.queue)
+                pause = min(SETTLE_BACKOFF_MAX, self.settle_backoff_first * 2 ** (attempt - 1))
+                log.error(
+                    "%s of message %s from %s not confirmed (%s: %s); trying again in %.1fs",
+                    what,
+                    delivery.envelope.message_id,
+                    delivery.queue,
+                    type(exc).__name__,
+                    exc,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+        log.warning(
+            "%s of message %s abandoned: its channel closed, the broker redelivers it",
+            what,
+            delivery.envelope.message_id,
+        )
+        return False
+
+    async def _redeclare(self, queue: str) -> None:
+        assert self.redeclare is not None
+        try:
+            await self.redeclare(queue)
+        except Exception as exc:  # the next attempt says whether it helped
+            log.warning("could not declare %s and its dead-letter queue again: %s", queue, exc)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -134,26 +205,38 @@ class Pipeline:
             log.warning("could not record %s[%s] as started: %s", task.name, message.id, exc)
         exception: BaseException | None = None
         value = None
+        if self._hears_before:
+            try:
+                pending = self.middleware.call("before_process", context)
+                if pending is not None:
+                    await pending
+            except SkipTask as skip:
+                self.acks.ack(delivery)
+                log.info("task %s[%s] skipped: %s", task.name, message.id, skip.reason)
+                await self.middleware.emit("after_skip", context, skip.reason)
+                return
+            except asyncio.CancelledError as cancelled:
+                if _being_cancelled():
+                    raise
+                exception = cancelled
+            except BaseException as exc:  # a middleware's error is the task's failure
+                exception = exc
         try:
-            if self._hears_before:
-                await self.middleware.emit_raising("before_process", context)
-            value = await self.executor.run(task, request)
-            check_result(self.app, task, message, value)
-        except SkipTask as skip:
-            self.acks.ack(delivery)
-            log.info("task %s[%s] skipped: %s", task.name, message.id, skip.reason)
-            await self.middleware.emit("after_skip", context, skip.reason)
-            return
+            if exception is None:
+                value = await self.executor.run(task, request)
+                check_result(self.app, task, message, value)
         except asyncio.CancelledError as cancelled:
             if _being_cancelled():
                 raise  # the worker itself is cancelling: the broker redelivers
             exception = cancelled  # the task's own doing, like any other error
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task's failure only
             exception = exc
-        verdict = decide_outcome(task, message, exception, value, now=utcnow())
+        verdict = decide_outcome(task, message, exception, value)
         if self._hears_after:
             outcome = Outcome(value, exception, retried=type(verdict) is RetryAt)
-            await self.middleware.emit("after_process", context, outcome)
+            pending = self.middleware.notify("after_process", context, outcome)
+            if pending is not None:
+                await pending
         if type(verdict) is Succeed:
             await self._succeed(delivery, context, verdict.value)
         elif type(verdict) is RetryAt:
@@ -208,8 +291,13 @@ class Pipeline:
             await self.followups.retrying(context.task, context.message, retry.cause)
         except Exception as exc:  # a state report only: the retry still goes out
             log.warning("could not record %s[%s] as retrying: %s", *_who(context), exc)
-        await self.republish.retry(delivery, context.message, retry.retries, retry.eta)
-        await self.middleware.emit("after_retry", context, retry.cause, retry.eta)
+        message = context.message
+        if await self._settle(
+            delivery,
+            "retry",
+            lambda: self.republish.retry(delivery, message, retry.retries, retry.eta),
+        ):
+            await self.middleware.emit("after_retry", context, retry.cause, retry.eta)
 
     async def _dead_letter(
         self,
@@ -232,13 +320,19 @@ class Pipeline:
                 # result, or the chord's error part) did not is written on it.
                 followup_error = exc
                 log.warning("follow-ups of failed %s[%s] not sent: %s", task, message.id, exc)
-        queue = await self.republish.dead_letter(
-            delivery, action.reason, action.error, message, followup_error=followup_error
-        )
-        await self.middleware.emit(
-            "after_dead_letter",
-            DeadLettered(delivery, action.reason, action.error, queue, message, task),
-        )
+        decoded = message
+        if await self._settle(
+            delivery,
+            "dead letter",
+            lambda: self.republish.dead_letter(
+                delivery, action.reason, action.error, decoded, followup_error=followup_error
+            ),
+        ):
+            queue = self.republish.dead_letter_queue(delivery)
+            await self.middleware.emit(
+                "after_dead_letter",
+                DeadLettered(delivery, action.reason, action.error, queue, message, task),
+            )
 
 
 def _being_cancelled() -> bool:

@@ -121,10 +121,9 @@ class Republisher:
         )
         self.acks.ack(delivery)
 
-    async def hand_back(self, delivery: Delivery) -> None:
-        await self._copy_back(
-            delivery, redeliveries_so_far(delivery.redelivered, delivery.envelope.headers)
-        )
+    async def hand_back(self, delivery: Delivery, *, quorum: bool) -> None:
+        count = redeliveries_so_far(delivery.redelivered, delivery.envelope.headers, quorum=quorum)
+        await self._copy_back(delivery, count)
         self.acks.ack(delivery)
 
     async def _copy_back(self, delivery: Delivery, count: int) -> None:
