@@ -48,6 +48,7 @@ from rabbitq.chords import (
 )
 from rabbitq.message import Envelope
 from rabbitq.serializers import serializer_named
+from rabbitq.testing import LocalRedis
 from rabbitq.topology import TASK_EXCHANGE
 
 
@@ -334,6 +335,31 @@ def test_a_refused_body_publish_retries_that_chord_alone_until_accepted(
     assert properties.headers["task"] == "cv.collect"
     assert not parts_of(waiting, chords.left_in_chord_queue())
     assert not chords.dead()
+
+
+def test_a_failed_chord_waits_for_redis_and_reports_once_it_is_back(chords: Chords) -> None:
+    """Redis down is a failure that passes: the failed chord's result cannot be stored yet."""
+    redis = LocalRedis().start()
+    worker = chords.worker("coordinator", env={"RABBITQ_RESULT_BACKEND": redis.url})
+    redis.stop()
+    body = chords.body("never")
+    errback = canvas_app.errback.s("reported").to_dict()
+    errback["options"] = {"queue": chords.setup.queue, "ignore_result": True}
+    body["options"]["link_error"] = [errback]
+    error = {"index": 1, "task_id": "m1", "exc_type": "KeyError", "exc_message": "bad"}
+    chords.send(ChordPart("failing", 2, body, [], error))
+    # A chord that needs no Redis completes meanwhile (its body keeps no result).
+    chords.chord("other", ignore_result=True)
+    chords.wait_recorded("other")
+    assert not chords.recorded("reported")  # it waits: its FAILURE result comes first
+    revived = LocalRedis(port=redis.port).start()
+    try:
+        (line,) = chords.wait_recorded("reported")
+        stop_alive(worker)
+    finally:
+        revived.stop()
+    assert "ChordError" in line and "chord member 1 (m1) failed: KeyError: bad" in line
+    assert not parts_of("failing", chords.left_in_chord_queue())
 
 
 # -- coordinator failover ---------------------------------------------------------------------

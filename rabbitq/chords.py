@@ -37,8 +37,9 @@ redelivered after a crash) is acked as such instead of starting a tally that nev
 when the failure may pass (broker or Redis unreachable, a full queue refusing the message);
 when it cannot pass (unroutable, malformed body signature, a refusal by the broker), one part
 carrying everything the chord holds goes to ``rabbitq.chords.dead`` with reason
-``chord-unpublishable``, and the held parts are acked once that is confirmed. Replaying it
-(``rabbitq dead replay``) completes the chord.
+``chord-unpublishable``, and the held parts are acked once that is confirmed. Which failures
+cannot pass is decided as for a task's follow-ups (``worker/decisions.is_permanent``).
+Replaying the dead letter (``rabbitq dead replay``) completes the chord.
 """
 
 from __future__ import annotations
@@ -49,16 +50,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from rabbitq.errors import (
-    BrokerError,
-    ConfigurationError,
-    MessageDecodeError,
-    MessageError,
-    PublishError,
-    PublishNackedError,
-    PublishTimeoutError,
-    TaskArgumentsError,
-)
+from rabbitq.errors import MessageDecodeError
 from rabbitq.message import Envelope
 from rabbitq.redelivery import QUORUM_DELIVERY_COUNT_HEADER
 from rabbitq.serializers import Serializer, serializer_for_content_type
@@ -182,24 +174,6 @@ def returned(headers: dict[str, Any] | None) -> bool:
     return isinstance(count, int) and not isinstance(count, bool) and count >= 1
 
 
-def failure_is_transient(exc: BaseException) -> bool:
-    """Will settling a chord succeed if tried again later?
-
-    Yes when the broker or Redis could not be reached or a full queue refused the message
-    (``x-overflow: reject-publish`` nacks); no when the same message would fail the same way:
-    unroutable, refused by the broker for what it is (too large, unknown exchange), or a body
-    signature that cannot be built.
-    """
-    if isinstance(exc, PublishTimeoutError | PublishNackedError | BrokerError):
-        return True
-    if isinstance(exc, PublishError | MessageError | ConfigurationError | TaskArgumentsError):
-        return False
-    if isinstance(exc, OSError | TimeoutError):
-        return True
-    # The clients' own errors (a dropped connection, a Redis that is down) pass with time.
-    return type(exc).__module__.split(".")[0] in {"redis", "aiormq", "aio_pika", "pamqp"}
-
-
 def retry_delay(attempts: int) -> float:
     """Seconds to wait after the ``attempts``-th failed attempt to settle a chord."""
     return float(min(RETRY_MAX, RETRY_FIRST * 2 ** max(0, attempts - 1)))
@@ -256,11 +230,13 @@ class ChordTally:
     def due(self, now: float) -> bool:
         return self.retry_at is not None and now >= self.retry_at
 
-    def settling_failed(self, exc: BaseException, now: float | None = None) -> None:
-        """An attempt to settle failed; the next waits longer. A failure that cannot pass
-        sends the chord to the dead letters from now on, unless its outcome is already out
-        (then only the completion record is missing, and a dead letter would run it twice)."""
-        permanent = not failure_is_transient(exc)
+    def settling_failed(
+        self, exc: BaseException, *, permanent: bool, now: float | None = None
+    ) -> None:
+        """An attempt to settle failed; the next waits longer. A ``permanent`` failure (the
+        same publish would fail the same way) sends the chord to the dead letters from now on,
+        unless its outcome is already out: then only the completion record is missing, and a
+        dead letter, replayed, would run the body twice."""
         if permanent and self.unpublishable is None and not self.outcome_sent:
             self.unpublishable = exc
         self.attempts += 1

@@ -13,21 +13,12 @@ from rabbitq.chords import (
     FinishedChords,
     decode_part,
     decode_record,
-    failure_is_transient,
     ledger_envelope,
     part_envelope,
     retry_delay,
     returned,
 )
-from rabbitq.errors import (
-    BrokerConnectionError,
-    ConfigurationError,
-    MessageDecodeError,
-    PublishError,
-    PublishNackedError,
-    PublishTimeoutError,
-    UnroutableError,
-)
+from rabbitq.errors import MessageDecodeError, PublishTimeoutError, UnroutableError
 from rabbitq.message import Envelope
 from rabbitq.serializers import serializer_named
 
@@ -111,34 +102,6 @@ def test_only_a_delivery_count_of_one_or_more_says_a_delivery_came_back() -> Non
     assert not returned(None)
 
 
-@pytest.mark.parametrize(
-    "exc",
-    [
-        PublishTimeoutError("no confirm"),
-        PublishNackedError("queue full (reject-publish)"),
-        BrokerConnectionError("down"),
-        ConnectionRefusedError(),
-        TimeoutError(),
-        type("ConnectionError", (Exception,), {"__module__": "redis.exceptions"})(),
-    ],
-)
-def test_broker_and_redis_trouble_is_worth_another_attempt(exc: BaseException) -> None:
-    assert failure_is_transient(exc)
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
-        UnroutableError("nowhere", "rabbitq"),
-        PublishError("406 message too large"),
-        ConfigurationError("not a signature: {}"),
-        TypeError("args must be a list"),
-    ],
-)
-def test_what_would_fail_again_the_same_way_is_not(exc: BaseException) -> None:
-    assert not failure_is_transient(exc)
-
-
 def test_the_wait_before_another_attempt_doubles_up_to_a_cap() -> None:
     assert [retry_delay(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
     assert retry_delay(50) == RETRY_MAX
@@ -146,7 +109,7 @@ def test_the_wait_before_another_attempt_doubles_up_to_a_cap() -> None:
 
 def test_a_transient_failure_schedules_another_attempt_and_keeps_the_chord() -> None:
     tally = ChordTally(part(0, size=1))
-    tally.settling_failed(PublishTimeoutError("no confirm"), now=100.0)
+    tally.settling_failed(PublishTimeoutError("no confirm"), permanent=False, now=100.0)
     assert tally.unpublishable is None and tally.attempts == 1
     assert tally.waiting_to_retry and not tally.due(100.4) and tally.due(100.5)
 
@@ -154,7 +117,7 @@ def test_a_transient_failure_schedules_another_attempt_and_keeps_the_chord() -> 
 def test_a_permanent_failure_sends_the_chord_to_the_dead_letters() -> None:
     tally = ChordTally(part(0, size=1))
     error = UnroutableError("nowhere", "rabbitq")
-    tally.settling_failed(error, now=0.0)
+    tally.settling_failed(error, permanent=True, now=0.0)
     assert tally.unpublishable is error
 
 
@@ -162,7 +125,7 @@ def test_once_the_outcome_is_out_no_failure_dead_letters_the_chord() -> None:
     """Only the completion record is missing: a dead letter, replayed, would run the body twice."""
     tally = ChordTally(part(0, size=1))
     tally.outcome_sent = True
-    tally.settling_failed(UnroutableError("rabbitq.chords", ""), now=0.0)
+    tally.settling_failed(UnroutableError("rabbitq.chords", ""), permanent=True, now=0.0)
     assert tally.unpublishable is None and tally.waiting_to_retry
 
 

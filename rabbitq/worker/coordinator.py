@@ -51,6 +51,7 @@ from rabbitq.compile import Context, compile_signature
 from rabbitq.errors import MessageError, TaskError
 from rabbitq.message import Envelope, envelope_from_properties
 from rabbitq.results import meta as results
+from rabbitq.worker.decisions import is_permanent
 from rabbitq.worker.followups import Followups, can_store
 
 log = logging.getLogger("rabbitq.chords")
@@ -192,7 +193,7 @@ class ChordCoordinator:
                 await self._record_finished(tally)
                 return
             except Exception as exc:
-                tally.settling_failed(exc)
+                tally.settling_failed(exc, permanent=is_permanent(exc))
                 if tally.unpublishable is None:
                     log.warning(
                         "chord %s not settled (attempt %d), retrying in %.1fs: %s",
@@ -206,7 +207,7 @@ class ChordCoordinator:
         try:
             await self._dead_letter(tally)
         except Exception as exc:
-            tally.settling_failed(exc)
+            tally.settling_failed(exc, permanent=True)  # already going to the dead letters
             log.error(
                 "chord %s: its dead letter is not stored (%r); parts stay held, retrying",
                 tally.chord_id,
