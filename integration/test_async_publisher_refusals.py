@@ -46,7 +46,8 @@ async def publisher(broker_url: str) -> AsyncIterator[AsyncPublisher]:
 def queue(broker_url: str, unique_name: str) -> Iterator[str]:
     """A queue bound to the default exchange under its own name."""
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    connection.channel().queue_declare(unique_name, auto_delete=False)
+    # Durable: RabbitMQ 4.x deprecates transient non-exclusive queues (refused once denied).
+    connection.channel().queue_declare(unique_name, durable=True)
     yield unique_name
     connection.channel().queue_delete(unique_name)
     connection.close()
