@@ -164,6 +164,18 @@ class Chords:
     def dead(self) -> list[tuple[dict[str, Any], bytes, Any]]:
         return [(p.headers or {}, b, p) for p, b in drain_queue(self.url, CHORD_DEAD_QUEUE)]
 
+    def close_connections_of(self, pid: int) -> int:
+        """Have the broker close every connection of process ``pid``; how many it closed."""
+        connections = self.api.call("GET", f"/api/vhosts/{self._vhost_path}/connections")
+        closed = 0
+        for connection in connections:
+            name = str(connection.get("client_properties", {}).get("connection_name", ""))
+            if name.startswith("rabbitq-") and str(pid) in name:
+                quoted = urllib.parse.quote(connection["name"], safe="")
+                self.api.call("DELETE", f"/api/connections/{quoted}")
+                closed += 1
+        return closed
+
     def unacked_in_chord_queue(self) -> int:
         queue = self.api.call("GET", f"/api/queues/{self._vhost_path}/{CHORD_QUEUE}")
         return int(queue.get("messages_unacknowledged", 0))
@@ -360,6 +372,24 @@ def test_a_failed_chord_waits_for_redis_and_reports_once_it_is_back(chords: Chor
         revived.stop()
     assert "ChordError" in line and "chord member 1 (m1) failed: KeyError: bad" in line
     assert not parts_of("failing", chords.left_in_chord_queue())
+
+
+def test_a_coordinator_whose_connection_is_closed_takes_its_parts_again(
+    chords: Chords,
+) -> None:
+    worker = chords.worker("coordinator")
+    body = chords.body("reborn")
+    chords.send(ChordPart("reborn", 2, body, [(0, "held")]))
+    chords.chord("first")  # taken after part 0: once it ran, part 0 is held
+    chords.wait_recorded("first")
+    # What the coordinator held returns to the queue; it must forget it (acking the returned
+    # copy as a duplicate of what it held would lose it) and take it again on reconnecting.
+    # The management API lists a connection only once its first statistics are in.
+    wait_for(lambda: chords.close_connections_of(worker.pid) >= 1, 60)
+    chords.send(ChordPart("reborn", 2, body, [(1, "later")]))
+    assert chords.wait_recorded("reborn") == ["reborn 2 held later"]
+    stop_alive(worker)
+    assert not parts_of("reborn", chords.left_in_chord_queue())
 
 
 # -- coordinator failover ---------------------------------------------------------------------

@@ -98,26 +98,38 @@ class ChordCoordinator:
         self._generation = 0
         self._channel: AbstractRobustChannel | None = None
         self._consumer_tag: str | None = None
+        self._stopping = False
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await declare_chord_queues(self.connection)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=0)  # parts are held until their chord completes
-        channel.reopen_callbacks.add(self._forget_held)
-        queue = await channel.get_queue(CHORD_QUEUE, ensure=False)
-        self._consumer_tag = await queue.consume(self._on_message)
+        # aio-pika reopens the channel after a reconnect but does not consume on it again.
+        channel.reopen_callbacks.add(self._consume_again)
+        await self._consume(channel)
         self._channel = channel
         self._ticker = asyncio.create_task(self._tick())
 
+    async def _consume(self, channel: AbstractRobustChannel) -> None:
+        queue = await channel.get_queue(CHORD_QUEUE, ensure=False)
+        self._consumer_tag = await queue.consume(self._on_message)
+
+    async def _consume_again(self, channel: AbstractRobustChannel | None) -> None:
+        async with self._lock:
+            self._forget_held()  # before anything arrives on the new channel
+        if channel is not None and not self._stopping:
+            await self._consume(channel)
+
     async def stop(self) -> None:
+        self._stopping = True
         if self._ticker is not None:
             self._ticker.cancel()
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._channel.close(), 5.0)  # unacked parts go back
 
-    def _forget_held(self, *_args: Any) -> None:
+    def _forget_held(self) -> None:
         # Everything held was on the channel that closed: RabbitMQ redelivers it. Which chords
         # finished stays true (and the ledger records come back too).
         self._generation += 1
@@ -345,7 +357,12 @@ class ChordCoordinator:
         while True:
             await asyncio.sleep(period)
             async with self._lock:
-                await self._look_at_held(time.monotonic())
+                try:
+                    await self._look_at_held(time.monotonic())
+                except Exception as exc:
+                    # An ack on a channel that has just closed: what it held returns to the
+                    # queue and the reopen forgets it. The ticker itself must go on.
+                    log.warning("chord coordinator: %r; held parts will be redelivered", exc)
 
     async def _look_at_held(self, now: float) -> None:
         await self._dead_letter_undecodable()
