@@ -436,3 +436,31 @@ def test_failovers_do_not_bring_held_parts_to_the_delivery_limit(chords: Chords)
 
 def _folded(worker: WorkerProcess, chord_id: str) -> bool:
     return f"chord {chord_id}: folded" in worker.log()
+
+
+def test_completion_records_survive_failovers_under_the_delivery_limit(chords: Chords) -> None:
+    # Limit 2: a record returned three times would be dead-lettered, and three failovers come.
+    # (Not 1: the last worker's own shutdown returns the record it has just received.)
+    chords.policy("limit", f"^{CHORD_QUEUE}$", {"delivery-limit": 2})
+    first = chords.worker("w0")
+    finished = chords.chord("finished")
+    chords.wait_recorded("finished")  # its completion record is in rabbitq.chords by now
+    first.signal(signal.SIGKILL)
+    first.process.wait(10)
+    for n in range(1, 4):
+        # Each successor receives the record back (counted) and compacts it into a fresh one.
+        worker = chords.worker(f"w{n}")
+        wait_for(partial(_compacted, worker), 60, worker.log)
+        worker.signal(signal.SIGKILL)
+        worker.process.wait(10)
+    last = chords.worker("last")
+    chords.send(ChordPart(finished, 1, chords.body("finished"), [(0, 0)]))  # a late duplicate
+    chords.chord("after")
+    chords.wait_recorded("after")
+    stop_alive(last)
+    assert not parts_of(finished, chords.left_in_chord_queue())
+    assert chords.recorded("finished") == ["finished 1 0"] and not chords.dead()
+
+
+def _compacted(worker: WorkerProcess) -> bool:
+    return "finished chords compacted into one record" in worker.log()

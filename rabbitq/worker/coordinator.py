@@ -345,7 +345,7 @@ class ChordCoordinator:
             CHORD_QUEUE, ledger_envelope(ledger, self.app.serializer), exchange=""
         )
         await self._ack_all(self._finished.replaced())
-        log.debug("ledger of %d finished chords compacted into one record", len(ledger.done))
+        log.info("ledger of %d finished chords compacted into one record", len(ledger.done))
 
     async def _ack_all(self, held: list[Any]) -> None:
         for generation, message in held:
