@@ -125,9 +125,21 @@ class ChordCoordinator:
         self._stopping = True
         if self._ticker is not None:
             self._ticker.cancel()
-        if self._channel is not None:
+        if self._channel is None:
+            return
+        # A chord being settled finishes first: its body is out, so its parts should be acked
+        # rather than handed back (a successor would publish the body again).
+        try:
+            await asyncio.wait_for(self._lock.acquire(), 5.0)
+            locked = True
+        except TimeoutError:
+            locked = False
+        try:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._channel.close(), 5.0)  # unacked parts go back
+        finally:
+            if locked:
+                self._lock.release()
 
     def _forget_held(self) -> None:
         # Everything held was on the channel that closed: RabbitMQ redelivers it. Which chords
