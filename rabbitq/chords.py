@@ -310,7 +310,8 @@ class FinishedChords:
         back (a quorum queue counts its returns)."""
         if not self.held:
             return False
-        held_long = self.held_since is not None and now - self.held_since >= fold_after
+        # Compared as a sum: (t + 600) - t can come out a hair under 600 in floating point.
+        held_long = self.held_since is not None and now >= self.held_since + fold_after
         many = len(self.held) >= max(COMPACT_AT, len(self.ids) // 10)
         return self.worn or held_long or (many and len(self.held) > 1)
 
