@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from rabbitq.worker.delivery import Delivery
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskContext:
     """One run of a task, handed to every processing hook.
 
@@ -68,7 +68,7 @@ class TaskContext:
         return time.perf_counter() - self.started
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """How a run ended: ``value`` when it returned, ``exception`` when it raised.
 

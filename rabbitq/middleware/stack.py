@@ -110,7 +110,7 @@ class MiddlewareStack:
                 _observer_failed(hook_name, hook, exc)
                 continue
             # Checked on the result, not the function: a decorated coroutine function counts.
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 return self._run_rest(hook_name, result, hook, hooks[index + 1 :], args, raising)
         return None
 

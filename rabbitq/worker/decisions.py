@@ -65,48 +65,50 @@ FOLLOWUP_BACKOFF_FIRST = 0.5
 FOLLOWUP_BACKOFF_MAX = 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Run:
     task: Task
     message: TaskMessage
     wait_s: float = 0.0  # due within a second: wait in the worker, then run
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeadLetter:
     reason: str
     error: BaseException
     message: TaskMessage | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Recount:
     redeliveries: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Later:
     message: TaskMessage
     eta: dt.datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Succeed:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RetryAt:
     eta: dt.datetime
     retries: int  # the count the next attempt carries
     cause: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RetryFollowups:
     after_s: float
 
 
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and two of these
+# are made for every task.
 Arrival = Run | DeadLetter | Recount | Later
 Verdict = Succeed | RetryAt | DeadLetter
 

@@ -247,7 +247,7 @@ class Pipeline:
     async def _succeed(self, delivery: Delivery, context: TaskContext, value: object) -> None:
         task, message = context.task, context.message
         attempt = 0
-        deadline = time.monotonic() + self.app.followup_retry_for
+        deadline = 0.0  # set at the first failure: the common case never needs the clock
         while True:
             try:
                 await self.followups.succeeded(task, message, value)
@@ -262,6 +262,8 @@ class Pipeline:
                     return
                 attempt += 1
                 now = time.monotonic()
+                if attempt == 1:
+                    deadline = now + self.app.followup_retry_for
                 decision = decide_followup_failure(
                     exc, attempt=attempt, now=now, deadline=now if self.stopping() else deadline
                 )
