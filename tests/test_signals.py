@@ -159,3 +159,31 @@ async def test_a_receiver_raising_system_exit_changes_nothing_for_the_task() -> 
     h = harness(app_with_tasks())
     delivery = await h.deliver(task_envelope("add", 1, 1))
     assert h.acks.acked == [delivery.tag]
+
+
+async def test_after_task_publish_is_sent_once_the_publish_is_confirmed() -> None:
+    signals.after_task_publish.connect(record("after_task_publish"))
+    h = harness(app_with_tasks())
+    callback = {"task": "add", "args": [1], "kwargs": {}, "options": {}}
+    await h.deliver(task_envelope("add", 1, 1, callbacks=[callback]))
+    [(_, kwargs)] = received
+    [sent] = h.publisher.published
+    assert kwargs["sender"] == "add"
+    assert kwargs["routing_key"] == sent.routing_key
+    assert kwargs["headers"]["id"] == sent.envelope.headers["id"]
+    assert list(kwargs["body"][0]) == [2, 1]  # the result, then the callback's own argument
+
+
+async def test_worker_process_init_is_sent_at_process_start() -> None:
+    signals.worker_process_init.connect(record("worker_process_init"))
+    app = app_with_tasks()
+    await app.middleware.emit_raising("process_start", app)
+    assert names() == ["worker_process_init"]
+
+
+async def test_a_failure_sends_task_postrun_with_state_failure() -> None:
+    signals.task_postrun.connect(record("task_postrun"))
+    h = harness(app_with_tasks())
+    await h.deliver(task_envelope("fails"))
+    [(_, kwargs)] = received
+    assert kwargs["state"] == "FAILURE" and isinstance(kwargs["retval"], ValueError)
