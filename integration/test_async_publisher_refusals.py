@@ -8,13 +8,9 @@ error type shows it was not the timeout that ended the call.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pika
 import pytest
@@ -22,6 +18,7 @@ import pytest
 import rabbitq
 from integration.support import drain_queue
 from rabbitq.amqp.aio import AsyncPublisher
+from rabbitq.amqp.management import ManagementClient
 from rabbitq.message import Envelope
 from rabbitq.testing import LocalBroker
 
@@ -124,30 +121,10 @@ async def test_batch_over_the_broker_max_message_size_raises_publish_error_at_on
         await publisher.close()
 
 
-class Management:
-    """Just enough of the management API to add and remove a user."""
-
-    def __init__(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self.base = f"{parts.scheme}://{parts.hostname}:{parts.port}"
-        credentials = f"{parts.username}:{parts.password}".encode()
-        self.auth = "Basic " + base64.b64encode(credentials).decode()
-
-    def call(self, method: str, path: str, document: dict[str, Any] | None = None) -> None:
-        request = urllib.request.Request(
-            self.base + path,
-            data=json.dumps(document).encode() if document is not None else None,
-            method=method,
-            headers={"Authorization": self.auth, "content-type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-
-
 @pytest.fixture
 def read_only_url(broker_url: str, management_url: str) -> Iterator[str]:
     """A user who may declare (the publisher declares the rabbitq exchange) but not write."""
-    api = Management(management_url)
+    api = ManagementClient(management_url)
     user = f"ro-{uuid.uuid4().hex[:8]}"
     api.call("PUT", f"/api/users/{user}", {"password": "pw", "tags": ""})
     api.call(

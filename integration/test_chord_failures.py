@@ -9,13 +9,10 @@ stopped: held parts return to ``rabbitq.chords`` then, so a part that is not the
 
 from __future__ import annotations
 
-import base64
-import json
 import signal
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -36,6 +33,7 @@ from integration.support import (
     wait_for,
 )
 from rabbitq.amqp.blocking import to_pika_properties
+from rabbitq.amqp.management import ManagementClient
 from rabbitq.chords import (
     CHORD_DEAD_QUEUE,
     CHORD_QUEUE,
@@ -52,31 +50,10 @@ from rabbitq.testing import LocalRedis
 from rabbitq.topology import TASK_EXCHANGE
 
 
-class Management:
-    """Just enough of the management API for vhosts and policies."""
-
-    def __init__(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self.base = f"{parts.scheme}://{parts.hostname}:{parts.port}"
-        credentials = f"{parts.username}:{parts.password}".encode()
-        self.auth = "Basic " + base64.b64encode(credentials).decode()
-
-    def call(self, method: str, path: str, document: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
-            self.base + path,
-            data=json.dumps(document).encode() if document is not None else None,
-            method=method,
-            headers={"Authorization": self.auth, "content-type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer = response.read()
-            return json.loads(answer) if answer else None
-
-
 class Chords:
     """One test's vhost: its canvas app, a management client, and the broker as seen there."""
 
-    def __init__(self, setup: CanvasSetup, api: Management, vhost: str) -> None:
+    def __init__(self, setup: CanvasSetup, api: ManagementClient, vhost: str) -> None:
         self.setup = setup
         self.api = api
         self.vhost = vhost
@@ -212,7 +189,7 @@ def chords(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Chords]:
-    api = Management(management_url)
+    api = ManagementClient(management_url)
     vhost = f"rabbitq-{unique_name}"
     api.call("PUT", f"/api/vhosts/{vhost}", {})
     user = urllib.parse.urlsplit(broker_url).username or "guest"

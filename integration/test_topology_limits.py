@@ -61,12 +61,12 @@ def fresh_vhost(broker_url: str, management_url: str) -> Iterator[str]:
     client = ManagementClient(management_url)
     vhost = "rabbitq-test-" + uuid.uuid4().hex[:8]
     user = urllib.parse.urlsplit(broker_url).username or "guest"
-    client._call("PUT", f"/api/vhosts/{vhost}", {})
-    client._call(
+    client.call("PUT", f"/api/vhosts/{vhost}", {})
+    client.call(
         "PUT", f"/api/permissions/{vhost}/{user}", {"configure": ".*", "write": ".*", "read": ".*"}
     )
     yield vhost
-    client._call("DELETE", f"/api/vhosts/{vhost}")
+    client.call("DELETE", f"/api/vhosts/{vhost}")
 
 
 def _in_vhost(broker_url: str, vhost: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import rabbitq
 from rabbitq.message import Envelope, TaskMessage, encode_task
-from rabbitq.middleware import WorkerStats
+from rabbitq.middleware import MiddlewareStack, WorkerStats
 from rabbitq.serializers import MSGPACK
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
@@ -120,7 +120,12 @@ class Harness:
         self.pipeline.settle_backoff_first = seconds
 
 
-def harness(app: rabbitq.App, publisher: InMemoryPublisher | None = None) -> Harness:
+def harness(
+    app: rabbitq.App,
+    publisher: InMemoryPublisher | None = None,
+    middleware: MiddlewareStack | None = None,
+) -> Harness:
+    """``middleware``: instead of the app's own (with the worker's counters after it)."""
     publisher = publisher or InMemoryPublisher()
     acks = RecordingAcks()
     stats = WorkerStats()
@@ -128,7 +133,7 @@ def harness(app: rabbitq.App, publisher: InMemoryPublisher | None = None) -> Har
     holder: dict[str, Harness] = {}
     pipeline = Pipeline(
         app,
-        app.middleware.added(stats),
+        middleware if middleware is not None else app.middleware.added(stats),
         publisher,
         acks,
         Executor(4),

@@ -46,9 +46,11 @@ class ManagementClient:
         return self._base  # without credentials: fit for messages
 
     def get(self, path: str) -> Any:
-        return self._call("GET", path)
+        return self.call("GET", path)
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One request; the JSON answer (None when empty). Refusals and silence raise
+        ``BrokerConnectionError`` naming the method and path."""
         headers = {"Authorization": self._auth}
         data = None
         if body is not None:
@@ -90,10 +92,10 @@ class ManagementClient:
         return result
 
     def put_policy(self, vhost: str, policy: Policy) -> None:
-        self._call("PUT", f"/api/policies/{_quote(vhost)}/{_quote(policy.name)}", policy.body())
+        self.call("PUT", f"/api/policies/{_quote(vhost)}/{_quote(policy.name)}", policy.body())
 
     def delete_policy(self, vhost: str, name: str) -> None:
-        self._call("DELETE", f"/api/policies/{_quote(vhost)}/{_quote(name)}")
+        self.call("DELETE", f"/api/policies/{_quote(vhost)}/{_quote(name)}")
 
 
 def apply_dead_letter_policies(

@@ -1,0 +1,87 @@
+"""The middleware seam's cost per delivery: the worker's pipeline, in memory, no broker.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--deliveries N] [--runs R]
+
+Runs no-op deliveries (an ``async def`` task, so no thread hand-off blurs the figure) through
+``worker/pipeline.py`` with an in-memory publisher and acker, three ways, interleaved, and
+prints the median of R runs for each: no middleware at all; the default stack (Celery's
+signals and the worker's counters, what every worker runs); the default stack plus five
+user middleware that override every worker hook with a plain no-op. The first against the
+second is what the seam costs a worker that uses nothing; divide the difference by a real
+worker's time per no-op task (``bench_core.py``) for its share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import rabbitq  # noqa: E402
+from rabbitq.middleware import MiddlewareStack, WorkerStats  # noqa: E402
+from tests.pipeline_support import harness, make_app, task_envelope  # noqa: E402
+
+
+class NoOp(rabbitq.Middleware):
+    def message_received(self, delivery: Any) -> None: ...
+    def before_process(self, context: rabbitq.TaskContext) -> None: ...
+    def after_process(self, context: rabbitq.TaskContext, outcome: rabbitq.Outcome) -> None: ...
+
+
+def build(kind: str) -> Any:
+    app = make_app()
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        return None
+
+    stacks = {
+        "none": MiddlewareStack(()),
+        "default": app.middleware.added(WorkerStats()),  # as a worker runs it
+        "five more": app.middleware.added(WorkerStats(), *(NoOp() for _ in range(5))),
+    }
+    h = harness(app, middleware=stacks[kind])
+    return h
+
+
+async def rate(kind: str, deliveries: int) -> float:
+    h = build(kind)
+    envelope = task_envelope("noop")
+    started = time.perf_counter()
+    for _ in range(deliveries):
+        await h.deliver(envelope)
+    elapsed = time.perf_counter() - started
+    assert len(h.acks.acked) == deliveries
+    return deliveries / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--deliveries", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=7)
+    options = parser.parse_args()
+    kinds = ("none", "default", "five more")
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for kind in kinds:  # warm-up, not counted: imports, caches, the first thread pool
+        asyncio.run(rate(kind, options.deliveries // 10))
+    for _ in range(options.runs):
+        for kind in kinds:
+            rates[kind].append(asyncio.run(rate(kind, options.deliveries)))
+    base = statistics.median(rates["none"])
+    for kind in kinds:
+        median = statistics.median(rates[kind])
+        print(
+            f"pipeline, {kind:<10} middleware  {median:>9.0f} deliveries/s  "
+            f"{1e6 / median:6.2f} µs each  ({1e6 / median - 1e6 / base:+.2f} µs vs none)"
+        )
+
+
+if __name__ == "__main__":
+    main()
