@@ -15,13 +15,16 @@ received: list[tuple[str, dict[str, Any]]] = []
 
 
 @pytest.fixture(autouse=True)
-def _clean_receivers() -> Iterator[None]:
+def _restore_receivers() -> Iterator[None]:
+    """Each spec's receivers go; those connected before it (by imported apps) stay."""
     received.clear()
+    every = [getattr(signals, name) for name in signals.__all__]
+    before = {
+        signal: list(signal._receivers) for signal in every if isinstance(signal, signals.Signal)
+    }
     yield
-    for name in signals.__all__:
-        signal = getattr(signals, name)
-        if isinstance(signal, signals.Signal):
-            signal._receivers.clear()
+    for signal, receivers in before.items():
+        signal._receivers = receivers
 
 
 def record(name: str) -> Any:
