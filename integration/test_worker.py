@@ -99,7 +99,9 @@ def test_sigterm_finishes_the_running_task_then_exits_zero(
     wait_for(lambda: "slow_record" in worker.log() or True, 1)
     time.sleep(0.5)  # let it start
     worker.signal(signal.SIGTERM)
-    assert worker.stop(timeout=30) == 0
+    # Wait for it: stop() would send a second SIGTERM, which means "exit now".
+    assert worker.process.wait(30) == 0
+    worker.stop()
     assert handle.id in ran_ids(tmp_path / "ran.txt")
     assert drain_queue(broker_url, unique_name) == []  # acked, not redelivered
 

@@ -74,8 +74,10 @@ def test_tasks_handed_back_at_shutdown_do_not_count_as_redeliveries(
         # The slow one runs (its prerun hook fired); the others wait for the one slot.
         wait_for(lambda: f"{slow.id} hook:task_prerun" in _text(record), 30, worker.log)
         worker.signal(signal.SIGTERM)
-        assert worker.stop() == 0
+        # Waited for: stop() would send a second SIGTERM, which means "exit now".
+        assert worker.process.wait(60) == 0
     finally:
+        worker.stop()
         faults_app.app.close()
     ran = _runs(record)
     assert ran[slow.id] == 1  # it finished
