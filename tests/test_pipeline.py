@@ -538,3 +538,18 @@ async def test_skip_task_raised_by_the_task_itself_is_its_failure() -> None:
     h = harness(app)
     await h.deliver(task_envelope("skips"))
     assert reason_of(h.dead()[0]) == dead_letters.REASON_TASK_FAILED
+
+
+async def test_a_hand_back_the_broker_does_not_confirm_is_left_unacked_not_retried() -> None:
+    attempts: list[str] = []
+
+    def refuse(item: Published) -> BaseException | None:
+        attempts.append(item.routing_key)
+        return PublishTimeoutError("blocked")
+
+    h = harness(app_with_tasks(), InMemoryPublisher(refuse=refuse))
+    h.stopping = True
+    await h.deliver(task_envelope("ok"))
+    assert attempts == ["work"]  # one try: shutdown is not held up
+    assert h.acks.acked == []  # the broker takes it back when the worker closes
+    assert ran == []

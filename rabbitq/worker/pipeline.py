@@ -14,11 +14,12 @@ its follow-ups are retried (transient errors) or it is dead-lettered ``followup-
 (permanent ones) with its result kept. A failure's follow-ups (errbacks, FAILURE result,
 chord error part) never stop its dead letter: their error rides in a header.
 
-A successor the broker does not confirm (a retry, a dead letter, a hand-back) is published
-again, with backoff, for as long as the delivery's channel lives: never nacked, because a
-requeue would run a task that already ran. Only when the channel is gone (the broker has
-the delivery back) does the pipeline let go. An unroutable dead letter (its queue was
-deleted) has its queue declared again first.
+A successor the broker does not confirm (a retry, a dead letter, a re-delay, a recount) is
+published again, with backoff, for as long as the delivery's channel lives: never nacked,
+because a requeue would run a task that already ran. Only when the channel is gone (the
+broker has the delivery back) does the pipeline let go. An unroutable dead letter (its queue
+was deleted) has its queue declared again first. A hand-back at shutdown is tried once: the
+task never ran, so leaving it unacked for the broker to take back costs nothing but a count.
 """
 
 from __future__ import annotations
@@ -125,11 +126,22 @@ class Pipeline:
 
     async def hand_back(self, delivery: Delivery) -> None:
         """Shutting down: this one never started. With its channel gone the broker already
-        has it back; otherwise a copy goes back with its count unchanged (not a nack)."""
+        has it back; otherwise a copy goes back with its count unchanged (not a nack).
+
+        One try only: if the copy is not confirmed, the delivery stays unacked and the broker
+        takes it back when the worker closes (counted as a redelivery, but it never ran), so
+        a shutdown is never held up by a broker that refuses publishes."""
+        if delivery.channel.is_closed:
+            return
         quorum = self._is_quorum(delivery.queue)
-        await self._settle(
-            delivery, "hand-back", lambda: self.republish.hand_back(delivery, quorum=quorum)
-        )
+        try:
+            await self.republish.hand_back(delivery, quorum=quorum)
+        except Exception as exc:
+            log.warning(
+                "message %s left to the broker at shutdown (its copy was not confirmed: %s)",
+                delivery.envelope.message_id,
+                exc,
+            )
 
     def _is_quorum(self, queue: str) -> bool:
         known = self._quorum.get(queue)
