@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from rabbitq.results.meta import SUCCESS, ResultMeta
-from rabbitq.results.redis import redact
 from rabbitq.results.replies import ReplyBox
 
 
@@ -44,7 +43,3 @@ async def test_cancelling_one_waiter_keeps_the_other_waiting_for_the_same_id() -
     meta = await kept
     assert meta is not None and meta.result == 3
     assert box.waiting() == 0
-
-
-def test_redis_errors_do_not_show_the_password() -> None:
-    assert redact("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"

@@ -44,6 +44,7 @@ import pika.spec
 from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
 from rabbitq.errors import PublishError, PublishTimeoutError
 from rabbitq.message import Envelope, envelope_from_properties, properties_of
+from rabbitq.redaction import without_password
 from rabbitq.topology import TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
@@ -260,7 +261,9 @@ class BlockingPublisher:
 
     def _on_connection_error(self, connection: pika.SelectConnection, error: Any) -> None:
         self._last_error = str(error) or type(error).__name__
-        log.warning("publisher cannot connect to %s: %s", _redact(self.url), self._last_error)
+        log.warning(
+            "publisher cannot connect to %s: %s", without_password(self.url), self._last_error
+        )
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection: pika.SelectConnection, reason: Any) -> None:
@@ -408,16 +411,6 @@ class BlockingPublisher:
             connection.close()
         else:
             connection.ioloop.stop()
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for log lines."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 _live_publishers: weakref.WeakSet[BlockingPublisher] = weakref.WeakSet()

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rabbitq.errors import ConfigurationError, MessageDecodeError, ResultBackendError
+from rabbitq.redaction import without_password
 from rabbitq.results.backend import ResultBackend
 from rabbitq.results.meta import PENDING, ResultMeta, decode_meta, encode_meta
 from rabbitq.serializers import Serializer, serializer_named
@@ -70,7 +71,7 @@ class RedisBackend(ResultBackend):
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise ResultBackendError(
-                f"the Redis result backend at {redact(self.url)} did not answer: {exc}"
+                f"the Redis result backend at {without_password(self.url)} did not answer: {exc}"
             ) from exc
 
     def _client(self) -> redis_sync.Redis:
@@ -216,13 +217,3 @@ class RedisBackend(ResultBackend):
         client = self._async.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

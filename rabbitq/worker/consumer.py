@@ -35,6 +35,7 @@ from rabbitq.amqp.declare import (
 from rabbitq.app import App
 from rabbitq.errors import RabbitqError
 from rabbitq.middleware import WorkerStats
+from rabbitq.redaction import without_password
 from rabbitq.worker.acks import AckBatcher
 from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
@@ -112,7 +113,7 @@ class Consumer:
             except (OSError, aiormq.exceptions.AMQPError) as exc:
                 log.warning(
                     "broker not reachable at %s (%s: %s); retrying in %.1fs",
-                    _without_password(self.app.broker_url),
+                    without_password(self.app.broker_url),
                     type(exc).__name__,
                     exc,
                     delay,
@@ -266,12 +267,3 @@ class Consumer:
         )
         await asyncio.sleep(pause)
         await self._acks.nack(delivery, requeue=True)
-
-
-def _without_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
