@@ -307,3 +307,20 @@ async def test_hooks_run_in_order_even_when_one_is_async() -> None:
     h = harness(app_with(First(), Second()))
     await h.deliver(task_envelope("add", 1, 1))
     assert order == ["first", "second"]
+
+
+async def test_an_async_observing_hook_that_raises_does_not_stop_the_next() -> None:
+    seen: list[str] = []
+
+    class AsyncBroken(Middleware):
+        async def after_process(self, context: TaskContext, outcome: Outcome) -> None:
+            raise RuntimeError("async observer bug")
+
+    class After(Middleware):
+        def after_process(self, context: TaskContext, outcome: Outcome) -> None:
+            seen.append(context.request.id)
+
+    h = harness(app_with(AsyncBroken(), After()))
+    delivery = await h.deliver(task_envelope("add", 1, 1, id="next-runs"))
+    assert seen == ["next-runs"]
+    assert h.acks.acked == [delivery.tag]

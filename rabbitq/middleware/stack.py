@@ -60,18 +60,13 @@ class MiddlewareStack:
 
     # -- publishing (synchronous) -----------------------------------------------------------
 
+    # Publish hooks are plain functions (checked above), so nothing is left to await.
+
     def before_publish(self, app: App, message: PreparedMessage) -> None:
-        for hook in self._hooks["before_publish"]:
-            hook(app, message)
+        self._run("before_publish", (app, message), raising=True)
 
     def after_publish(self, app: App, message: PreparedMessage) -> None:
-        for hook in self._hooks["after_publish"]:
-            try:
-                hook(app, message)
-            except BaseException as exc:
-                if _is_our_cancellation(exc):
-                    raise
-                _observer_failed("after_publish", hook, exc)
+        self._run("after_publish", (app, message), raising=False)
 
     # -- the worker (plain or async hooks) -----------------------------------------------------
 
@@ -98,9 +93,17 @@ class MiddlewareStack:
             await pending
 
     def _run(
-        self, hook_name: str, args: tuple[Any, ...], *, raising: bool
+        self,
+        hook_name: str,
+        args: tuple[Any, ...],
+        *,
+        raising: bool,
+        hooks: tuple[Callable[..., Any], ...] | None = None,
     ) -> Awaitable[None] | None:
-        hooks = self._hooks[hook_name]
+        """Call ``hooks`` (default: every middleware's ``hook_name``) in order; from the
+        first that returns an awaitable on, the rest is returned to be awaited."""
+        if hooks is None:
+            hooks = self._hooks[hook_name]
         for index, hook in enumerate(hooks):
             try:
                 result = hook(*args)
@@ -111,29 +114,28 @@ class MiddlewareStack:
                 continue
             # Checked on the result, not the function: a decorated coroutine function counts.
             if result is not None and inspect.isawaitable(result):
-                return self._run_rest(hook_name, result, hook, hooks[index + 1 :], args, raising)
+                rest = hooks[index + 1 :]
+                return self._await_then_run(hook_name, hook, result, rest, args, raising)
         return None
 
-    async def _run_rest(
+    async def _await_then_run(
         self,
         hook_name: str,
-        first: Awaitable[Any],
-        first_hook: Callable[..., Any],
+        hook: Callable[..., Any],
+        awaitable: Awaitable[Any],
         rest: tuple[Callable[..., Any], ...],
         args: tuple[Any, ...],
         raising: bool,
     ) -> None:
-        pending: list[tuple[Callable[..., Any], Awaitable[Any] | None]] = [(first_hook, first)]
-        pending += [(hook, None) for hook in rest]
-        for hook, awaitable in pending:
-            try:
-                result = awaitable if awaitable is not None else hook(*args)
-                if inspect.isawaitable(result):
-                    await result
-            except BaseException as exc:
-                if raising or _is_our_cancellation(exc):
-                    raise
-                _observer_failed(hook_name, hook, exc)
+        try:
+            await awaitable
+        except BaseException as exc:
+            if raising or _is_our_cancellation(exc):
+                raise
+            _observer_failed(hook_name, hook, exc)
+        pending = self._run(hook_name, args, raising=raising, hooks=rest)
+        if pending is not None:
+            await pending
 
 
 def _is_our_cancellation(error: BaseException) -> bool:
