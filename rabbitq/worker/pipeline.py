@@ -217,26 +217,19 @@ class Pipeline:
             log.warning("could not record %s[%s] as started: %s", task.name, message.id, exc)
         exception: BaseException | None = None
         value = None
-        if self._hears_before:
-            try:
-                pending = self.middleware.call("before_process", context)
-                if pending is not None:
-                    await pending
-            except SkipTask as skip:
-                self.acks.ack(delivery)
-                log.info("task %s[%s] skipped: %s", task.name, message.id, skip.reason)
-                await self.middleware.emit("after_skip", context, skip.reason)
-                return
-            except asyncio.CancelledError as cancelled:
-                if _being_cancelled():
-                    raise
-                exception = cancelled
-            except BaseException as exc:  # a middleware's error is the task's failure
-                exception = exc
         try:
-            if exception is None:
-                value = await self.executor.run(task, request)
-                check_result(self.app, task, message, value)
+            if self._hears_before:
+                try:
+                    pending = self.middleware.call("before_process", context)
+                    if pending is not None:
+                        await pending
+                except SkipTask as skip:  # from a middleware only: the task's own is a failure
+                    self.acks.ack(delivery)
+                    log.info("task %s[%s] skipped: %s", task.name, message.id, skip.reason)
+                    await self.middleware.emit("after_skip", context, skip.reason)
+                    return
+            value = await self.executor.run(task, request)
+            check_result(self.app, task, message, value)
         except asyncio.CancelledError as cancelled:
             if _being_cancelled():
                 raise  # the worker itself is cancelling: the broker redelivers
