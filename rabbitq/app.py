@@ -47,6 +47,7 @@ from rabbitq.routing import load_routing, route_for_task, validate_routing_key
 from rabbitq.schedules import PeriodicEntries, PeriodicEntry, PeriodicOptions, periodic_entry
 from rabbitq.serializers import serializer_named
 from rabbitq.task import Task
+from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout
 from rabbitq.topology import TASK_EXCHANGE, Topology
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/"
@@ -97,6 +98,9 @@ class App:
         chord_fold_parts: int = 1000,
         middleware: Sequence[Middleware] = (),
         followup_retry_for: float = 300.0,
+        consumer_timeout: float | None = DEFAULT_CONSUMER_TIMEOUT,
+        task_time_limit: float | None = None,
+        task_soft_time_limit: float | None = None,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -131,6 +135,13 @@ class App:
         if followup_retry_for < 0:
             raise ConfigurationError("followup_retry_for must not be negative")
         self.followup_retry_for = followup_retry_for
+        # The broker's consumer timeout on worker deliveries (seconds; None: it enforces
+        # none): every run stops before it (``timeouts.py``), and workers ask for it per
+        # consumer where the broker allows that.
+        self.consumer_timeout = check_consumer_timeout(consumer_timeout)
+        # Celery's task_time_limit / task_soft_time_limit: for tasks that set none.
+        self.task_time_limit = _time_limit("task_time_limit", task_time_limit)
+        self.task_soft_time_limit = _time_limit("task_soft_time_limit", task_soft_time_limit)
         self._backend: ResultBackend | None = None
         self._backend_lock = threading.Lock()
         register_builtin_tasks(self)
@@ -226,8 +237,10 @@ class App:
                 routing_key=routing_key,
                 bind=bind,
                 serializer=serializer,
-                time_limit=time_limit,
-                soft_time_limit=soft_time_limit,
+                time_limit=_time_limit(f"{task_name}: time_limit", time_limit)
+                or self.task_time_limit,
+                soft_time_limit=_time_limit(f"{task_name}: soft_time_limit", soft_time_limit)
+                or self.task_soft_time_limit,
                 retry_policy=policy,
                 ignore_result=ignore_result,
             )
@@ -537,3 +550,9 @@ def _load_topology(routing: str | os.PathLike[str] | Topology | None) -> Topolog
         return routing
     path = routing or os.environ.get("RABBITQ_ROUTING")
     return load_routing(path) if path else Topology()
+
+
+def _time_limit(what: str, seconds: float | None) -> float | None:
+    if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
+        raise ConfigurationError(f"{what} must be positive seconds or None, got {seconds!r}")
+    return seconds

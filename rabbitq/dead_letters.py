@@ -32,6 +32,7 @@ from typing import Any
 from rabbitq.delays import ROUTE, decode_delay
 from rabbitq.message import BROKER_DEATH_HEADERS, Envelope
 from rabbitq.redelivery import COUNT_HEADERS, QUORUM_DELIVERY_COUNT_HEADER
+from rabbitq.timeouts import STOPPED_HEADER
 from rabbitq.topology import DEAD_SUFFIX, TASK_EXCHANGE
 
 REASON_UNDECODABLE = "undecodable"
@@ -42,6 +43,7 @@ REASON_REDELIVERY_LIMIT = "redelivery-limit"
 REASON_TASK_FAILED = "task-failed"
 REASON_RETRIES_EXHAUSTED = "retries-exhausted"
 REASON_FOLLOWUP_FAILED = "followup-failed"
+REASON_TIME_LIMIT = "time-limit"
 
 # Replay (``rabbitq dead replay``) puts the message back where it came from, resets its retry
 # and redelivery counts, and drops its eta: see ``replay_target`` and ``replay_envelope``.
@@ -201,7 +203,11 @@ def replay_target(dead: Envelope, dead_queue: str, routing_key: str) -> ReplayTa
 def replay_envelope(dead: Envelope) -> Envelope:
     """The message as it was, with a fresh start: retries and redelivery count reset."""
     restored = restored_envelope(dead)
-    headers = {k: v for k, v in restored.headers.items() if k not in COUNT_HEADERS}
+    headers = {
+        k: v
+        for k, v in restored.headers.items()
+        if k not in COUNT_HEADERS and k != STOPPED_HEADER  # its stopped run is over
+    }
     if "retries" in headers:
         headers["retries"] = 0
     headers.pop("eta", None)  # replayed means "run now"

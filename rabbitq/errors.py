@@ -25,6 +25,8 @@
     │   └── GetInsideTaskError      ``get()`` inside a running task (it can deadlock the worker)
     ├── TaskError                   the task failed remotely (type, message, traceback)
     ├── FollowupError               a task succeeded but what follows it could not be sent
+    ├── SoftTimeLimitExceeded       raised inside a task at its soft time limit
+    ├── TimeLimitExceeded           a task ran past its hard time limit
     ├── Retry                       raised by ``task.retry()``: run the task again later
     └── SkipTask                    raised by a ``before_process`` hook: ack, do not run
 
@@ -195,6 +197,22 @@ class TaskError(RabbitqError):
         if self.traceback:
             return f"{text}\n\nRemote traceback:\n{self.traceback.rstrip()}"
         return text
+
+
+class SoftTimeLimitExceeded(RabbitqError):
+    """Raised inside a running task when its ``soft_time_limit`` passes, so it can clean up.
+
+    Best effort for plain functions: Python delivers it only between bytecodes (never inside
+    ``time.sleep``, a socket read, a lock wait or C code), and a bare ``except`` swallows it.
+    An ``async def`` task receives it at its current ``await``. Not raised again if caught.
+    """
+
+
+class TimeLimitExceeded(RabbitqError):
+    """A task ran past its hard ``time_limit`` and was stopped. Retried if the task's
+    ``autoretry_for`` names it, otherwise dead-lettered with reason ``time-limit``."""
+
+    reason = "time-limit"
 
 
 class Retry(RabbitqError):

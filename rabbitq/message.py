@@ -23,6 +23,7 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from rabbitq.errors import MessageDecodeError
@@ -174,7 +175,7 @@ def encode_task(message: TaskMessage, serializer: Serializer) -> Envelope:
             "eta": message.eta.isoformat() if message.eta else None,
             "expires": message.expires.isoformat() if message.expires else None,
             "retries": message.retries,
-            "timelimit": list(message.timelimit),
+            "timelimit": [_header_seconds(limit) for limit in message.timelimit],
             "argsrepr": _repr.repr(tuple(message.args)),
             "kwargsrepr": _repr.repr(dict(message.kwargs)),
             "origin": message.origin or default_origin(),
@@ -304,6 +305,17 @@ def _parse_timelimit(value: Any) -> tuple[float | None, float | None]:
 
 
 def _number_or_none(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+def _header_seconds(value: float | None) -> int | Decimal | None:
+    """Seconds as an AMQP table takes them from every client: pika has no float type, so a
+    whole number goes as an integer (what Celery's workers read best) and a fraction as a
+    decimal."""
+    if value is None:
+        return None
+    if float(value).is_integer():
+        return int(value)
+    return Decimal(str(value))

@@ -10,7 +10,8 @@ A retry is the same message (same id, same body bytes) with ``retries`` incremen
 message dead-lettered into a queue it already expired from when ``x-death`` says so, and the
 retry passes through the same delay levels again. The delivery counts (``redelivery.py``)
 are dropped too: a retry is a new attempt, and a quorum queue's ``x-delivery-count`` set on a
-published message would otherwise be read as the broker's.
+published message would otherwise be read as the broker's. So is the mark of a run stopped at
+its hard time limit (``timeouts.STOPPED_HEADER``): it concerns the attempt that ended.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from rabbitq.message import BROKER_DEATH_HEADERS, Envelope
 from rabbitq.redelivery import COUNT_HEADERS
+from rabbitq.timeouts import STOPPED_HEADER
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def retry_envelope(original: Envelope, retries: int, eta: dt.datetime | None) ->
     headers = {
         key: value
         for key, value in (original.headers or {}).items()
-        if key not in BROKER_DEATH_HEADERS and key not in COUNT_HEADERS
+        if key not in BROKER_DEATH_HEADERS and key not in COUNT_HEADERS and key != STOPPED_HEADER
     }
     headers["retries"] = retries
     headers["eta"] = eta.isoformat() if eta is not None else None

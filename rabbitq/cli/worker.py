@@ -8,7 +8,8 @@ import click
 
 from rabbitq.cli.options import loglevel_option, routing_option
 from rabbitq.errors import RabbitqError
-from rabbitq.worker.process import WorkerConfig, run_worker_process
+from rabbitq.worker.consumer import check_time_limits
+from rabbitq.worker.process import WorkerConfig, load_configured_app, run_worker_process
 from rabbitq.worker.supervisor import Supervisor
 
 
@@ -56,7 +57,21 @@ from rabbitq.worker.supervisor import Supervisor
     "--shutdown-timeout",
     type=float,
     default=None,
-    help="Seconds to wait for running tasks on SIGTERM [default: no limit].",
+    help="Seconds to wait for running tasks on SIGTERM [default: no limit]; also how long "
+    "a process recycled for a stuck thread lets its other tasks finish [default: 60].",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(1),
+    default=None,
+    help="Replace a worker process after it has run this many tasks.",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(1),
+    default=None,
+    metavar="KIB",
+    help="Replace a worker process whose resident memory exceeds this many KiB after a task.",
 )
 @click.option(
     "--no-chords",
@@ -72,6 +87,8 @@ def worker(
     routing: str | None,
     loglevel: str,
     shutdown_timeout: float | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
     no_chords: bool,
 ) -> None:
     """Consume QUEUES and run their tasks (acks after each task finishes)."""
@@ -89,8 +106,12 @@ def worker(
         loglevel=loglevel,
         shutdown_timeout=shutdown_timeout,
         coordinate_chords=not no_chords,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
     )
     try:
+        # Refused here, once, rather than in every child its supervisor would restart.
+        check_time_limits(load_configured_app(config))
         if processes == 1:
             run_worker_process(config)
         else:

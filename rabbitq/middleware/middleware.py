@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from rabbitq.message import TaskMessage
     from rabbitq.task import Task, TaskRequest
     from rabbitq.worker.delivery import Delivery
+    from rabbitq.worker.interrupts import RunControl
 
 
 @dataclass(slots=True)
@@ -52,6 +53,9 @@ class TaskContext:
 
     ``state`` is the middleware's own: a place to keep what ``before_process`` learned for
     ``after_process`` (a span, a start time), keyed by whatever the middleware likes.
+
+    ``control``, when a ``before_process`` hook sets one (the time limits do), is the handle
+    by which the run can be interrupted or abandoned (``rabbitq.worker.interrupts``).
     """
 
     delivery: Delivery
@@ -60,7 +64,8 @@ class TaskContext:
     request: TaskRequest
     worker: str  # the worker's name, ``pid@host``
     started: float = field(default_factory=time.perf_counter)
-    state: dict[str, Any] = field(default_factory=dict)
+    state: dict[Any, Any] = field(default_factory=dict)
+    control: RunControl | None = None
 
     @property
     def runtime(self) -> float:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
+import signal
 import socket
+import weakref
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
@@ -33,15 +36,19 @@ from rabbitq.amqp.declare import (
     ensure_queue,
 )
 from rabbitq.app import App
-from rabbitq.errors import RabbitqError
-from rabbitq.middleware import WorkerStats
+from rabbitq.errors import ConfigurationError, RabbitqError
+from rabbitq.message import utcnow
+from rabbitq.middleware import Middleware, WorkerStats
 from rabbitq.redaction import without_password
+from rabbitq.timeouts import tasks_over_the_ceiling
 from rabbitq.worker.acks import AckBatcher
 from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups
 from rabbitq.worker.pipeline import Pipeline
+from rabbitq.worker.recycling import Recycling
+from rabbitq.worker.time_limits import TimeLimits
 
 log = logging.getLogger("rabbitq.worker")
 
@@ -49,6 +56,9 @@ BROKER_CALL_TIMEOUT = 5.0  # seconds, for the calls of an orderly shutdown
 CONNECT_BACKOFF_FIRST = 0.5  # seconds between connection attempts, doubling...
 CONNECT_BACKOFF_MAX = 10.0  # ...up to this
 HANDLE_BACKOFF_MAX = 30.0  # pause before handing back a delivery the pipeline could not settle
+# A process recycled because a thread is stuck is gone this long after, at the latest: its
+# running tasks have that long to finish (``--shutdown-timeout`` overrides it).
+STUCK_RECYCLE_WITHIN = 60.0
 
 
 class Consumer:
@@ -62,11 +72,15 @@ class Consumer:
         concurrency: int = 8,
         prefetch: int | None = None,
         coordinate_chords: bool = True,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+        recycle_within: float | None = None,
     ) -> None:
         self.app = app
         self.queues = tuple(queues)
         if not self.queues:
             raise RabbitqError("a worker needs at least one queue")
+        check_time_limits(app)
         self.concurrency = concurrency
         self.prefetch = prefetch or concurrency * 4
         self.executor = Executor(concurrency)
@@ -80,10 +94,28 @@ class Consumer:
         self._unsettled_failures = 0  # consecutive deliveries the pipeline could not settle
         self._connection: AbstractRobustConnection | None = None
         self._consumers: dict[str, tuple[aiormq.abc.AbstractChannel, str]] = {}
+        # Channels hooked for consumer cancels and closes (reopened ones are new objects).
+        self._watched: weakref.WeakSet[aiormq.abc.AbstractChannel] = weakref.WeakSet()
+        self._pending: set[asyncio.Task[None]] = set()
         self._publisher = AsyncPublisher(app.broker_url, publish_timeout=app.publish_timeout)
         self._followups = Followups(app, self._publisher)
-        # The worker's own counters ride on the app's middleware, after the user's.
-        self.middleware = app.middleware.added(self.stats)
+        # Set when this process should be replaced (``recycle``): the process stops consuming,
+        # lets running tasks finish, and exits or re-executes itself (``process.py``).
+        self.recycling = asyncio.Event()
+        self.recycle_within = recycle_within or STUCK_RECYCLE_WITHIN
+        self._gone_by: dt.datetime | None = None
+        # The worker's own middleware ride on the app's, after the user's: time limits arm
+        # their timers right before the task, and the counters see every outcome.
+        own: list[Middleware] = [TimeLimits(app.consumer_timeout)]
+        if max_tasks_per_child is not None or max_memory_per_child is not None:
+            own.append(
+                Recycling(
+                    self.recycle,
+                    max_tasks=max_tasks_per_child,
+                    max_memory_kib=max_memory_per_child,
+                )
+            )
+        self.middleware = app.middleware.added(*own, self.stats)
         self.pipeline = Pipeline(
             app,
             self.middleware,
@@ -95,6 +127,7 @@ class Consumer:
             worker_name=self.hostname,
             stopping=lambda: self._stopping,
             redeclare=self._redeclare,
+            recycle=self.recycle_by,
         )
         self.coordinate_chords = coordinate_chords
         self._coordinator: ChordCoordinator | None = None
@@ -182,13 +215,85 @@ class Consumer:
         # Consuming on aiormq's channel directly: aio-pika's message object and its extra task
         # per delivery cost more than the rest of a no-op task's handling.
         underlay = await channel.get_underlay_channel()
-        ok = await underlay.basic_consume(queue, self._make_handler(queue), no_ack=False)
+        ok = await underlay.basic_consume(
+            queue, self._make_handler(queue), no_ack=False, arguments=self._arguments(queue)
+        )
         assert ok.consumer_tag is not None
         self._consumers[queue] = (underlay, ok.consumer_tag)
+        if underlay not in self._watched:
+            self._watched.add(underlay)
+            underlay.on_consumer_cancel_callbacks.add(
+                partial(self._on_cancelled, channel=channel, queue=queue)
+            )
+            underlay.closing.add_done_callback(
+                partial(self._on_channel_closed, channel=underlay, queue=queue)
+            )
+
+    def _arguments(self, queue: str) -> dict[str, Any] | None:
+        """Ask for our consumer timeout per consumer where RabbitMQ takes it: quorum queues,
+        from 4.3 (older brokers ignore the argument; 4.3 refuses it on classic queues, which
+        it no longer times out at all)."""
+        timeout = self.app.consumer_timeout
+        if timeout is None or self.app.topology.queue(queue).type != "quorum":
+            return None
+        return {"x-consumer-timeout": int(timeout * 1000)}
 
     async def _consume_again(self, channel: AbstractRobustChannel, *, name: str) -> None:
         if not self._stopping:
             await self._consume(channel, name)
+
+    async def _on_cancelled(
+        self, frame: Any, *, channel: AbstractRobustChannel, queue: str
+    ) -> None:
+        """The broker cancelled our consumer: the queue was deleted, or (RabbitMQ 4.3+) a
+        delivery outlived the consumer timeout and went back to the queue. Consume again,
+        on a task of its own (this runs in the channel's frame reader)."""
+        current = self._consumers.get(queue)
+        if self._stopping or current is None or current[1] != frame.consumer_tag:
+            return
+        log.error(
+            "the broker cancelled this worker's consumer on %s (queue deleted, or a delivery "
+            "held past the consumer timeout: see App(consumer_timeout=)); consuming again",
+            queue,
+        )
+        self._pending.add(task := asyncio.create_task(self._consume_after_cancel(channel, queue)))
+        task.add_done_callback(self._pending.discard)
+
+    async def _consume_after_cancel(self, channel: AbstractRobustChannel, queue: str) -> None:
+        delay = CONNECT_BACKOFF_FIRST
+        while not self._stopping and not channel.is_closed:
+            try:
+                await self._redeclare(queue)  # deleted: declared again, with its dead letters
+                await self._consume(channel, queue)
+                log.info("consuming %s again", queue)
+                return
+            except Exception as exc:
+                log.warning("could not consume %s again (%s); retrying in %.1fs", queue, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(CONNECT_BACKOFF_MAX, delay * 2)
+
+    def _on_channel_closed(
+        self, closing: asyncio.Future[Any], *, channel: aiormq.abc.AbstractChannel, queue: str
+    ) -> None:
+        """A channel the broker closed for an overdue ack (RabbitMQ before 4.3): every
+        delivery on it went back to the queue. Its runs are stopped, so that a copy run
+        elsewhere does not run beside them, and the operator is told why."""
+        error = None if closing.cancelled() else closing.exception()
+        if not isinstance(error, aiormq.exceptions.ChannelPreconditionFailed):
+            return
+        if "timed out" not in str(error) and "timeout" not in str(error):
+            return
+        stopped = self.pipeline.interrupt_runs_on(channel)
+        log.error(
+            "the broker closed the channel consuming %s: a delivery stayed unacked past its "
+            "consumer_timeout (%s). Its messages went back to the queue; %d running task(s) "
+            "on it were stopped. App(consumer_timeout=%s) must not exceed the broker's "
+            "consumer_timeout",
+            queue,
+            error,
+            stopped,
+            self.app.consumer_timeout,
+        )
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop consuming, let running tasks finish and ack, then close."""
@@ -226,6 +331,39 @@ class Consumer:
             self.stats.retried,
             self.stats.dead_lettered,
         )
+
+    # -- recycling --------------------------------------------------------------------------
+
+    def recycle(self, reason: str) -> None:
+        """Ask for this process to be replaced once its running tasks have finished."""
+        if not self.recycling.is_set():
+            log.warning("recycling worker process %s: %s", self.hostname, reason)
+            self.recycling.set()
+
+    def recycle_by(self, reason: str) -> dt.datetime:
+        """As ``recycle``, but the process must be gone by the time returned (a stuck thread
+        cannot be stopped any other way): a kernel timer ends it then at the latest, even if
+        a thread holds the interpreter, and running tasks it cuts short are redelivered."""
+        self.recycle(reason)
+        if self._gone_by is None:
+            within = self.recycle_within
+            self._gone_by = utcnow() + dt.timedelta(seconds=within)
+            # SIGALRM's default action ends the process without running any Python.
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, within)
+            log.warning(
+                "worker process %s ends within %gs at the latest; tasks still running then "
+                "are redelivered",
+                self.hostname,
+                within,
+            )
+        return self._gone_by
+
+    def seconds_left(self) -> float | None:
+        """Until the process must be gone, if a stuck thread set a deadline."""
+        if self._gone_by is None:
+            return None
+        return max(0.0, (self._gone_by - utcnow()).total_seconds())
 
     # -- one delivery -----------------------------------------------------------------------
 
@@ -267,3 +405,17 @@ class Consumer:
         )
         await asyncio.sleep(pause)
         await self._acks.nack(delivery, requeue=True)
+
+
+def check_time_limits(app: App) -> None:
+    """A task whose own limit is past the consumer-timeout ceiling would have its message
+    taken back by the broker while it runs: refuse to start rather than run it twice."""
+    over = tasks_over_the_ceiling(app.tasks, app.consumer_timeout)
+    if over:
+        raise ConfigurationError(
+            f"time limits longer than the broker's consumer_timeout allows "
+            f"({app.consumer_timeout:g}s, less a margin): {', '.join(over)}; RabbitMQ would "
+            "take the message back while the task runs, and run it again beside itself. "
+            "Raise App(consumer_timeout=...) (and the broker's consumer_timeout where it "
+            "cannot be set per consumer: RabbitMQ before 3.12) or lower the limits"
+        )

@@ -11,13 +11,15 @@ answers; every branch here is a unit test without a broker.
 3. ``expires`` passed?                           DeadLetter("expired")
 4. a Celery chord member?                        DeadLetter("unsupported")
 5. unknown task, or arguments that do not fit?   DeadLetter("unknown-task" | "bad-arguments")
-6. ``eta`` more than a second ahead?             Later (back through the delay levels)
-7. otherwise                                     Run (after a short wait if due within 1 s)
+6. a copy parked after its run did not stop?     Stopped (concluded as TimeLimitExceeded)
+7. ``eta`` more than a second ahead?             Later (back through the delay levels)
+8. otherwise                                     Run (after a short wait if due within 1 s)
 
 ``decide_outcome`` — after the task returned or raised:
 
 * returned                                       Succeed
 * ``self.retry()`` or an ``autoretry_for`` error RetryAt, or DeadLetter("retries-exhausted")
+* stopped at its hard time limit                 DeadLetter("time-limit")
 * anything else, any ``BaseException`` included  DeadLetter("task-failed")
 
 ``decide_followup_failure`` — the task succeeded but its follow-ups did not go out:
@@ -49,12 +51,14 @@ from rabbitq.errors import (
     ResultEncodeError,
     Retry,
     TaskArgumentsError,
+    TimeLimitExceeded,
     UnknownTaskError,
     UnsupportedMessageError,
 )
 from rabbitq.message import Envelope, TaskMessage, decode_task, utcnow
 from rabbitq.redelivery import judge_redelivery
 from rabbitq.task import Task
+from rabbitq.timeouts import STOPPED_HEADER
 
 # A message due within this many milliseconds waits in the worker; a later one goes back
 # through the delay levels so that it costs the worker no memory and no prefetch slot.
@@ -91,6 +95,16 @@ class Later:
 
 
 @dataclass(slots=True)
+class Stopped:
+    """A copy parked by a worker whose run of it did not stop at its hard time limit; that
+    worker's process has exited since, so the run is over: conclude it."""
+
+    task: Task
+    message: TaskMessage
+    error: TimeLimitExceeded
+
+
+@dataclass(slots=True)
 class Succeed:
     value: Any
 
@@ -109,7 +123,7 @@ class RetryFollowups:
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and two of these
 # are made for every task.
-Arrival = Run | DeadLetter | Recount | Later
+Arrival = Run | DeadLetter | Recount | Later | Stopped
 Verdict = Succeed | RetryAt | DeadLetter
 
 
@@ -165,6 +179,9 @@ def decide_arrival(
     except TypeError as exc:
         bad = TaskArgumentsError(f"arguments do not fit {task.name}{task.parameters}: {exc}")
         return DeadLetter(bad.reason, bad, message)
+    stopped = envelope.headers.get(STOPPED_HEADER)
+    if stopped is not None:
+        return Stopped(task, message, TimeLimitExceeded(f"hard time limit exceeded: {stopped}"))
     if message.eta is not None:
         assert now is not None
         wait_ms = delay_ms_until(message.eta, now)
@@ -189,6 +206,8 @@ def decide_outcome(
         return Succeed(value)
     retry = as_retry(task, exception)
     if retry is None:
+        if isinstance(exception, TimeLimitExceeded):
+            return DeadLetter(dead_letters.REASON_TIME_LIMIT, exception, message)
         return DeadLetter(dead_letters.REASON_TASK_FAILED, exception, message)
     policy = task.retry_policy
     cause = retry.exc if retry.exc is not None else retry

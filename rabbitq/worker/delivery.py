@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp import commands as spec
@@ -22,6 +23,9 @@ class Delivery:
     exchange: str
     routing_key: str
     redelivered: bool
+    # time.monotonic() on arrival: the broker's consumer_timeout counts from delivery, so a
+    # message waiting for a slot spends the same window as its run (``timeouts.py``).
+    arrived: float = field(default_factory=time.monotonic)
 
     @classmethod
     def of(cls, queue: str, message: DeliveredMessage) -> Delivery:

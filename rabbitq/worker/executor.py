@@ -18,9 +18,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rabbitq.errors import TimeLimitExceeded
 from rabbitq.task import Task, TaskRequest, current_request
+from rabbitq.worker.interrupts import Abandoned, RunControl, SoftLimitAware
 
-_Job = tuple[Callable[[], Any], "asyncio.Future[Any]"]
+_Job = tuple[Callable[[], Any], "asyncio.Future[Any]", RunControl | None]
 _STOP = None
 
 
@@ -31,17 +33,35 @@ class _ThreadRunner:
         self._finished: list[tuple[asyncio.Future[Any], bool, Any]] = []
         self._lock = threading.Lock()
         self._wake_scheduled = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"rabbitq-task-{n}", daemon=True)
-            for n in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._started = 0
+        self._threads: list[threading.Thread] = []
+        for _ in range(threads):
+            self._add_thread()
 
-    def submit(self, function: Callable[[], Any]) -> asyncio.Future[Any]:
+    def _add_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._work, name=f"rabbitq-task-{self._started}", daemon=True
+        )
+        self._started += 1
+        self._threads.append(thread)
+        thread.start()
+
+    def submit(
+        self, function: Callable[[], Any], control: RunControl | None = None
+    ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._jobs.put((function, future))
+        if control is not None:
+            control.on_abandon(lambda: self._abandon(future))
+        self._jobs.put((function, future, control))
         return future
+
+    def _abandon(self, future: asyncio.Future[Any]) -> None:
+        """The thread running ``future``'s job is stuck: a fresh one takes its place (it
+        leaves the pool when, if ever, its task returns), and the awaiter stops waiting."""
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        self._add_thread()
+        if not future.done():
+            future.set_exception(Abandoned())
 
     def stop(self) -> None:
         for _ in self._threads:
@@ -52,17 +72,10 @@ class _ThreadRunner:
             job = self._jobs.get()
             if job is None:
                 return
-            function, future = job
-            try:
-                outcome: tuple[asyncio.Future[Any], bool, Any] = (future, True, function())
-            except StopIteration as exc:
-                # asyncio refuses StopIteration as a future's exception (it would end the
-                # awaiting generator instead): hand over what Python itself turns it into.
-                failure = RuntimeError(f"task raised StopIteration: {exc!r}")
-                failure.__cause__ = exc
-                outcome = (future, False, failure)
-            except BaseException as exc:  # handed to the awaiting coroutine
-                outcome = (future, False, exc)
+            function, future, control = job
+            outcome = _call(function, future, control)
+            if control is not None and control.abandoned:
+                return  # replaced while stuck: its outcome is nobody's any more
             with self._lock:
                 self._finished.append(outcome)
                 wake = not self._wake_scheduled
@@ -78,7 +91,7 @@ class _ThreadRunner:
             finished, self._finished = self._finished, []
             self._wake_scheduled = False
         for future, ok, value in finished:
-            if future.cancelled():
+            if future.done():  # cancelled, or abandoned
                 continue
             try:
                 if ok:
@@ -89,24 +102,90 @@ class _ThreadRunner:
                 future.set_exception(RuntimeError(f"task outcome could not be handed back: {exc}"))
 
 
+def _call(
+    function: Callable[[], Any], future: asyncio.Future[Any], control: RunControl | None
+) -> tuple[asyncio.Future[Any], bool, Any]:
+    try:
+        if control is not None:
+            control.start_thread()
+        outcome: tuple[asyncio.Future[Any], bool, Any] = (future, True, function())
+    except StopIteration as exc:
+        # asyncio refuses StopIteration as a future's exception (it would end the awaiting
+        # generator instead): hand over what Python itself turns it into.
+        failure = RuntimeError(f"task raised StopIteration: {exc!r}")
+        failure.__cause__ = exc
+        outcome = (future, False, failure)
+    except BaseException as exc:  # handed to the awaiting coroutine
+        outcome = (future, False, exc)
+    if control is not None:
+        control.finish_thread()  # before anything else runs on this thread
+    return outcome
+
+
 class Executor:
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
         self._runner: _ThreadRunner | None = None
 
-    async def run(self, task: Task, request: TaskRequest) -> Any:
-        """Run ``task`` with ``request``'s arguments; exceptions propagate to the caller."""
+    async def run(self, task: Task, request: TaskRequest, control: RunControl | None = None) -> Any:
+        """Run ``task`` with ``request``'s arguments; exceptions propagate to the caller.
+
+        With a ``control``, the run can be interrupted (``interrupts.py``): a run stopped at
+        its hard limit raises ``TimeLimitExceeded``, an abandoned one ``Abandoned``."""
         args, kwargs = request.args, request.kwargs
         if task.is_async:
             # Each delivery is its own asyncio task, so this setting stays with this message.
             current_request.set(request)
-            return await task(*args, **kwargs)
+            if control is None:
+                return await task(*args, **kwargs)
+            return await _run_controlled(task(*args, **kwargs), control)
         if self._runner is None:
             self._runner = _ThreadRunner(asyncio.get_running_loop(), self.concurrency)
         context = contextvars.copy_context()
         context.run(current_request.set, request)
-        return await self._runner.submit(lambda: context.run(task, *args, **kwargs))
+        future = self._runner.submit(lambda: context.run(task, *args, **kwargs), control)
+        if control is None:
+            return await future
+        try:
+            return await future
+        except Abandoned:
+            raise
+        except BaseException as exc:
+            if control.hard_requested and not _ours(exc):
+                raise _stopped(control) from exc
+            raise
 
     def shutdown(self) -> None:
         if self._runner is not None:
             self._runner.stop()
+
+
+async def _run_controlled(coroutine: Any, control: RunControl) -> Any:
+    current = asyncio.current_task()
+    assert current is not None
+    control.bind_async(current)
+    try:
+        if control.soft_limit is None:
+            return await coroutine
+        return await SoftLimitAware(coroutine, control)
+    except asyncio.CancelledError as exc:
+        if not control.hard_requested:
+            raise
+        current.uncancel()  # our own cancellation, spent: the worker's would count on
+        raise _stopped(control) from exc
+    finally:
+        control.finish_async()
+
+
+def _ours(error: BaseException) -> bool:
+    return isinstance(error, asyncio.CancelledError) and _being_cancelled()
+
+
+def _being_cancelled() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
+def _stopped(control: RunControl) -> TimeLimitExceeded:
+    limit = f" ({control.hard_limit:g}s)" if control.hard_limit is not None else ""
+    return TimeLimitExceeded(f"hard time limit{limit} exceeded; the task was stopped")

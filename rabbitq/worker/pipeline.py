@@ -25,6 +25,7 @@ task never ran, so leaving it unacked for the broker to take back costs nothing 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from rabbitq.errors import MessageError, SkipTask, UnroutableError
 from rabbitq.message import TaskMessage, decode_task
 from rabbitq.middleware import DeadLettered, MiddlewareStack, Outcome, TaskContext
 from rabbitq.task import Task, TaskRequest, current_request
+from rabbitq.timeouts import too_late_to_start
 from rabbitq.worker.decisions import (
     DeadLetter,
     Later,
@@ -41,6 +43,7 @@ from rabbitq.worker.decisions import (
     RetryAt,
     RetryFollowups,
     Run,
+    Stopped,
     Succeed,
     decide_arrival,
     decide_followup_failure,
@@ -49,6 +52,7 @@ from rabbitq.worker.decisions import (
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups, check_result
+from rabbitq.worker.interrupts import Abandoned
 from rabbitq.worker.republish import Acker, Publisher, Republisher
 
 log = logging.getLogger("rabbitq.worker")
@@ -56,6 +60,12 @@ log = logging.getLogger("rabbitq.worker")
 # A successor the broker did not confirm is sent again after this pause, doubling...
 SETTLE_BACKOFF_FIRST = 0.5
 SETTLE_BACKOFF_MAX = 30.0  # ...up to this (seconds)
+# A parked copy (a run that did not stop) comes back this long after its process is gone.
+PARK_MARGIN = dt.timedelta(seconds=5)
+
+# Asked to replace this process (a thread is stuck): the wall-clock time by which it will have
+# exited, at the latest.
+Recycle = Callable[[str], dt.datetime]
 
 
 class Pipeline:
@@ -72,6 +82,7 @@ class Pipeline:
         worker_name: str,
         stopping: Callable[[], bool],
         redeclare: Callable[[str], Awaitable[None]] | None = None,
+        recycle: Recycle | None = None,
     ) -> None:
         self.app = app
         self.middleware = middleware
@@ -84,6 +95,8 @@ class Pipeline:
         self.stopping = stopping
         # Declares a task queue and its dead-letter queue again (a deleted one bounces).
         self.redeclare = redeclare
+        self.recycle = recycle
+        self._running: dict[int, TaskContext] = {}  # by id(): runs that may be interrupted
         self._quorum: dict[str, bool] = {}
         self.settle_backoff_first = SETTLE_BACKOFF_FIRST
         self._hears_receipts = self.middleware.has("message_received")
@@ -108,6 +121,16 @@ class Pipeline:
                 if self.stopping():
                     await self.hand_back(delivery)
                     return
+                if too_late_to_start(
+                    self.app.consumer_timeout, time.monotonic() - delivery.arrived
+                ):
+                    log.warning(
+                        "message %s waited for a slot until the broker's consumer_timeout "
+                        "was near; handing it back to its queue",
+                        action.message.id,
+                    )
+                    await self.hand_back(delivery)
+                    return
                 await self._run(delivery, action.task, action.message)
         elif type(action) is DeadLetter:
             await self._dead_letter(delivery, action)
@@ -118,6 +141,9 @@ class Pipeline:
                 "re-delay",
                 lambda: self.republish.later(delivery, later.message, later.eta),
             )
+        elif type(action) is Stopped:
+            context = self._context(delivery, action.task, action.message)
+            await self._conclude(delivery, context, action.error, None)
         elif type(action) is Recount:
             count, limit = action.redeliveries, self.app.redelivery_limit
             await self._settle(
@@ -190,7 +216,7 @@ class Pipeline:
 
     # -- running ----------------------------------------------------------------------------
 
-    async def _run(self, delivery: Delivery, task: Task, message: TaskMessage) -> None:
+    def _context(self, delivery: Delivery, task: Task, message: TaskMessage) -> TaskContext:
         request = TaskRequest(
             id=message.id,
             task=task.name,
@@ -210,7 +236,28 @@ class Pipeline:
         # Set before the hooks, so that ``task.request`` answers in ``before_process`` and in
         # Celery's task_prerun receivers as it does inside the task.
         current_request.set(request)
-        context = TaskContext(delivery, message, task, request, self.worker_name)
+        return TaskContext(delivery, message, task, request, self.worker_name)
+
+    def interrupt_runs_on(self, channel: object) -> int:
+        """Stop the runs whose deliveries came on ``channel`` (the broker took them back);
+        how many were asked to stop."""
+        stopped = 0
+        for context in list(self._running.values()):
+            if context.delivery.channel is channel and context.control is not None:
+                context.control.interrupt_hard()
+                stopped += 1
+        return stopped
+
+    async def _run(self, delivery: Delivery, task: Task, message: TaskMessage) -> None:
+        context = self._context(delivery, task, message)
+        self._running[id(context)] = context
+        try:
+            await self._run_in(context)
+        finally:
+            del self._running[id(context)]
+
+    async def _run_in(self, context: TaskContext) -> None:
+        delivery, task, message = context.delivery, context.task, context.message
         try:
             await self.followups.started(task, message)
         except Exception as exc:  # a state report only: the task still runs
@@ -228,15 +275,27 @@ class Pipeline:
                     log.info("task %s[%s] skipped: %s", task.name, message.id, skip.reason)
                     await self.middleware.emit("after_skip", context, skip.reason)
                     return
-            value = await self.executor.run(task, request)
+            value = await self.executor.run(task, context.request, context.control)
             check_result(self.app, task, message, value)
+        except Abandoned:
+            await self._park(delivery, context)
+            return
         except asyncio.CancelledError as cancelled:
             if _being_cancelled():
                 raise  # the worker itself is cancelling: the broker redelivers
             exception = cancelled  # the task's own doing, like any other error
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task's failure only
             exception = exc
-        verdict = decide_outcome(task, message, exception, value)
+        await self._conclude(delivery, context, exception, value)
+
+    async def _conclude(
+        self,
+        delivery: Delivery,
+        context: TaskContext,
+        exception: BaseException | None,
+        value: object,
+    ) -> None:
+        verdict = decide_outcome(context.task, context.message, exception, value)
         if self._hears_after:
             outcome = Outcome(value, exception, retried=type(verdict) is RetryAt)
             pending = self.middleware.notify("after_process", context, outcome)
@@ -248,6 +307,22 @@ class Pipeline:
             await self._retry(delivery, context, verdict)
         elif type(verdict) is DeadLetter:
             await self._dead_letter(delivery, verdict, context)
+
+    async def _park(self, delivery: Delivery, context: TaskContext) -> None:
+        """The run did not stop at its hard limit and its thread was given up: its message
+        must not run again (nor be retried or dead-lettered) while that thread can still
+        run. A copy goes into the delay levels, due after this process is certainly gone
+        (it is recycled, with a kernel timer as the backstop); whoever receives it then
+        concludes the run as stopped (``decisions.Stopped``). Then the original is acked."""
+        assert self.recycle is not None, "abandoning a run needs a way to recycle the process"
+        who = f"{context.task.name}[{context.message.id}]"
+        gone_by = self.recycle(f"task {who} did not stop at its hard time limit")
+        eta = gone_by + PARK_MARGIN
+        note = f"{context.control.hard_limit if context.control else '?'}s in {self.worker_name}"
+        message = context.message
+        await self._settle(
+            delivery, "park", lambda: self.republish.park(delivery, message, eta, note)
+        )
 
     async def _succeed(self, delivery: Delivery, context: TaskContext, value: object) -> None:
         task, message = context.task, context.message

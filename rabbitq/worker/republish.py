@@ -9,7 +9,9 @@ worker killed at any point leaves either the original (redelivered) or its succe
   skew) goes back through the delay levels instead of waiting in worker memory;
 * ``recount`` — classic queues: a redelivered message carries its count on a fresh copy;
 * ``hand_back`` — at shutdown, a message that never started goes back to its queue with its
-  count unchanged (a nack would count as a redelivery: see ``redelivery.py``).
+  count unchanged (a nack would count as a redelivery: see ``redelivery.py``);
+* ``park`` — a run that did not stop at its hard time limit: a marked copy waits in the
+  delay levels until the process running it is gone (``timeouts.STOPPED_HEADER``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rabbitq.delays import QUEUE, delay_ms_until, delayed_route
 from rabbitq.message import Envelope, TaskMessage, utcnow
 from rabbitq.redelivery import REDELIVERY_COUNT_HEADER, redeliveries_so_far
 from rabbitq.retries import retry_envelope
+from rabbitq.timeouts import STOPPED_HEADER
 from rabbitq.topology import Topology
 from rabbitq.worker.delivery import Delivery
 
@@ -126,10 +129,23 @@ class Republisher:
         await self._copy_back(delivery, count)
         self.acks.ack(delivery)
 
+    async def park(
+        self, delivery: Delivery, task_message: TaskMessage, eta: dt.datetime, note: str
+    ) -> None:
+        successor = _same_message(delivery)
+        successor.headers[STOPPED_HEADER] = note
+        await self._publish_at(delivery.queue, successor, eta)
+        log.warning(
+            "task %s[%s] parked in the delay levels until %s, when its stuck run has ended",
+            task_message.task,
+            task_message.id,
+            eta.isoformat(),
+        )
+        self.acks.ack(delivery)
+
     async def _copy_back(self, delivery: Delivery, count: int) -> None:
         """The same message (retries and eta kept) back to its queue, carrying ``count``."""
-        successor = retry_envelope(delivery.envelope, _retries_of(delivery.envelope), None)
-        successor.headers["eta"] = delivery.envelope.headers.get("eta")
+        successor = _same_message(delivery)
         if count:
             successor.headers[REDELIVERY_COUNT_HEADER] = count
         await self.publisher.publish(delivery.queue, successor, exchange="")
@@ -142,6 +158,13 @@ class Republisher:
             return
         route = delayed_route(delay_ms, QUEUE, queue)
         await self.publisher.publish(route.routing_key, envelope, exchange=route.exchange)
+
+
+def _same_message(delivery: Delivery) -> Envelope:
+    """A fresh copy of the delivered message: retries and eta kept, counts dropped."""
+    successor = retry_envelope(delivery.envelope, _retries_of(delivery.envelope), None)
+    successor.headers["eta"] = delivery.envelope.headers.get("eta")
+    return successor
 
 
 def _retries_of(envelope: Envelope) -> int:

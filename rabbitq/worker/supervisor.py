@@ -1,6 +1,8 @@
 """``--processes N``: N worker processes, each its own asyncio loop, restarted if one dies.
 
 Children are spawned (not forked) so none inherits the supervisor's connections or threads.
+A child that recycles itself (``process.py``) is replaced at once, without the backoff that
+slows down the restart of one that keeps dying.
 The first SIGTERM/SIGINT is forwarded to every child as SIGTERM (each finishes its running
 tasks); a second one kills them, and the broker redelivers their unacked messages.
 """
@@ -17,7 +19,12 @@ import time
 from dataclasses import replace
 from types import FrameType
 
-from rabbitq.worker.process import EXIT_NOW_CODE, WorkerConfig, run_worker_process
+from rabbitq.worker.process import (
+    EXIT_NOW_CODE,
+    RECYCLE_EXIT_CODE,
+    WorkerConfig,
+    run_worker_process,
+)
 
 log = logging.getLogger("rabbitq.supervisor")
 
@@ -60,6 +67,14 @@ class Supervisor:
         log.info("started worker process %s (pid %s)", child.name, child.pid)
 
     def _restart(self, slot: int, exitcode: int | None) -> None:
+        if exitcode == RECYCLE_EXIT_CODE:
+            log.info("worker process %d recycled; starting a fresh one", slot)
+            self._start(slot)
+            return
+        if exitcode == -signal.SIGALRM:
+            log.warning("worker process %d ended by its recycle deadline; starting a fresh one", slot)
+            self._start(slot)
+            return
         lived = time.monotonic() - self._started_at[slot]
         quick = self._quick_deaths.get(slot, 0) + 1 if lived < QUICK_DEATH_SECONDS else 0
         self._quick_deaths[slot] = quick

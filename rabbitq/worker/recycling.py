@@ -1,0 +1,62 @@
+"""Replacing a worker process: ``--max-tasks-per-child`` and ``--max-memory-per-child``.
+
+Celery's meanings: after a task finishes, a process that has run N tasks, or whose resident
+memory is above the limit (KiB), is recycled: it stops consuming, lets its running tasks
+finish and ack, and exits; its supervisor starts a fresh one (a single unsupervised process
+replaces its own image with a fresh interpreter, keeping its pid). The task that crossed the
+limit completes first, as in Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+from collections.abc import Callable
+
+from rabbitq.middleware import Middleware, Outcome, TaskContext
+
+log = logging.getLogger("rabbitq.worker")
+
+
+def resident_kib() -> int:
+    """This process's resident memory now (not its peak), in KiB."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):  # no procfs: the peak is what there is
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class Recycling(Middleware):
+    def __init__(
+        self,
+        recycle: Callable[[str], object],
+        *,
+        max_tasks: int | None = None,
+        max_memory_kib: int | None = None,
+    ) -> None:
+        self.recycle = recycle
+        self.max_tasks = max_tasks
+        self.max_memory_kib = max_memory_kib
+        self.tasks_run = 0
+        self._asked = False
+
+    def after_process(self, context: TaskContext, outcome: Outcome) -> None:
+        self.tasks_run += 1
+        if self._asked:
+            return
+        if self.max_tasks is not None and self.tasks_run >= self.max_tasks:
+            self._ask(f"it ran {self.tasks_run} tasks (--max-tasks-per-child {self.max_tasks})")
+        elif self.max_memory_kib is not None:
+            used = resident_kib()
+            if used > self.max_memory_kib:
+                self._ask(
+                    f"it uses {used} KiB after {context.task.name}[{context.message.id}] "
+                    f"(--max-memory-per-child {self.max_memory_kib})"
+                )
+
+    def _ask(self, why: str) -> None:
+        self._asked = True
+        self.recycle(why)
