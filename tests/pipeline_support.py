@@ -16,7 +16,7 @@ from rabbitq.serializers import MSGPACK
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups
-from rabbitq.worker.pipeline import Pipeline
+from rabbitq.worker.pipeline import Pipeline, Recycle
 
 _tags = itertools.count(1)
 
@@ -124,8 +124,10 @@ def harness(
     app: rabbitq.App,
     publisher: InMemoryPublisher | None = None,
     middleware: MiddlewareStack | None = None,
+    recycle: Recycle | None = None,
 ) -> Harness:
-    """``middleware``: instead of the app's own (with the worker's counters after it)."""
+    """``middleware``: instead of the app's own (with the worker's counters after it);
+    ``recycle``: what the pipeline calls when it gives up a stuck run."""
     publisher = publisher or InMemoryPublisher()
     acks = RecordingAcks()
     stats = WorkerStats()
@@ -141,6 +143,7 @@ def harness(
         slots=asyncio.Semaphore(4),
         worker_name="test@host",
         stopping=lambda: holder["h"].stopping,
+        recycle=recycle,
     )
     holder["h"] = Harness(app, publisher, acks, pipeline, stats)
     return holder["h"]

@@ -11,8 +11,11 @@ from rabbitq.errors import (
     PublishTimeoutError,
     ResultBackendError,
     ResultEncodeError,
+    TimeLimitExceeded,
     UnroutableError,
 )
+from rabbitq.message import decode_task
+from rabbitq.timeouts import STOPPED_HEADER
 from rabbitq.worker.decisions import (
     FOLLOWUP_BACKOFF_MAX,
     DeadLetter,
@@ -20,6 +23,7 @@ from rabbitq.worker.decisions import (
     RetryAt,
     RetryFollowups,
     Run,
+    Stopped,
     decide_arrival,
     decide_followup_failure,
     decide_outcome,
@@ -119,3 +123,28 @@ def test_a_transient_followup_failure_past_the_deadline_is_dead_lettered() -> No
 def test_a_permanent_followup_failure_is_dead_lettered_at_once() -> None:
     decision = decide_followup_failure(UnroutableError("k"), attempt=1, now=0, deadline=1e9)
     assert isinstance(decision, DeadLetter)
+
+
+def test_a_run_stopped_at_its_hard_limit_is_dead_lettered_time_limit() -> None:
+    application = make_app()
+    task = application.task(name="slow")(lambda: None)
+    message = decode_task(task_envelope("slow"))
+    verdict = decide_outcome(task, message, TimeLimitExceeded("hard time limit (1s) exceeded"))
+    assert isinstance(verdict, DeadLetter) and verdict.reason == dead_letters.REASON_TIME_LIMIT
+
+
+def test_a_run_stopped_at_its_hard_limit_is_retried_when_autoretry_names_it() -> None:
+    application = make_app()
+    task = application.task(name="slow", autoretry_for=(TimeLimitExceeded,))(lambda: None)
+    message = decode_task(task_envelope("slow"))
+    assert isinstance(decide_outcome(task, message, TimeLimitExceeded("x")), RetryAt)
+
+
+def test_a_parked_copy_of_a_stopped_run_is_concluded_without_running() -> None:
+    application = make_app()
+    application.task(name="slow")(lambda: None)
+    envelope = task_envelope("slow")
+    envelope.headers[STOPPED_HEADER] = "1s in 1@host"
+    tasks = application.tasks
+    action = decide_arrival(envelope, redelivered=False, tasks=tasks, redelivery_limit=5)
+    assert isinstance(action, Stopped) and "1s in 1@host" in str(action.error)

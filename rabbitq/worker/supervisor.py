@@ -72,7 +72,9 @@ class Supervisor:
             self._start(slot)
             return
         if exitcode == -signal.SIGALRM:
-            log.warning("worker process %d ended by its recycle deadline; starting a fresh one", slot)
+            log.warning(
+                "worker process %d ended by its recycle deadline; starting a fresh one", slot
+            )
             self._start(slot)
             return
         lived = time.monotonic() - self._started_at[slot]
