@@ -64,6 +64,8 @@ APP_OPTIONS = {
     "task_default_queue": "default_queue",
     "task_ignore_result": "ignore_result",
     "task_track_started": "track_started",
+    "task_time_limit": "task_time_limit",
+    "task_soft_time_limit": "task_soft_time_limit",
 }
 
 # Celery settings that are rabbitq's behaviour already, or belong elsewhere: why.
@@ -76,9 +78,8 @@ NOTES = {
     "worker_concurrency": "rabbitq worker -c N",
     "worker_prefetch_multiplier": "rabbitq worker --prefetch N (per queue and process; "
     "default 4 x concurrency)",
-    "worker_max_tasks_per_child": "not built yet",
-    "task_time_limit": "per task: @app.task(time_limit=...)",
-    "task_soft_time_limit": "per task: @app.task(soft_time_limit=...)",
+    "worker_max_tasks_per_child": "rabbitq worker --max-tasks-per-child N",
+    "worker_max_memory_per_child": "rabbitq worker --max-memory-per-child KIB",
     "task_default_rate_limit": "not built yet",
     "timezone": "rabbitq keeps times in UTC; cron entries take timezone= per entry",
     "enable_utc": "always UTC",

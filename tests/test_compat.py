@@ -42,6 +42,21 @@ def test_settings_with_an_app_option_translate_one_to_one() -> None:
     assert app.default_queue == "work" and app.result_expires == 7200.0
 
 
+def test_celery_time_limits_become_app_wide_task_time_limits() -> None:
+    translated = from_celery_settings({"task_time_limit": 300, "task_soft_time_limit": 240})
+    app = rabbitq.App("translated", **translated.app_options)
+    task = app.task(name="report")(lambda: None)
+    assert (task.soft_time_limit, task.time_limit) == (240, 300)
+
+
+def test_celery_recycling_settings_name_the_worker_options() -> None:
+    notes = from_celery_settings(
+        {"worker_max_tasks_per_child": 100, "worker_max_memory_per_child": 200_000}
+    ).notes
+    assert "worker_max_tasks_per_child: rabbitq worker --max-tasks-per-child N" in notes
+    assert "worker_max_memory_per_child: rabbitq worker --max-memory-per-child KIB" in notes
+
+
 def test_task_routes_become_the_routing_file_tasks_map() -> None:
     translated = from_celery_settings(
         {
