@@ -4,10 +4,13 @@
 
 Runs no-op deliveries (an ``async def`` task, so no thread hand-off blurs the figure) through
 ``worker/pipeline.py`` with an in-memory publisher and acker, three ways, interleaved, and
-prints the median of R runs for each: no middleware at all; the default stack (Celery's
-signals and the worker's counters, what every worker runs); the default stack plus five
-user middleware that override every worker hook with a plain no-op. The first against the
-second is what the seam costs a worker that uses nothing; divide the difference by a real
+prints the median of R runs for each: no middleware at all; the default stack without time
+limits (Celery's signals and the worker's counters); the default stack (with the time limits,
+which give every run a RunControl and a timer for the consumer-timeout ceiling: what every
+worker runs); the same with a soft and a hard limit on the task (two timers, and the
+coroutine awaited through the soft-limit wrapper); the default stack plus five user
+middleware that override every worker hook with a plain no-op. The first against the
+default is what the seam costs a worker that uses nothing; divide a difference by a real
 worker's time per no-op task (``bench_core.py``) for its share.
 """
 
@@ -26,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import rabbitq  # noqa: E402
 from rabbitq.middleware import MiddlewareStack, WorkerStats  # noqa: E402
+from rabbitq.worker.time_limits import TimeLimits  # noqa: E402
 from tests.pipeline_support import harness, make_app, task_envelope  # noqa: E402
 
 
@@ -42,10 +46,17 @@ def build(kind: str) -> Any:
     async def noop() -> None:
         return None
 
+    @app.task(name="limited", soft_time_limit=100, time_limit=200)
+    async def limited() -> None:
+        return None
+
+    limits = TimeLimits(app.consumer_timeout)
     stacks = {
         "none": MiddlewareStack(()),
-        "default": app.middleware.added(WorkerStats()),  # as a worker runs it
-        "five more": app.middleware.added(WorkerStats(), *(NoOp() for _ in range(5))),
+        "no limits": app.middleware.added(WorkerStats()),
+        "default": app.middleware.added(limits, WorkerStats()),  # as a worker runs it
+        "limited": app.middleware.added(limits, WorkerStats()),
+        "five more": app.middleware.added(limits, WorkerStats(), *(NoOp() for _ in range(5))),
     }
     h = harness(app, middleware=stacks[kind])
     return h
@@ -53,7 +64,7 @@ def build(kind: str) -> Any:
 
 async def rate(kind: str, deliveries: int) -> float:
     h = build(kind)
-    envelope = task_envelope("noop")
+    envelope = task_envelope("limited" if kind == "limited" else "noop")
     started = time.perf_counter()
     for _ in range(deliveries):
         await h.deliver(envelope)
@@ -67,7 +78,7 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=7)
     options = parser.parse_args()
-    kinds = ("none", "default", "five more")
+    kinds = ("none", "no limits", "default", "limited", "five more")
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     for kind in kinds:  # warm-up, not counted: imports, caches, the first thread pool
         asyncio.run(rate(kind, options.deliveries // 10))

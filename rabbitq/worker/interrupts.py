@@ -165,7 +165,10 @@ class RunControl:
             try:
                 with self._lock:
                     self._finished = True
-                    if self._thread_id is not None:
+                    # Only an interrupt asked for can be pending (the flags are set before
+                    # the lock is taken to send one): most runs skip the call.
+                    interrupted = self.soft_requested or self.hard_requested
+                    if interrupted and self._thread_id is not None:
                         _set_async_exc(self._thread_id, None)
                     self._thread_id = None
                 return

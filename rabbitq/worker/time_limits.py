@@ -1,7 +1,9 @@
 """Time limits, enforced as middleware: soft, hard, and the broker's consumer_timeout.
 
 ``before_process`` works out the run's limits (``timeouts.py``) and, if it has any, gives the
-run a ``RunControl`` and arms a timer for each. At the soft limit the task gets
+run a ``RunControl`` and arms a timer for each of its own limits. The consumer-timeout
+ceiling, which every run has, is watched by one sweep for all runs instead (a timer per run
+would cost more than the rest of the middleware). At the soft limit the task gets
 ``SoftTimeLimitExceeded``; at the hard limit it is stopped (``TimeLimitExceeded``). A thread
 that has not stopped ``grace`` seconds later (blocked in C, or it swallowed the exception) is
 abandoned: the pipeline parks its message and the process is recycled (``pipeline.py``). An
@@ -18,25 +20,40 @@ import logging
 import time
 
 from rabbitq.middleware import Middleware, Outcome, TaskContext
-from rabbitq.timeouts import limits_for
+from rabbitq.timeouts import ceiling, limits_for
 from rabbitq.worker.interrupts import RunControl
 
 log = logging.getLogger("rabbitq.worker")
 
 HARD_GRACE = 2.0  # seconds a task has to stop after its hard limit before it is abandoned
+SWEEP_EVERY = 1.0  # seconds between looks at the runs that have only the ceiling...
+SWEEP_FRACTION = 0.05  # ...or this fraction of the ceiling, if less
 
 
 class TimeLimits(Middleware):
     def __init__(self, consumer_timeout: float | None, *, grace: float = HARD_GRACE) -> None:
         self.consumer_timeout = consumer_timeout
         self.grace = grace
+        window = ceiling(consumer_timeout)
+        self._sweep_every = min(SWEEP_EVERY, window * SWEEP_FRACTION) if window else SWEEP_EVERY
+        # Runs limited by the ceiling only: id(context) -> (monotonic deadline, context).
+        self._watched: dict[int, tuple[float, TaskContext]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def before_process(self, context: TaskContext) -> None:
-        waited = time.monotonic() - context.delivery.arrived
-        limits = limits_for(context.task, context.message, self.consumer_timeout, waited)
+        now = time.monotonic()
+        limits = limits_for(
+            context.task, context.message, self.consumer_timeout, now - context.delivery.arrived
+        )
         if limits is None:
             return
         control = context.control = RunControl(limits.soft, limits.hard)
+        if limits.capped and limits.soft is None:
+            assert limits.hard is not None
+            self._watched[id(context)] = (now + limits.hard, context)
+            if self._sweeper is None:
+                self._arm_sweep()
+            return
         loop = asyncio.get_running_loop()
         timers = []
         if limits.soft is not None:
@@ -52,8 +69,26 @@ class TimeLimits(Middleware):
         self._disarm(context)
 
     def _disarm(self, context: TaskContext) -> None:
-        for timer in context.state.pop(self, ()):
-            timer.cancel()
+        if self._watched.pop(id(context), None) is None:
+            for timer in context.state.pop(self, ()):
+                timer.cancel()
+
+    def _arm_sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(self._sweep_every, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        for key, (deadline, context) in list(self._watched.items()):
+            control = context.control
+            if control is None or control.finished or control.abandoned:
+                del self._watched[key]  # parked or given up: no after_process comes
+            elif deadline <= now:
+                del self._watched[key]
+                self._hard(context, control)
+        if self._watched:
+            self._arm_sweep()
 
     def _soft(self, context: TaskContext, control: RunControl) -> None:
         if control.finished:
