@@ -6,7 +6,7 @@ whose body is ``[args, kwargs, embed]``::
     properties: message_id = correlation_id = task id, content_type, content_encoding,
                 delivery_mode = 2 (persistent), reply_to, priority
     headers:    lang, task, id, root_id, parent_id, group, eta, expires (ISO 8601),
-                retries, timelimit [soft, hard], argsrepr, kwargsrepr, origin,
+                retries, timelimit [hard, soft], argsrepr, kwargsrepr, origin,
                 plus rabbitq_* headers that Celery ignores
     body:       [args, kwargs, {"callbacks", "errbacks", "chain", "chord"}]
 
@@ -117,7 +117,7 @@ class TaskMessage:
     eta: dt.datetime | None = None
     expires: dt.datetime | None = None
     retries: int = 0
-    timelimit: tuple[float | None, float | None] = (None, None)
+    timelimit: tuple[float | None, float | None] = (None, None)  # (soft, hard) seconds
     origin: str | None = None
     reply_to: str | None = None
     priority: int | None = None
@@ -175,7 +175,7 @@ def encode_task(message: TaskMessage, serializer: Serializer) -> Envelope:
             "eta": message.eta.isoformat() if message.eta else None,
             "expires": message.expires.isoformat() if message.expires else None,
             "retries": message.retries,
-            "timelimit": [_header_seconds(limit) for limit in message.timelimit],
+            "timelimit": _timelimit_header(message.timelimit),
             "argsrepr": _repr.repr(tuple(message.args)),
             "kwargsrepr": _repr.repr(dict(message.kwargs)),
             "origin": message.origin or default_origin(),
@@ -297,10 +297,18 @@ def _parse_int(value: Any, name: str) -> int:
     return value
 
 
+# Celery's producers and workers put the hard limit first (``app/amqp.py``: ``[time_limit,
+# soft_time_limit]``; ``worker/request.py`` reads it back that way), whatever its protocol
+# page says: so does the wire here, while ``TaskMessage.timelimit`` stays ``(soft, hard)``.
+def _timelimit_header(timelimit: tuple[float | None, float | None]) -> list[int | Decimal | None]:
+    soft, hard = timelimit
+    return [_header_seconds(hard), _header_seconds(soft)]
+
+
 def _parse_timelimit(value: Any) -> tuple[float | None, float | None]:
     if not isinstance(value, list | tuple) or len(value) != 2:
         return (None, None)
-    soft, hard = value
+    hard, soft = value
     return (_number_or_none(soft), _number_or_none(hard))
 
 

@@ -1,8 +1,8 @@
 """Time limits and the broker's consumer_timeout, as pure rules (no I/O, no clock).
 
-A run's limits come from its message (``timelimit`` header: ``[soft, hard]`` seconds, set by
-``apply_async(time_limit=, soft_time_limit=)``, the task's options, or a Celery producer),
-else from the task's own options. None means no limit.
+A run's limits come from its message (``TaskMessage.timelimit``, ``(soft, hard)`` seconds,
+set by ``apply_async(time_limit=, soft_time_limit=)``, the task's options, or a Celery
+producer), else from the task's own options. None means no limit.
 
 RabbitMQ takes a delivery back (closes its channel; from 4.3 cancels its consumer) when it
 stays unacked longer than the consumer timeout, counted from delivery, and the task would

@@ -63,6 +63,17 @@ def test_round_trip_keeps_every_field(serializer: object) -> None:
     assert decoded.embed_extras == {"rabbitq_member": 4}
 
 
+def test_timelimit_header_puts_the_hard_limit_first_as_celery_does() -> None:
+    envelope = encode_task(TaskMessage(task="t", timelimit=(5, 10)), JSON)
+    assert envelope.headers["timelimit"] == [10, 5]
+
+
+def test_a_celery_timelimit_header_is_read_hard_limit_first() -> None:
+    envelope = encode_task(TaskMessage(task="t"), JSON)
+    envelope.headers["timelimit"] = [1, None]  # send_task(time_limit=1) from Celery
+    assert decode_task(envelope).timelimit == (None, 1.0)
+
+
 def test_naive_time_headers_from_celery_mean_utc() -> None:
     envelope = encode_task(TaskMessage(task="t"), JSON)
     envelope.headers["eta"] = "2030-01-01T00:00:00"

@@ -2,7 +2,9 @@
 
 Each run records "<task id> <label>" in $RABBITQ_TEST_RECORD, with the recording process's
 token (one per interpreter image: a process that re-executes itself gets a new one) so a test
-can tell which process ran what.
+can tell which process ran what. With $RABBITQ_TEST_RECORD_LIFECYCLE set, each worker process
+image also records "- ready|stopped <token> <pid> <epoch seconds>" when it starts and stops
+consuming, so a test can order a task's runs and dead letters against a recycle.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import asyncio
 import os
 import time
 import uuid
+from typing import Any
 
 import rabbitq
 from integration.apps.record import append_record
+from rabbitq import signals
 from rabbitq.errors import SoftTimeLimitExceeded, TimeLimitExceeded
 
 PROCESS_TOKEN = uuid.uuid4().hex[:8]
@@ -24,6 +28,21 @@ app = rabbitq.App(
     "limits",
     consumer_timeout=None if consumer_timeout == "none" else float(consumer_timeout),
 )
+
+
+def _record_lifecycle(event: str) -> None:
+    if os.environ.get("RABBITQ_TEST_RECORD_LIFECYCLE"):
+        append_record(f"- {event} {PROCESS_TOKEN} {os.getpid()} {time.time():.6f}")
+
+
+@signals.worker_ready.connect
+def _ready(**_: Any) -> None:
+    _record_lifecycle("ready")
+
+
+@signals.worker_shutdown.connect
+def _stopped(**_: Any) -> None:
+    _record_lifecycle("stopped")
 
 
 def _spin(seconds: float) -> None:
@@ -111,3 +130,11 @@ def records(label: str) -> None:
 def leaks(mebibytes: int) -> None:
     _LEAK.append(os.urandom(mebibytes * 1024 * 1024))
     append_record(f"{leaks.request.id} leaked {PROCESS_TOKEN} {os.getpid()}")
+
+
+@app.task
+def spins(seconds: float) -> None:
+    """No limits of its own: only the consumer-timeout ceiling can stop it."""
+    append_record(f"{spins.request.id} started {PROCESS_TOKEN}")
+    _spin(seconds)
+    append_record(f"{spins.request.id} finished {PROCESS_TOKEN}")
