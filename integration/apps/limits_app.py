@@ -13,6 +13,7 @@ import asyncio
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import rabbitq
@@ -138,3 +139,41 @@ def spins(seconds: float) -> None:
     append_record(f"{spins.request.id} started {PROCESS_TOKEN}")
     _spin(seconds)
     append_record(f"{spins.request.id} finished {PROCESS_TOKEN}")
+
+
+def _ran_before(task_id: str) -> bool:
+    record = Path(os.environ["RABBITQ_TEST_RECORD"])
+    return record.exists() and f"{task_id} started" in record.read_text()
+
+
+@app.task
+async def sleeps_the_first_time(seconds: float) -> None:
+    """Awaits ``seconds`` on its first run and records how that run ended; a later run of
+    the same message returns at once, recording ``again``."""
+    task_id = sleeps_the_first_time.request.id
+    if _ran_before(task_id):
+        append_record(f"{task_id} again {PROCESS_TOKEN}")
+        return
+    append_record(f"{task_id} started {PROCESS_TOKEN}")
+    try:
+        await asyncio.sleep(seconds)
+    except BaseException:
+        append_record(f"{task_id} stopped {PROCESS_TOKEN}")
+        raise
+    append_record(f"{task_id} finished {PROCESS_TOKEN}")
+
+
+@app.task
+def spins_the_first_time(seconds: float) -> None:
+    """``sleeps_the_first_time`` in a thread, busy in bytecode where it can be stopped."""
+    task_id = spins_the_first_time.request.id
+    if _ran_before(task_id):
+        append_record(f"{task_id} again {PROCESS_TOKEN}")
+        return
+    append_record(f"{task_id} started {PROCESS_TOKEN}")
+    try:
+        _spin(seconds)
+    except BaseException:
+        append_record(f"{task_id} stopped {PROCESS_TOKEN}")
+        raise
+    append_record(f"{task_id} finished {PROCESS_TOKEN}")

@@ -107,9 +107,14 @@ class LocalBroker:
         data_dir: str | None = None,
         consumer_timeout_ms: int | None = None,
         max_message_size: int | None = None,
+        channel_tick_interval_ms: int | None = None,
     ) -> None:
         self.management = management
         self.consumer_timeout_ms = consumer_timeout_ms
+        # How often each channel checks its deliveries against consumer_timeout (RabbitMQ's
+        # default: every 60 s, so a short timeout is enforced up to a minute late). Not a
+        # rabbitmq.conf key (3.10): it goes in advanced.config.
+        self.channel_tick_interval_ms = channel_tick_interval_ms
         self.max_message_size = max_message_size  # bytes; larger publishes close the channel
         self._own_dir = data_dir is None
         self.base = Path(data_dir or tempfile.mkdtemp(prefix="rabbitq-broker-"))
@@ -166,6 +171,7 @@ class LocalBroker:
         if self.max_message_size is not None:
             config.append(f"max_message_size = {self.max_message_size}")
         (self.base / "rabbitmq.conf").write_text("\n".join(config) + "\n")
+        (self.base / "advanced.config").write_text(self._advanced_config())
         plugins = "[rabbitmq_management]." if self.management else "[]."
         (self.base / "enabled_plugins").write_text(plugins + "\n")
         return {
@@ -178,10 +184,21 @@ class LocalBroker:
             "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.base / "log"),
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
+            # Always our own (possibly empty) one, never the system's /etc/rabbitmq file.
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.base / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(self.base / "rabbitmq.pid"),
             "RABBITMQ_LOGS": "-",
         }
+
+    def _advanced_config(self) -> str:
+        """Erlang terms for the settings rabbitmq.conf cannot carry."""
+        rabbit = []
+        if self.channel_tick_interval_ms is not None:
+            rabbit.append(f"{{channel_tick_interval, {int(self.channel_tick_interval_ms)}}}")
+        if not rabbit:
+            return "[].\n"
+        return f"[{{rabbit, [{', '.join(rabbit)}]}}].\n"
 
     def start(self) -> None:
         if self.running:

@@ -247,7 +247,12 @@ class Consumer:
     ) -> None:
         """The broker cancelled our consumer: the queue was deleted, or (RabbitMQ 4.3+) a
         delivery outlived the consumer timeout and went back to the queue. Consume again,
-        on a task of its own (this runs in the channel's frame reader)."""
+        on a task of its own (this runs in the channel's frame reader).
+
+        Runs of the cancelled consumer's deliveries go on: a deleted queue's messages are
+        gone, and those runs are all that is left of them; after a 4.3 timeout, though, they
+        run beside their redelivered copies (stopping them needs the pipeline to drop a run
+        without concluding it, and a way to tell the two causes apart)."""
         current = self._consumers.get(queue)
         if self._stopping or current is None or current[1] != frame.consumer_tag:
             return
@@ -276,8 +281,13 @@ class Consumer:
         self, closing: asyncio.Future[Any], *, channel: aiormq.abc.AbstractChannel, queue: str
     ) -> None:
         """A channel the broker closed for an overdue ack (RabbitMQ before 4.3): every
-        delivery on it went back to the queue. Its runs are stopped, so that a copy run
-        elsewhere does not run beside them, and the operator is told why."""
+        delivery on it went back to the queue, and the operator is told why.
+
+        aiormq cancels the channel's handlers in the same step that resolves ``closing``, and
+        this callback comes after they have unwound: an ``async def`` run stopped with its
+        handler, and the pipeline has forgotten it. A run in a thread is not stopped by that
+        cancellation (the pipeline must interrupt it); runs still known are stopped here.
+        """
         error = None if closing.cancelled() else closing.exception()
         if not isinstance(error, aiormq.exceptions.ChannelPreconditionFailed):
             return
@@ -285,13 +295,13 @@ class Consumer:
             return
         stopped = self.pipeline.interrupt_runs_on(channel)
         log.error(
-            "the broker closed the channel consuming %s: a delivery stayed unacked past its "
-            "consumer_timeout (%s). Its messages went back to the queue; %d running task(s) "
-            "on it were stopped. App(consumer_timeout=%s) must not exceed the broker's "
+            "the broker closed the channel consuming %s: a delivery stayed unacked past the "
+            "broker's consumer_timeout (%s). Its deliveries went back to the queue to be "
+            "delivered again%s. App(consumer_timeout=%s) must not exceed the broker's "
             "consumer_timeout",
             queue,
             error,
-            stopped,
+            f"; {stopped} run(s) still going on it were stopped" if stopped else "",
             self.app.consumer_timeout,
         )
 
