@@ -7,7 +7,8 @@ Recycled (``--max-tasks-per-child``, ``--max-memory-per-child``, or a thread stu
 hard time limit): the same graceful stop, then a supervised process exits with
 ``RECYCLE_EXIT_CODE`` and its supervisor starts a fresh one, while a single unsupervised
 process replaces itself with a fresh interpreter (``exec``: same pid, same arguments), which
-also ends a stuck thread.
+also ends a stuck thread. A stop signal while its tasks finish, or while one image gives way
+to the next, still means stop: the process exits 0 instead of coming back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from types import FrameType
 
 from rabbitq.app import App
 from rabbitq.app_path import load_app
@@ -29,6 +31,7 @@ log = logging.getLogger("rabbitq.worker")
 
 EXIT_NOW_CODE = 130
 RECYCLE_EXIT_CODE = 75  # EX_TEMPFAIL: "start me again"
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,41 @@ def load_configured_app(config: WorkerConfig) -> App:
     return app
 
 
+class StopSignals:
+    """SIGTERM and SIGINT (SIGTERM only in a supervised child): the first asks for a graceful
+    stop (``stop_requested``), a second exits at once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, supervised: bool) -> None:
+        self.stop_requested = asyncio.Event()
+        # Every stop signal delivered, counted as it arrives (``stop_requested`` is set later,
+        # once the loop gets to it).
+        self.arrived: list[int] = []
+        if supervised:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in (signal.SIGTERM,) if supervised else STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+            # The loop dispatches a signal through its wakeup fd; the Python-level handler it
+            # installs does nothing. This one counts instead, at once: a signal delivered
+            # before they are blocked for an exec has been counted when blocking returns.
+            signal.signal(signum, self._count)
+        # A process that re-executed itself to recycle starts with them blocked (pending, if
+        # one came during the exchange of images): handled now, they are delivered.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+    def _count(self, signum: int, _frame: FrameType | None) -> None:
+        self.arrived.append(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.stop_requested.is_set():
+            log.warning("second signal: exiting now; unfinished tasks will be redelivered")
+            os._exit(EXIT_NOW_CODE)
+        log.info(
+            "received %s: finishing running tasks (signal again to exit now)",
+            signal.Signals(signum).name,
+        )
+        self.stop_requested.set()
+
+
 async def serve(config: WorkerConfig) -> bool:
     """Run until told to stop (False) or to recycle the process (True)."""
     app = load_configured_app(config)
@@ -78,26 +116,27 @@ async def serve(config: WorkerConfig) -> bool:
         max_memory_per_child=config.max_memory_per_child,
         recycle_within=config.shutdown_timeout,
     )
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop_requested.is_set():
-            log.warning("second signal: exiting now; unfinished tasks will be redelivered")
-            os._exit(EXIT_NOW_CODE)
-        log.info(
-            "received %s: finishing running tasks (signal again to exit now)",
-            signal.Signals(signum).name,
-        )
-        stop_requested.set()
-
-    if config.supervised:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        loop.add_signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
-    else:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
+    signals = StopSignals(asyncio.get_running_loop(), supervised=config.supervised)
     await consumer.middleware.emit_raising("process_start", app)
+    # A signal that waited through a recycle's exec is counted by now: then no start at all
+    # (a start cut short mid-connection would leave a reconnecting connection behind).
+    if not signals.arrived:
+        await consume_until_stopped_or_recycled(consumer, signals.stop_requested)
+    recycle = consumer.recycling.is_set() and not signals.arrived
+    left = consumer.seconds_left()
+    await consumer.stop(left if recycle and left is not None else config.shutdown_timeout)
+    if not recycle:
+        return False
+    # Until the fresh image handles them, a stop signal would meet the default action (exec
+    # resets handlers to it), killing the process: blocked, it waits instead, pending across
+    # the exec. One that came while running tasks were finishing means stop, not recycle.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    return not signals.arrived
+
+
+async def consume_until_stopped_or_recycled(
+    consumer: Consumer, stop_requested: asyncio.Event
+) -> None:
     # Starting waits for the broker as long as it takes (with backoff); a signal meanwhile
     # ends the wait instead of a start that would never come.
     starting = asyncio.create_task(consumer.start())
@@ -113,10 +152,6 @@ async def serve(config: WorkerConfig) -> bool:
         await asyncio.wait({stopping, recycling}, return_when=asyncio.FIRST_COMPLETED)
         recycling.cancel()
     stopping.cancel()
-    recycle = consumer.recycling.is_set() and not stop_requested.is_set()
-    left = consumer.seconds_left()
-    await consumer.stop(left if recycle and left is not None else config.shutdown_timeout)
-    return recycle
 
 
 def run_worker_process(config: WorkerConfig) -> None:

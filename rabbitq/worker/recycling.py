@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import sys
 from collections.abc import Callable
 
 from rabbitq.middleware import Middleware, Outcome, TaskContext
@@ -26,7 +27,9 @@ def resident_kib() -> int:
             pages = int(statm.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") // 1024
     except (OSError, ValueError, IndexError):  # no procfs: the peak is what there is
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # KiB on Linux and the BSDs, bytes on macOS.
+        return peak // 1024 if sys.platform == "darwin" else peak
 
 
 class Recycling(Middleware):

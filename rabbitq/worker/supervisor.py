@@ -23,6 +23,7 @@ from rabbitq.worker.process import (
     EXIT_NOW_CODE,
     RECYCLE_EXIT_CODE,
     WorkerConfig,
+    configure_logging,
     run_worker_process,
 )
 
@@ -43,6 +44,9 @@ class Supervisor:
         self._signals = 0
 
     def run(self) -> int:
+        # Its own lines (starts, restarts, recycles) are as much the worker's log as its
+        # children's: without this only its warnings would show, and unformatted.
+        configure_logging(self.config.loglevel)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         for slot in range(self.processes):
@@ -65,6 +69,12 @@ class Supervisor:
         self._children[slot] = child
         self._started_at[slot] = time.monotonic()
         log.info("started worker process %s (pid %s)", child.name, child.pid)
+        if self._signals and child.pid is not None:
+            # A signal came while it was being started (a recycled child is replaced without
+            # looking again): the SIGTERM sent to the others missed it, and run() would wait
+            # for it forever.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
 
     def _restart(self, slot: int, exitcode: int | None) -> None:
         if exitcode == RECYCLE_EXIT_CODE:
