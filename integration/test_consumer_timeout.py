@@ -228,12 +228,6 @@ class TestAWorkerAllowingMoreTimeThanTheBroker:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="a thread run goes on after the broker took its message back: aiormq cancels the "
-    "delivery's handler before the consumer hears of the close, the pipeline then forgets the "
-    "run without interrupting its thread, and a run without limits has no RunControl at all",
-)
 @pytest.mark.parametrize("consumer_timeout", ["none", str(BROKER_TIMEOUT * 4)])
 def test_a_thread_run_whose_message_the_broker_took_back_is_stopped_before_it_runs_again(
     limits: Limits, consumer_timeout: str

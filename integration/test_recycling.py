@@ -38,10 +38,6 @@ RECYCLING = "recycling worker process"
 # Until consumer.py's Pipeline(stopping=...) also answers True once ``recycling`` is set, the
 # next prefetched delivery can take the slot the last task frees before stop() sets
 # ``_stopping``: one more task runs in the image that asked to be replaced.
-starts_no_task_after_asking = pytest.mark.xfail(
-    reason="consumer.py: a task can start after recycling is asked, before stop()",
-    strict=False,
-)
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,6 @@ def wait_until_all_ran(record: Path, ids: list[str], worker: WorkerProcess) -> N
     )
 
 
-@starts_no_task_after_asking
 def test_a_single_process_re_executes_itself_after_max_tasks_keeping_its_pid(
     app: rabbitq.App, broker_url: str, queue: str, tmp_path: Path
 ) -> None:
@@ -116,7 +111,6 @@ def test_a_single_process_re_executes_itself_after_max_tasks_keeping_its_pid(
     assert "(--max-tasks-per-child 3)" in worker.log()
 
 
-@starts_no_task_after_asking
 def test_a_supervisor_replaces_its_recycled_children_with_new_processes(
     app: rabbitq.App, broker_url: str, queue: str, tmp_path: Path
 ) -> None:
@@ -136,7 +130,6 @@ def test_a_supervisor_replaces_its_recycled_children_with_new_processes(
     assert "recycled; starting a fresh one" in worker.log()
 
 
-@starts_no_task_after_asking
 def test_a_process_whose_memory_passes_the_limit_is_replaced_after_that_task_completes(
     app: rabbitq.App, broker_url: str, queue: str, tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.connection import make_url
 
 from rabbitq.amqp.aio import AsyncPublisher
 from rabbitq.amqp.declare import (
@@ -125,7 +126,8 @@ class Consumer:
             self._followups,
             slots=asyncio.Semaphore(concurrency),
             worker_name=self.hostname,
-            stopping=lambda: self._stopping,
+            # Recycling: what has not started yet is handed back, as at a stop.
+            stopping=lambda: self._stopping or self.recycling.is_set(),
             redeclare=self._redeclare,
             recycle=self.recycle_by,
         )
@@ -138,12 +140,20 @@ class Consumer:
         """Connect, retrying with backoff (and saying so) while the broker is not up yet."""
         delay = CONNECT_BACKOFF_FIRST
         while True:
+            connection = aio_pika.RobustConnection(
+                make_url(self.app.broker_url),
+                client_properties={"connection_name": f"rabbitq-worker-{self.hostname}"},
+            )
             try:
-                return await aio_pika.connect_robust(
-                    self.app.broker_url,
-                    client_properties={"connection_name": f"rabbitq-worker-{self.hostname}"},
-                )
-            except (OSError, aiormq.exceptions.AMQPError) as exc:
+                await connection.connect()
+                return connection
+            except BaseException as exc:
+                # Closed whatever happened: a robust connection cancelled mid-handshake would
+                # otherwise keep reconnecting on its own, and the loop would never finish.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(connection.close())
+                if not isinstance(exc, OSError | aiormq.exceptions.AMQPError):
+                    raise
                 log.warning(
                     "broker not reachable at %s (%s: %s); retrying in %.1fs",
                     without_password(self.app.broker_url),

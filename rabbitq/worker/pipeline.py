@@ -282,7 +282,12 @@ class Pipeline:
             return
         except asyncio.CancelledError as cancelled:
             if _being_cancelled():
-                raise  # the worker itself is cancelling: the broker redelivers
+                # The worker itself is cancelling (the channel closed: the broker has the
+                # message back and redelivers it). A thread running the task would go on
+                # beside that copy: stop it.
+                if context.control is not None:
+                    context.control.interrupt_hard()
+                raise
             exception = cancelled  # the task's own doing, like any other error
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task's failure only
             exception = exc

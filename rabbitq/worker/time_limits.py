@@ -46,6 +46,7 @@ class TimeLimits(Middleware):
             context.task, context.message, self.consumer_timeout, now - context.delivery.arrived
         )
         if limits is None:
+            context.control = RunControl()  # no limit, but a run that can still be stopped
             return
         control = context.control = RunControl(limits.soft, limits.hard)
         if limits.capped and limits.soft is None:
