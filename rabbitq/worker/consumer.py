@@ -295,8 +295,8 @@ class Consumer:
 
         aiormq cancels the channel's handlers in the same step that resolves ``closing``, and
         this callback comes after they have unwound: an ``async def`` run stopped with its
-        handler, and the pipeline has forgotten it. A run in a thread is not stopped by that
-        cancellation (the pipeline must interrupt it); runs still known are stopped here.
+        handler; a run in a thread was interrupted by the pipeline as the handler unwound.
+        Runs still known (none, as aiormq behaves today) are stopped here.
         """
         error = None if closing.cancelled() else closing.exception()
         if not isinstance(error, aiormq.exceptions.ChannelPreconditionFailed):
