@@ -14,14 +14,24 @@ for a slot on the same clock). ``consumer_timeout=None`` says the broker enforce
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rabbitq.errors import ConfigurationError
+from rabbitq.message import TaskMessage
 
-if TYPE_CHECKING:
-    from rabbitq.message import TaskMessage
-    from rabbitq.task import Task
+
+class Task(Protocol):
+    """What these rules read of a task (``rabbitq.Task`` has it; no import of it here, so
+    this module stays below the task and its retry policy)."""
+
+    @property
+    def time_limit(self) -> float | None: ...
+
+    @property
+    def soft_time_limit(self) -> float | None: ...
+
 
 # On a copy of a message whose run did not stop at its hard limit, parked in the delay
 # levels until that run's process has certainly exited (``worker/pipeline.py``). The next
@@ -91,7 +101,7 @@ def check_consumer_timeout(consumer_timeout: float | None) -> float | None:
     return consumer_timeout
 
 
-def tasks_over_the_ceiling(tasks: dict[str, Task], consumer_timeout: float | None) -> list[str]:
+def tasks_over_the_ceiling(tasks: Mapping[str, Task], consumer_timeout: float | None) -> list[str]:
     """Tasks whose own limits could never be met: the broker would take their message back
     first. A worker refuses to start with any (``worker/consumer.py``)."""
     window = ceiling(consumer_timeout)
