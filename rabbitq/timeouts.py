@@ -8,8 +8,9 @@ RabbitMQ takes a delivery back (closes its channel; from 4.3 cancels its consume
 stays unacked longer than the consumer timeout, counted from delivery, and the task would
 then run a second time beside itself. So every run also stops before that: its hard limit is
 never later than the **ceiling**, the consumer timeout less a margin for the broker's check
-and for settling, counted from the moment the message arrived (a prefetched message waits
-for a slot on the same clock). ``consumer_timeout=None`` says the broker enforces none.
+and an ordinary settle (follow-ups retried past it may still meet the timeout:
+at-least-once), counted from the moment the message arrived (a prefetched message waits for
+a slot on the same clock). ``consumer_timeout=None`` says the broker enforces none.
 """
 
 from __future__ import annotations

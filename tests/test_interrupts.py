@@ -203,3 +203,23 @@ async def test_abandoning_a_finished_run_does_nothing() -> None:
     control.abandon()
     assert not control.abandoned
     executor.shutdown()
+
+
+async def test_the_workers_own_cancellation_during_a_hard_stop_stays_a_cancellation() -> None:
+    executor, control = Executor(1), RunControl(hard_limit=0.05)
+    run_it = asyncio.ensure_future(run(executor, "awaits", 5, control=control))
+    await asyncio.sleep(0.01)
+    control.interrupt_hard()
+    run_it.cancel()  # the worker cancels in the same turn
+    with pytest.raises(asyncio.CancelledError):
+        await run_it
+
+
+async def test_the_workers_own_cancellation_during_a_soft_limit_is_not_translated() -> None:
+    executor, control = Executor(1), RunControl(soft_limit=0.05)
+    run_it = asyncio.ensure_future(run(executor, "awaits_and_cleans_up", 5, control=control))
+    await asyncio.sleep(0.01)
+    control.interrupt_soft()
+    run_it.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run_it

@@ -9,6 +9,8 @@ import datetime as dt
 import threading
 import time
 
+import pytest
+
 import rabbitq
 from rabbitq import dead_letters
 from rabbitq.delays import EXCHANGE_PREFIX, decode_delay
@@ -16,7 +18,7 @@ from rabbitq.errors import SoftTimeLimitExceeded, TimeLimitExceeded
 from rabbitq.message import utcnow
 from rabbitq.middleware import WorkerStats
 from rabbitq.timeouts import STOPPED_HEADER
-from rabbitq.worker.time_limits import TimeLimits
+from rabbitq.worker.time_limits import HARD_GRACE, TimeLimits
 from tests.pipeline_support import (
     FakeChannel,
     Harness,
@@ -183,3 +185,46 @@ async def test_runs_on_a_channel_the_broker_closed_are_stopped() -> None:
     channel.is_closed = True  # the broker has it back: nothing is settled
     await running
     assert h.publisher.published == [] and h.acks.acked == []
+
+
+async def test_a_parked_copy_recounted_after_a_redelivery_stays_concluded() -> None:
+    h = limited(limits_app())
+    envelope = task_envelope("free", 0)
+    envelope.headers[STOPPED_HEADER] = "0.05s in 1@host"
+    await h.deliver(envelope, redelivered=True)  # classic queue: counted on a fresh copy
+    (copy,) = h.publisher.to("work")
+    assert copy.envelope.headers[STOPPED_HEADER] == "0.05s in 1@host"
+
+
+async def test_a_park_the_broker_never_confirms_ends_the_process_at_once() -> None:
+    release.clear()
+    channel = FakeChannel()
+
+    def refuse(_published: object) -> BaseException:
+        channel.is_closed = True  # the connection is gone: the broker has the message back
+        return ConnectionError("connection lost")
+
+    h = limited(limits_app(), Recycles())
+    h.publisher.refuse = refuse
+    ended: list[bool] = []
+    h.pipeline.end_now = lambda: ended.append(True)
+    await h.deliver(task_envelope("blocks"), channel=channel)
+    assert ended == [True] and h.acks.acked == []
+    release.set()
+
+
+async def test_a_thread_whose_run_the_worker_cancelled_and_that_does_not_stop_recycles() -> None:
+    release.clear()
+    recycles = Recycles()
+    app = limits_app(consumer_timeout=1000)
+    h = limited(app, recycles)
+    running = asyncio.ensure_future(h.deliver(task_envelope("free", 0)))
+    await running  # warm the thread pool
+    stuck = asyncio.ensure_future(h.deliver(task_envelope("blocks")))
+    await asyncio.sleep(0.01)
+    stuck.cancel()  # as aiormq does when the channel closes
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    await asyncio.sleep(HARD_GRACE + 0.2)
+    assert len(recycles.reasons) == 1 and "after its channel closed" in recycles.reasons[0]
+    release.set()

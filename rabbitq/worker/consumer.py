@@ -130,6 +130,7 @@ class Consumer:
             stopping=lambda: self._stopping or self.recycling.is_set(),
             redeclare=self._redeclare,
             recycle=self.recycle_by,
+            end_now=end_now,
         )
         self.coordinate_chords = coordinate_chords
         self._coordinator: ChordCoordinator | None = None
@@ -439,3 +440,10 @@ def check_time_limits(app: App) -> None:
             "Raise App(consumer_timeout=...) (and the broker's consumer_timeout where it "
             "cannot be set per consumer: RabbitMQ before 3.12) or lower the limits"
         )
+
+
+def end_now() -> None:
+    """End this process at once, as its recycle deadline would (SIGALRM's default action):
+    the broker redelivers everything it held; a supervisor starts a fresh one."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, 0.001)

@@ -14,13 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import queue
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from rabbitq.errors import TimeLimitExceeded
 from rabbitq.task import Task, TaskRequest, current_request
-from rabbitq.worker.interrupts import Abandoned, RunControl, SoftLimitAware
+from rabbitq.worker.interrupts import (
+    INJECTED,
+    STOP_SIGNALS,
+    Abandoned,
+    RunControl,
+    SoftLimitAware,
+)
 
 _Job = tuple[Callable[[], Any], "asyncio.Future[Any]", RunControl | None]
 _STOP = None
@@ -68,6 +75,9 @@ class _ThreadRunner:
             self._jobs.put(_STOP)
 
     def _work(self) -> None:
+        # Stop signals are the main thread's: one delivered to a task thread would be heard
+        # late, and lost if the process re-executes itself meanwhile (``process.py``).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         while True:
             job = self._jobs.get()
             if job is None:
@@ -105,21 +115,37 @@ class _ThreadRunner:
 def _call(
     function: Callable[[], Any], future: asyncio.Future[Any], control: RunControl | None
 ) -> tuple[asyncio.Future[Any], bool, Any]:
+    """Run one job; with a ``control``, no interrupt sent to it escapes: one that lands in
+    this code after the task (between bytecodes, anywhere) is caught here, and the loop goes
+    on until ``finish_thread`` has run, after which none can come."""
+    outcome: tuple[asyncio.Future[Any], bool, Any] | None = None
+    while True:
+        try:
+            if outcome is None:
+                outcome = _outcome(function, future, control)
+            if control is not None:
+                control.finish_thread()
+            return outcome
+        except INJECTED as late:
+            if outcome is None:
+                outcome = (future, False, late)
+
+
+def _outcome(
+    function: Callable[[], Any], future: asyncio.Future[Any], control: RunControl | None
+) -> tuple[asyncio.Future[Any], bool, Any]:
     try:
         if control is not None:
             control.start_thread()
-        outcome: tuple[asyncio.Future[Any], bool, Any] = (future, True, function())
+        return (future, True, function())
     except StopIteration as exc:
         # asyncio refuses StopIteration as a future's exception (it would end the awaiting
         # generator instead): hand over what Python itself turns it into.
         failure = RuntimeError(f"task raised StopIteration: {exc!r}")
         failure.__cause__ = exc
-        outcome = (future, False, failure)
+        return (future, False, failure)
     except BaseException as exc:  # handed to the awaiting coroutine
-        outcome = (future, False, exc)
-    if control is not None:
-        control.finish_thread()  # before anything else runs on this thread
-    return outcome
+        return (future, False, exc)
 
 
 class Executor:
@@ -171,7 +197,10 @@ async def _run_controlled(coroutine: Any, control: RunControl) -> Any:
     except asyncio.CancelledError as exc:
         if not control.hard_requested:
             raise
-        current.uncancel()  # our own cancellation, spent: the worker's would count on
+        # Our own cancellation, spent. If the worker cancelled too, its one still counts:
+        # then this is the worker's (the broker redelivers), not a time limit.
+        if current.uncancel() > 0:
+            raise
         raise _stopped(control) from exc
     finally:
         control.finish_async()

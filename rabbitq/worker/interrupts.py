@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +47,11 @@ class _HardInterrupt(TimeLimitExceeded):
         super().__init__(*(args or ("time limit exceeded",)))
 
 
-_INJECTED = (_SoftInterrupt, _HardInterrupt)
+INJECTED = (_SoftInterrupt, _HardInterrupt)  # what a thread may receive from us
+
+# The signals that stop a worker process: the main thread's alone (``process.py``); every
+# task thread blocks them.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 def _set_async_exc(thread_id: int, exception: type[BaseException] | None) -> int:
@@ -112,9 +117,10 @@ class RunControl:
 
     def abandon(self) -> None:
         """Stop waiting for a thread that did not stop; no effect on a finished run."""
-        if self._finished or self.abandoned or self._on_abandon is None:
-            return
-        self.abandoned = True
+        with self._lock:  # against a thread finishing at this very moment
+            if self._finished or self.abandoned or self._on_abandon is None:
+                return
+            self.abandoned = True
         self._on_abandon()
 
     def _interrupt(self, exception: type[BaseException], *, soft: bool) -> None:
@@ -172,7 +178,7 @@ class RunControl:
                         _set_async_exc(self._thread_id, None)
                     self._thread_id = None
                 return
-            except _INJECTED:
+            except INJECTED:
                 continue
 
 
@@ -201,13 +207,12 @@ class SoftLimitAware:
             try:
                 to_send = yield yielded
             except asyncio.CancelledError as cancelled:
+                to_throw = cancelled
                 if self._control.take_soft_cancellation():
                     current = asyncio.current_task()
-                    if current is not None:
-                        current.uncancel()
-                    to_throw = _SoftInterrupt()
-                    to_throw.__context__ = cancelled
-                else:
-                    to_throw = cancelled
+                    # Ours, spent; unless the worker cancelled too, whose cancellation goes on.
+                    if current is None or current.uncancel() == 0:
+                        to_throw = _SoftInterrupt()
+                        to_throw.__context__ = cancelled
             except BaseException as exc:  # thrown in by the event loop: pass it on
                 to_throw = exc

@@ -54,6 +54,7 @@ from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups, check_result
 from rabbitq.worker.interrupts import Abandoned
 from rabbitq.worker.republish import Acker, Publisher, Republisher
+from rabbitq.worker.time_limits import HARD_GRACE
 
 log = logging.getLogger("rabbitq.worker")
 
@@ -83,6 +84,7 @@ class Pipeline:
         stopping: Callable[[], bool],
         redeclare: Callable[[str], Awaitable[None]] | None = None,
         recycle: Recycle | None = None,
+        end_now: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self.middleware = middleware
@@ -96,6 +98,7 @@ class Pipeline:
         # Declares a task queue and its dead-letter queue again (a deleted one bounces).
         self.redeclare = redeclare
         self.recycle = recycle
+        self.end_now = end_now  # ends the process at once (the broker redelivers its work)
         self._running: dict[int, TaskContext] = {}  # by id(): runs that may be interrupted
         self._quorum: dict[str, bool] = {}
         self.settle_backoff_first = SETTLE_BACKOFF_FIRST
@@ -287,11 +290,26 @@ class Pipeline:
                 # beside that copy: stop it.
                 if context.control is not None:
                     context.control.interrupt_hard()
+                    if not task.is_async:
+                        asyncio.get_running_loop().call_later(
+                            HARD_GRACE, self._give_up_if_running, context
+                        )
                 raise
             exception = cancelled  # the task's own doing, like any other error
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task's failure only
             exception = exc
         await self._conclude(delivery, context, exception, value)
+
+    def _give_up_if_running(self, context: TaskContext) -> None:
+        """A thread whose run the worker cancelled (its message went back to the broker)
+        and which did not stop: only the end of its process can stop it running beside the
+        copy the broker redelivers."""
+        control = context.control
+        if control is None or control.finished or self.recycle is None:
+            return
+        control.abandon()
+        self.recycle(f"task {context.task.name}[{context.message.id}] did not stop after its "
+                     "channel closed")  # fmt: skip
 
     async def _conclude(
         self,
@@ -325,9 +343,14 @@ class Pipeline:
         eta = gone_by + PARK_MARGIN
         note = f"{context.control.hard_limit if context.control else '?'}s in {self.worker_name}"
         message = context.message
-        await self._settle(
+        if not await self._settle(
             delivery, "park", lambda: self.republish.park(delivery, message, eta, note)
-        )
+        ):
+            # The channel closed first: the broker has the message back and will run it
+            # again while the stuck thread may still run. Only ending now prevents that.
+            log.error("the parked copy of %s was not confirmed: ending this process now", who)
+            if self.end_now is not None:
+                self.end_now()
 
     async def _succeed(self, delivery: Delivery, context: TaskContext, value: object) -> None:
         task, message = context.task, context.message

@@ -26,12 +26,13 @@ from rabbitq.app import App
 from rabbitq.app_path import load_app
 from rabbitq.routing import load_routing
 from rabbitq.worker.consumer import Consumer
+from rabbitq.worker.interrupts import STOP_SIGNALS
 
 log = logging.getLogger("rabbitq.worker")
 
 EXIT_NOW_CODE = 130
 RECYCLE_EXIT_CODE = 75  # EX_TEMPFAIL: "start me again"
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+RECYCLE_MARGIN = 1.0  # seconds: a recycle with a deadline gives way this long before it
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,16 @@ async def serve(config: WorkerConfig) -> bool:
         await consume_until_stopped_or_recycled(consumer, signals.stop_requested)
     recycle = consumer.recycling.is_set() and not signals.arrived
     left = consumer.seconds_left()
-    await consumer.stop(left if recycle and left is not None else config.shutdown_timeout)
+    if recycle and left is not None:
+        # A stuck thread set a deadline, which the kernel enforces by ending the process:
+        # give way before it, so that a fresh process takes over (tasks cut short by that
+        # are redelivered by the broker), orderly closing or not.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                consumer.stop(max(0.0, left - 2 * RECYCLE_MARGIN)), max(0.0, left - RECYCLE_MARGIN)
+            )
+    else:
+        await consumer.stop(config.shutdown_timeout)
     if not recycle:
         return False
     # Until the fresh image handles them, a stop signal would meet the default action (exec

@@ -164,6 +164,9 @@ def _same_message(delivery: Delivery) -> Envelope:
     """A fresh copy of the delivered message: retries and eta kept, counts dropped."""
     successor = retry_envelope(delivery.envelope, _retries_of(delivery.envelope), None)
     successor.headers["eta"] = delivery.envelope.headers.get("eta")
+    stopped = delivery.envelope.headers.get(STOPPED_HEADER)
+    if stopped is not None:  # a parked copy recounted or handed back stays concluded
+        successor.headers[STOPPED_HEADER] = stopped
     return successor
 
 

@@ -92,7 +92,7 @@ class TimeLimits(Middleware):
             self._arm_sweep()
 
     def _soft(self, context: TaskContext, control: RunControl) -> None:
-        if control.finished:
+        if control.finished or control.abandoned:
             return
         log.warning(
             "task %s[%s] passed its soft time limit (%gs): raising SoftTimeLimitExceeded in it",
@@ -103,7 +103,7 @@ class TimeLimits(Middleware):
         control.interrupt_soft()
 
     def _hard(self, context: TaskContext, control: RunControl) -> None:
-        if control.finished:
+        if control.finished or control.abandoned:
             return
         log.error(
             "task %s[%s] passed its hard time limit (%gs%s): stopping it",
@@ -118,7 +118,7 @@ class TimeLimits(Middleware):
         loop.call_later(self.grace, self._still_running, context, control)
 
     def _still_running(self, context: TaskContext, control: RunControl) -> None:
-        if control.finished:
+        if control.finished or control.abandoned:
             return
         if context.task.is_async:
             log.error(
