@@ -14,10 +14,8 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Unpack, overload
+from typing import TYPE_CHECKING, Any, Unpack, overload
 
-from rabbitq.amqp.aio import AsyncPublisher
-from rabbitq.amqp.blocking import BlockingPublisher
 from rabbitq.amqp.declare_once import DeclareOnce
 from rabbitq.builtins import register_builtin_tasks
 from rabbitq.canvas import (
@@ -49,6 +47,11 @@ from rabbitq.serializers import serializer_named
 from rabbitq.task import Task
 from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout
 from rabbitq.topology import TASK_EXCHANGE, Topology
+
+if TYPE_CHECKING:
+    # The AMQP clients (pika, aio-pika) load with the first publisher, not with the app.
+    from rabbitq.amqp.aio import AsyncPublisher
+    from rabbitq.amqp.blocking import BlockingPublisher
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_QUEUE = "default"
@@ -511,6 +514,8 @@ class App:
         """The process's synchronous publisher (made on first use, remade after a fork)."""
         with self._publisher_lock:
             if self._publisher is None:
+                from rabbitq.amqp.blocking import BlockingPublisher
+
                 self._publisher = BlockingPublisher(
                     self.broker_url, publish_timeout=self.publish_timeout
                 )
@@ -521,6 +526,8 @@ class App:
         loop = asyncio.get_running_loop()
         publisher = self._async_publishers.get(loop)
         if publisher is None:
+            from rabbitq.amqp.aio import AsyncPublisher
+
             publisher = AsyncPublisher(self.broker_url, publish_timeout=self.publish_timeout)
             self._async_publishers[loop] = publisher
         return publisher

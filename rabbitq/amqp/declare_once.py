@@ -11,12 +11,15 @@ was declared says nothing about a broker the child may reach after a restart.
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rabbitq.amqp.aio import AsyncPublisher
-from rabbitq.amqp.declare import declare_delay_levels, ensure_queue
-from rabbitq.amqp.declare_blocking import declare_delay_levels_blocking, ensure_queue_blocking
 from rabbitq.topology import Topology
+
+if TYPE_CHECKING:
+    from rabbitq.amqp.aio import AsyncPublisher
+
+# The AMQP clients load on the first declaration, not with the app: ``import rabbitq`` stays
+# light (the imports inside the methods below).
 
 
 class Settings(Protocol):
@@ -52,6 +55,8 @@ class DeclareOnce:
         if not self._wanted(queue):
             return
         assert queue is not None
+        from rabbitq.amqp.declare_blocking import ensure_queue_blocking
+
         spec = self.app.topology.queue(queue)
         # On a pika connection of its own, within the publish timeout (declare_blocking.py).
         ensure_queue_blocking(self.app.broker_url, spec, self.app.publish_timeout)
@@ -61,6 +66,8 @@ class DeclareOnce:
         if not self._wanted(queue):
             return
         assert queue is not None
+        from rabbitq.amqp.declare import ensure_queue
+
         await publisher.connect()
         assert publisher.connection is not None
         await ensure_queue(publisher.connection, self.app.topology.queue(queue))
@@ -72,12 +79,16 @@ class DeclareOnce:
 
     def delay_levels(self) -> None:
         if self._levels_wanted():
+            from rabbitq.amqp.declare_blocking import declare_delay_levels_blocking
+
             kind = self.app.topology.delay_queue_type
             declare_delay_levels_blocking(self.app.broker_url, kind, self.app.publish_timeout)
             self._delay_levels = True
 
     async def adelay_levels(self, publisher: AsyncPublisher) -> None:
         if self._levels_wanted():
+            from rabbitq.amqp.declare import declare_delay_levels
+
             await publisher.connect()
             assert publisher.connection is not None
             await declare_delay_levels(publisher.connection, self.app.topology.delay_queue_type)
