@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 import rabbitq
 from rabbitq.beat.runner import Beat
+from rabbitq.beat.schedules import PeriodicEntry
 from rabbitq.cli.main import cli
-from rabbitq.schedules import PeriodicEntry
 from rabbitq.testing import LocalBroker
 
 from .beat_support import ReceivedTick, TickRecorder, current_leader, run_failover_drill

@@ -17,6 +17,7 @@ app.add_periodic(report.s(), cron="0 7 * * mon", timezone="Europe/Paris")  # rab
 """
 
 from rabbitq.app import App
+from rabbitq.beat.schedules import Crontab, Every, PeriodicEntry, crontab
 from rabbitq.canvas import Signature, chain, chord, group, signature
 from rabbitq.errors import (
     BrokerConnectionError,
@@ -49,9 +50,8 @@ from rabbitq.errors import (
     UnsupportedMessageError,
 )
 from rabbitq.middleware import DeadLettered, Middleware, Outcome, TaskContext
-from rabbitq.result import AsyncResult, GroupResult
+from rabbitq.results.handles import AsyncResult, GroupResult
 from rabbitq.results.meta import FAILURE, PENDING, RETRY, STARTED, SUCCESS
-from rabbitq.schedules import Crontab, Every, PeriodicEntry, crontab
 from rabbitq.task import Task, TaskRequest
 
 __all__ = [

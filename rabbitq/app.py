@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Unpack, overload
 
 from rabbitq.amqp.declare_once import DeclareOnce
-from rabbitq.builtins import register_builtin_tasks
+from rabbitq.beat.schedules import PeriodicEntries, PeriodicEntry, PeriodicOptions, periodic_entry
+from rabbitq.builtin_tasks import register_builtin_tasks
 from rabbitq.canvas import (
     CHORD_OPTION,
     ResultHandle,
@@ -36,13 +37,12 @@ from rabbitq.publish_options import (
     eta_of,
     parse_options,
 )
-from rabbitq.result import AsyncResult as _AsyncResult
 from rabbitq.results.backend import ResultBackend
 from rabbitq.results.factory import backend_from_url
+from rabbitq.results.handles import AsyncResult as _AsyncResult
 from rabbitq.results.rpc import RpcBackend
 from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, route_for_task, validate_routing_key
-from rabbitq.schedules import PeriodicEntries, PeriodicEntry, PeriodicOptions, periodic_entry
 from rabbitq.serializers import serializer_named
 from rabbitq.task import Task
 from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from rabbitq.errors import ConfigurationError
-from rabbitq.result import AsyncResult, GroupResult
+from rabbitq.results.handles import AsyncResult, GroupResult
 
 if TYPE_CHECKING:
     from rabbitq.app import App

@@ -30,7 +30,7 @@ from rabbitq.canvas import (
     signature,
 )
 from rabbitq.errors import ConfigurationError
-from rabbitq.result import AsyncResult
+from rabbitq.results.handles import AsyncResult
 
 if TYPE_CHECKING:
     from rabbitq.app import PreparedMessage

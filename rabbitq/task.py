@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rabbitq.errors import Retry, TaskError
-from rabbitq.result import AsyncResult
+from rabbitq.results.handles import AsyncResult
 from rabbitq.retries import RetryPolicy
 
 if TYPE_CHECKING:

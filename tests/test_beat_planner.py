@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 
 from rabbitq.beat.planner import Planner, Tick
+from rabbitq.beat.schedules import Crontab, Every, PeriodicEntry
 from rabbitq.beat.state import BeatState, EntryRecord, decode_state, encode_state, newest
 from rabbitq.canvas import Signature
 from rabbitq.errors import MessageDecodeError
-from rabbitq.schedules import Crontab, Every, PeriodicEntry
 
 UTC = dt.UTC
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rabbitq.beat.schedule_file import load_schedule, parse_schedule
+from rabbitq.beat.schedules import Crontab, Every
 from rabbitq.errors import ScheduleConfigError
-from rabbitq.schedule_file import load_schedule, parse_schedule
-from rabbitq.schedules import Crontab, Every
 
 FULL = """\
 timezone: Europe/Paris

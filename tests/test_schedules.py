@@ -6,9 +6,7 @@ import datetime as dt
 
 import pytest
 
-from rabbitq.canvas import Signature
-from rabbitq.errors import ScheduleConfigError
-from rabbitq.schedules import (
+from rabbitq.beat.schedules import (
     CatchUp,
     Crontab,
     Every,
@@ -19,6 +17,8 @@ from rabbitq.schedules import (
     schedule_of,
     tick_id,
 )
+from rabbitq.canvas import Signature
+from rabbitq.errors import ScheduleConfigError
 
 UTC = dt.UTC
 

@@ -16,8 +16,8 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rabbitq.beat.schedules import PeriodicEntry, due_ticks, tick_id
 from rabbitq.beat.state import BeatState, EntryRecord
-from rabbitq.schedules import PeriodicEntry, due_ticks, tick_id
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rabbitq.beat.schedules import format_time, parse_time
 from rabbitq.errors import MessageDecodeError
-from rabbitq.schedules import format_time, parse_time
 
 STATE_VERSION = 1
 CONTENT_TYPE = "application/json"

@@ -16,11 +16,11 @@ from rabbitq.amqp.beat_link import read_status
 from rabbitq.app import App
 from rabbitq.app_path import load_app
 from rabbitq.beat.runner import Beat
+from rabbitq.beat.schedule_file import load_schedule
+from rabbitq.beat.schedules import Crontab, PeriodicEntry, format_duration, format_time
 from rabbitq.cli.options import broker_option, loglevel_option, routing_option
 from rabbitq.errors import RabbitqError, ScheduleConfigError
 from rabbitq.routing import load_routing
-from rabbitq.schedule_file import load_schedule
-from rabbitq.schedules import Crontab, PeriodicEntry, format_duration, format_time
 from rabbitq.worker.process import configure_logging
 
 group_option = click.option(

@@ -27,9 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
-from rabbitq.canvas import Signature
-from rabbitq.errors import ScheduleConfigError
-from rabbitq.schedules import (
+from rabbitq.beat.schedules import (
     CATCH_UP_POLICIES,
     DEFAULT_GRACE,
     CatchUp,
@@ -40,6 +38,8 @@ from rabbitq.schedules import (
     parse_duration,
     time_zone,
 )
+from rabbitq.canvas import Signature
+from rabbitq.errors import ScheduleConfigError
 from rabbitq.yaml_file import NodeReader, compose, line_of, read_text, shown
 
 if TYPE_CHECKING:

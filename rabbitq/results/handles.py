@@ -1,0 +1,270 @@
+"""What ``delay()`` and ``apply_async()`` return: a handle on the task's eventual result.
+
+The task id is stable across retries and redeliveries (use it to make side effects
+idempotent). With a result backend configured (``App(result_backend="rpc://")`` or
+``"redis://..."``), ``get()`` waits for the outcome; without one, or for a task that ignores
+its result, it raises ``ResultsDisabledError`` at once instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from rabbitq.errors import GetInsideTaskError, ResultsDisabledError, ResultTimeoutError
+from rabbitq.results.meta import FAILURE, SUCCESS, ResultMeta
+
+if TYPE_CHECKING:
+    from rabbitq.app import App
+    from rabbitq.results.backend import ResultBackend
+
+
+class AsyncResult:
+    """A published task, identified by its id."""
+
+    __slots__ = ("app", "id", "ignored", "task_name")
+
+    def __init__(
+        self,
+        id: str,
+        app: App | None = None,
+        task_name: str | None = None,
+        *,
+        ignored: bool = False,
+    ) -> None:
+        self.id = id
+        self.app = app
+        self.task_name = task_name
+        self.ignored = ignored
+
+    def __str__(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        name = f" {self.task_name}" if self.task_name else ""
+        return f"<AsyncResult{name} {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return self.id == other.id
+        if isinstance(other, str):
+            return self.id == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _backend(self) -> ResultBackend:
+        if self.ignored:
+            raise ResultsDisabledError(
+                f"task {self.task_name or self.id} ignores its result (ignore_result=True)"
+            )
+        backend = self.app.backend if self.app is not None else None
+        if backend is None:
+            raise ResultsDisabledError(
+                "no result backend is configured: App(result_backend='rpc://') or "
+                "'redis://host:6379/0'"
+            )
+        return backend
+
+    def _meta(self) -> ResultMeta:
+        return self._backend().state(self.id)
+
+    @property
+    def state(self) -> str:
+        """PENDING, STARTED, RETRY, SUCCESS, FAILURE (or REVOKED)."""
+        return self._meta().status
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        """The value, or the ``TaskError`` of a failure, or ``None`` while not ready."""
+        meta = self._meta()
+        return meta.error() if meta.status == FAILURE else meta.result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._meta().traceback
+
+    def ready(self) -> bool:
+        return self._meta().ready
+
+    def successful(self) -> bool:
+        return self._meta().status == SUCCESS
+
+    def failed(self) -> bool:
+        return self._meta().status == FAILURE
+
+    def forget(self) -> None:
+        """Drop the stored result (Redis key, or this process's unread reply)."""
+        self._backend().forget(self.id)
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        *,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
+        """Wait for the result. A failure raises ``TaskError`` (or returns it, ``propagate=False``).
+
+        ``timeout`` in seconds (None: wait as long as it takes); past it, ``ResultTimeoutError``.
+        Inside a running task it raises ``GetInsideTaskError`` at once, as Celery does, unless
+        ``disable_sync_subtasks=False``.
+        """
+        refuse_inside_a_task(disable_sync_subtasks)
+        found = self._backend().wait([self.id], timeout)
+        meta = found.get(self.id)
+        if meta is None:
+            raise ResultTimeoutError(f"task {self.id} did not finish within {timeout:g}s")
+        return _outcome(meta, propagate)
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        """``get()`` for asyncio code: waits without blocking the loop."""
+        meta = await self._backend().await_ready(self.id, timeout)
+        if meta is None:
+            raise ResultTimeoutError(f"task {self.id} did not finish within {timeout:g}s")
+        return _outcome(meta, propagate)
+
+    def __await__(self) -> Any:
+        return self.aget().__await__()
+
+
+def refuse_inside_a_task(disable_sync_subtasks: bool) -> None:
+    """Raise ``GetInsideTaskError`` when a task is running in this context.
+
+    A task that waits for another task's result holds its worker slot (a thread, or the
+    whole event loop for a blocking call in an ``async def`` task); once every slot waits,
+    the tasks they wait for can never start. Chains, groups and chords pass results on
+    without waiting.
+    """
+    # Imported here: rabbitq.task imports this module for AsyncResult.
+    from rabbitq.task import current_request
+
+    if not disable_sync_subtasks:
+        return
+    request = current_request.get()
+    if request is not None:
+        raise GetInsideTaskError(
+            f"never call result.get() within a task (task {request.task} {request.id}): it "
+            "blocks a worker slot, and when every slot waits the awaited tasks never run. "
+            "Use a chain or a chord callback instead, or pass disable_sync_subtasks=False "
+            "if you know a free slot will run the subtask"
+        )
+
+
+def _outcome(meta: ResultMeta, propagate: bool) -> Any:
+    if meta.status == SUCCESS:
+        return meta.result
+    error = meta.error()
+    if propagate:
+        raise error
+    return error
+
+
+class GroupResult:
+    """The results of a group's members, in the group's order."""
+
+    def __init__(
+        self, id: str, results: list[AsyncResult | GroupResult], app: App | None = None
+    ) -> None:
+        self.id = id
+        self.results = results
+        self.app = app
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id} ({len(self.results)} tasks)>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[AsyncResult | GroupResult]:
+        return iter(self.results)
+
+    def _leaves(self) -> list[AsyncResult]:
+        leaves: list[AsyncResult] = []
+        for result in self.results:
+            leaves.extend(result._leaves() if isinstance(result, GroupResult) else [result])
+        return leaves
+
+    def _backend(self) -> ResultBackend:
+        leaves = self._leaves()
+        if not leaves:
+            if self.app is None or self.app.backend is None:
+                raise ResultsDisabledError("no result backend is configured")
+            return self.app.backend
+        return leaves[0]._backend()
+
+    def completed_count(self) -> int:
+        """How many members succeeded."""
+        return sum(1 for leaf in self._leaves() if leaf.successful())
+
+    def ready(self) -> bool:
+        return all(leaf.ready() for leaf in self._leaves())
+
+    def successful(self) -> bool:
+        return all(leaf.successful() for leaf in self._leaves())
+
+    def failed(self) -> bool:
+        return any(leaf.failed() for leaf in self._leaves())
+
+    def forget(self) -> None:
+        for leaf in self._leaves():
+            leaf.forget()
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        *,
+        disable_sync_subtasks: bool = True,
+    ) -> list[Any]:
+        """Every member's result in order; the first failure raises (``propagate``).
+
+        Inside a running task: ``GetInsideTaskError`` at once, as ``AsyncResult.get()``.
+        """
+        refuse_inside_a_task(disable_sync_subtasks)
+        leaves = self._leaves()
+        found = self._backend().wait([leaf.id for leaf in leaves], timeout)
+        if len(found) < len({leaf.id for leaf in leaves}):
+            missing = len(leaves) - len(found)
+            raise ResultTimeoutError(
+                f"group {self.id}: {missing} of {len(leaves)} tasks not finished within "
+                f"{timeout:g}s"
+            )
+        return self._assemble(found, propagate)
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
+        found: dict[str, ResultMeta] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backend = self._backend()
+        for leaf in self._leaves():
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            meta = await backend.await_ready(leaf.id, remaining)
+            if meta is None:
+                raise ResultTimeoutError(f"group {self.id} did not finish within {timeout:g}s")
+            found[leaf.id] = meta
+        return self._assemble(found, propagate)
+
+    def join(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        *,
+        disable_sync_subtasks: bool = True,
+    ) -> list[Any]:
+        return self.get(timeout, propagate, disable_sync_subtasks=disable_sync_subtasks)
+
+    def _assemble(self, found: dict[str, ResultMeta], propagate: bool) -> list[Any]:
+        def value(result: AsyncResult | GroupResult) -> Any:
+            if isinstance(result, GroupResult):
+                return [value(member) for member in result.results]
+            return _outcome(found[result.id], propagate)
+
+        return [value(result) for result in self.results]
