@@ -10,31 +10,25 @@ import asyncio
 import dataclasses
 import os
 import threading
-import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Unpack, overload
 
+from rabbitq import prepare as preparing
 from rabbitq.amqp.declare_once import DeclareOnce
 from rabbitq.beat.schedules import PeriodicEntries, PeriodicEntry, PeriodicOptions, periodic_entry
 from rabbitq.builtin_tasks import register_builtin_tasks
 from rabbitq.canvas import (
-    CHORD_OPTION,
     ResultHandle,
     Signature,
-    signature_dicts,
 )
-from rabbitq.compile import Context, compile_signature
-from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
+from rabbitq.compile import compile_signature
 from rabbitq.errors import ConfigurationError, UnknownTaskError
-from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow
 from rabbitq.middleware import CelerySignals, Middleware, MiddlewareStack
+from rabbitq.prepare import Context, PreparedMessage, Route
 from rabbitq.publish_options import (
     OPTION_NAMES,
     PublishOptions,
-    absolute_time,
-    eta_of,
     parse_options,
 )
 from rabbitq.results.backend import ResultBackend
@@ -42,11 +36,11 @@ from rabbitq.results.factory import backend_from_url
 from rabbitq.results.handles import AsyncResult as _AsyncResult
 from rabbitq.results.rpc import RpcBackend
 from rabbitq.retries import RetryPolicy
-from rabbitq.routing import load_routing, route_for_task, validate_routing_key
+from rabbitq.routing import load_routing, validate_routing_key
 from rabbitq.serializers import serializer_named
 from rabbitq.task import Task
 from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout
-from rabbitq.topology import TASK_EXCHANGE, Topology
+from rabbitq.topology import Topology
 
 if TYPE_CHECKING:
     # The AMQP clients (pika, aio-pika) load with the first publisher, not with the app.
@@ -55,27 +49,6 @@ if TYPE_CHECKING:
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_QUEUE = "default"
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where a message goes: its routing key, and the queue to make sure exists (if known)."""
-
-    routing_key: str
-    queue: str | None
-
-
-@dataclass(frozen=True)
-class PreparedMessage:
-    task_id: str
-    route: Route
-    envelope: Envelope
-    exchange: str = TASK_EXCHANGE
-    routing_key: str = ""  # what is published: the route's key, or its delayed form
-
-    @property
-    def delayed(self) -> bool:
-        return self.exchange.startswith(EXCHANGE_PREFIX)
 
 
 class App:
@@ -268,21 +241,8 @@ class App:
     # -- routing and message building (pure) ----------------------------------------------------
 
     def route(self, task_name: str, options: PublishOptions, task: Task | None = None) -> Route:
-        """Explicit options win, then the routing file, then the task's own, then the default.
-
-        Operations own the routing file, so it overrides what the code's decorator says.
-        """
-        if options.routing_key is not None:
-            return Route(options.routing_key, options.queue)
-        if options.queue is not None:
-            return Route(options.queue, options.queue)
-        configured = route_for_task(self.topology, task_name)
-        if configured is not None:
-            return Route(configured, None)
-        if task is not None and task.routing_key is not None:
-            return Route(task.routing_key, task.queue)
-        queue = (task.queue if task is not None else None) or self.default_queue
-        return Route(queue, queue)
+        """Where ``task_name`` goes (``prepare.route``)."""
+        return preparing.route(self, task_name, options, task)
 
     def prepare(
         self,
@@ -293,58 +253,12 @@ class App:
         task: Task | None = None,
         canvas: Context | None = None,
     ) -> PreparedMessage:
-        """Build the wire message and its route; raises before anything is sent.
-
-        ``canvas`` says where the message sits in a workflow: the steps that follow it, the
-        chord it reports to, its group (see ``canvas.py``).
-        """
-        route = self.route(task_name, options, task)
-        if problem := validate_routing_key(route.routing_key):
-            raise ConfigurationError(f"bad routing key {route.routing_key!r}: {problem}")
-        canvas = canvas or Context()
-        serializer_name = (
-            options.serializer or (task.serializer if task else None) or canvas.serializer
-        )
-        serializer = serializer_named(serializer_name) if serializer_name else self.serializer
-        if options.priority is not None and not 0 <= options.priority <= 255:
-            raise ConfigurationError(f"priority must be 0..255, got {options.priority}")
-        time_limit = options.time_limit or (task.time_limit if task else None)
-        soft_limit = options.soft_time_limit or (task.soft_time_limit if task else None)
-        eta = eta_of(options.countdown, options.eta)
-        headers = {**canvas.headers, **(options.headers or {})}
+        """Build the wire message and its route; raises before anything is sent
+        (``prepare.prepare``)."""
         ignore = self.ignores_result(task, options.ignore_result)
-        message = TaskMessage(
-            task=task_name,
-            id=options.task_id or str(uuid.uuid4()),
-            eta=eta,
-            args=list(args or ()),
-            kwargs=dict(kwargs or {}),
-            expires=absolute_time(options.expires, "expires"),
-            priority=options.priority,
-            parent_id=options.parent_id or canvas.parent_id,
-            root_id=options.root_id or canvas.root_id,
-            group=options.group_id or canvas.group_id,
-            group_index=options.group_index if options.group_id else canvas.group_index,
-            timelimit=(soft_limit, time_limit),
-            reply_to=None if ignore else options.reply_to,
-            ignore_result=ignore,
-            callbacks=signature_dicts(options.link),
-            errbacks=signature_dicts(options.link_error),
-            chain=list(reversed(canvas.continuation)) or None,
-            embed_extras={CHORD_OPTION: canvas.chord_member} if canvas.chord_member else {},
-            headers=headers,
+        return preparing.prepare(
+            self, task_name, args, kwargs, options, task, canvas, ignore_result=ignore
         )
-        try:
-            envelope = encode_task(message, serializer)
-        except TypeError as exc:
-            raise ConfigurationError(f"cannot serialize arguments of {task_name}: {exc}") from exc
-        delay_ms = delay_ms_until(eta, utcnow()) if eta is not None else 0
-        if delay_ms > 0:
-            delayed = delayed_route(delay_ms, ROUTE, route.routing_key)
-            return PreparedMessage(
-                message.id, route, envelope, delayed.exchange, delayed.routing_key
-            )
-        return PreparedMessage(message.id, route, envelope, TASK_EXCHANGE, route.routing_key)
 
     def ignores_result(self, task: Task | None, override: bool | None = None) -> bool:
         """Is this task's result thrown away? (no backend, or ignore_result said so)"""

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 from rabbitq.canvas import (
     CHORD_OPTION,
@@ -30,29 +30,8 @@ from rabbitq.canvas import (
     signature,
 )
 from rabbitq.errors import ConfigurationError
+from rabbitq.prepare import Context, PreparedMessage
 from rabbitq.results.handles import AsyncResult
-
-if TYPE_CHECKING:
-    from rabbitq.app import PreparedMessage
-
-
-@dataclass
-class Context:
-    """What surrounds a signature being applied."""
-
-    parent_result: tuple[Any, ...] = ()  # (value,) to prepend, or () for nothing
-    reply_to: str | None = None
-    parent_id: str | None = None
-    root_id: str | None = None
-    continuation: list[dict[str, Any]] = field(default_factory=list)  # forward order
-    chord_member: dict[str, Any] | None = None
-    group_id: str | None = None
-    group_index: int | None = None
-    headers: dict[str, Any] = field(default_factory=dict)
-    # The serializer of the message this one follows (a worker continuing a chain, calling a
-    # link): used unless the task or its options name one, so a JSON-only Celery caller can
-    # read the result at the end of the chain it sent.
-    serializer: str | None = None
 
 
 @dataclass
@@ -61,7 +40,7 @@ class Compiled:
     result: ResultHandle
 
 
-Preparer = Callable[[Signature, Context], "PreparedMessage"]
+Preparer = Callable[[Signature, Context], PreparedMessage]
 
 
 def compile_signature(sig: Signature, context: Context, prepare: Preparer) -> Compiled:

@@ -8,8 +8,9 @@ import pytest
 
 import rabbitq
 from rabbitq.canvas import CHORD_OPTION, Chord
-from rabbitq.compile import Context, compile_signature
+from rabbitq.compile import compile_signature
 from rabbitq.message import decode_task
+from rabbitq.prepare import Context
 
 app = rabbitq.App("canvas-unit", "amqp://unused/")
 

@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable, Iterable
 
 from rabbitq.amqp.beat_link import CONNECTION_ERRORS, BeatLink
-from rabbitq.app import App, PreparedMessage
+from rabbitq.app import App
 from rabbitq.beat.planner import Planner, Tick
 from rabbitq.beat.schedules import PeriodicEntry, format_time
 from rabbitq.canvas import Signature
-from rabbitq.compile import Context
 from rabbitq.dead_letters import dead_letter_envelope
 from rabbitq.errors import BrokerConnectionError, PublishError, RabbitqError, UnroutableError
+from rabbitq.prepare import Context, PreparedMessage
 
 log = logging.getLogger("rabbitq.beat")
 

@@ -17,7 +17,8 @@ from rabbitq.middleware.middleware import DeadLettered, Middleware, Outcome, Tas
 from rabbitq.serializers import serializer_for_content_type
 
 if TYPE_CHECKING:
-    from rabbitq.app import App, PreparedMessage
+    from rabbitq.app import App
+    from rabbitq.prepare import PreparedMessage
 
 
 def _einfo(exception: BaseException) -> str:

@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rabbitq.app import App, PreparedMessage
+    from rabbitq.app import App
     from rabbitq.message import TaskMessage
+    from rabbitq.prepare import PreparedMessage
     from rabbitq.task import Task, TaskRequest
     from rabbitq.worker.delivery import Delivery
     from rabbitq.worker.interrupts import RunControl

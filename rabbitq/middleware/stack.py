@@ -17,7 +17,8 @@ from rabbitq.errors import ConfigurationError
 from rabbitq.middleware.middleware import HOOKS, PUBLISH_HOOKS, Middleware
 
 if TYPE_CHECKING:
-    from rabbitq.app import App, PreparedMessage
+    from rabbitq.app import App
+    from rabbitq.prepare import PreparedMessage
 
 log = logging.getLogger("rabbitq.middleware")
 

@@ -47,9 +47,10 @@ from rabbitq.chords import (
     part_envelope,
     returned,
 )
-from rabbitq.compile import Context, compile_signature
+from rabbitq.compile import compile_signature
 from rabbitq.errors import MessageError, TaskError
 from rabbitq.message import Envelope, envelope_from_properties
+from rabbitq.prepare import Context
 from rabbitq.results import meta as results
 from rabbitq.worker.decisions import is_permanent
 from rabbitq.worker.followups import Followups, can_store

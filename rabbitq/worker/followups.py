@@ -18,12 +18,13 @@ from dataclasses import replace
 from typing import Any
 
 from rabbitq.amqp.aio import AsyncPublisher
-from rabbitq.app import App, PreparedMessage, Route
+from rabbitq.app import App
 from rabbitq.canvas import CHORD_OPTION, signature
 from rabbitq.chords import CHORD_QUEUE, ChordPart, part_envelope
-from rabbitq.compile import Context, compile_signature
+from rabbitq.compile import compile_signature
 from rabbitq.dead_letters import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, bounded
 from rabbitq.message import TaskMessage
+from rabbitq.prepare import Context, PreparedMessage, Route
 from rabbitq.results import meta as results
 from rabbitq.results.meta import check_encodable
 from rabbitq.serializers import Serializer, serializer_named
