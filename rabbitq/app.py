@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Unpack, overload
 
 from rabbitq import prepare as preparing
+from rabbitq.amqp import contract
+from rabbitq.amqp.contract import BatchItem, Outcomes, raise_first
 from rabbitq.amqp.declare_once import DeclareOnce
 from rabbitq.beat.schedules import PeriodicEntries, PeriodicEntry, PeriodicOptions, periodic_entry
 from rabbitq.builtin_tasks import register_builtin_tasks
@@ -328,43 +330,45 @@ class App:
         await self.apublish_prepared(compiled.messages)
         return compiled.result
 
+    # The two publish paths are twins: the same steps around one call to a publisher that
+    # keeps the contract of ``amqp/contract.py``; only the declarations and the call differ.
+
     def publish_prepared(self, messages: Sequence[PreparedMessage]) -> None:
         """Publish with pipelined confirms; raises the first failure (after all settled)."""
         for queue in {m.route.queue for m in messages}:
             self.ensure_queue(queue)
         if any(m.delayed for m in messages):
             self._declare_once.delay_levels()
-        middleware = self.middleware
-        if middleware.publishes:
-            for message in messages:
-                middleware.before_publish(self, message)
-        errors = self.publisher.publish_batch(
-            [(m.exchange, m.routing_key, m.envelope) for m in messages]
-        )
-        if middleware.publishes:
-            for message, error in zip(messages, errors, strict=True):
-                if error is None:
-                    middleware.after_publish(self, message)
-        for error in errors:
-            if error is not None:
-                raise error
+        self._before_publish(messages)
+        publisher: contract.Publisher = self.publisher  # mypy checks it keeps the contract
+        outcomes = publisher.publish_batch(_batch(messages))
+        self._after_publish(messages, outcomes)
 
     async def apublish_prepared(
         self, messages: Sequence[PreparedMessage], publisher: AsyncPublisher | None = None
     ) -> None:
         publisher = publisher or self.async_publisher()
+        keeps_the_contract: contract.AsyncPublisher = publisher  # checked by mypy
         for queue in {m.route.queue for m in messages}:
             await self._declare_once.aqueue(queue, publisher)
         if any(m.delayed for m in messages):
             await self._declare_once.adelay_levels(publisher)
-        middleware = self.middleware
-        if middleware.publishes:
+        self._before_publish(messages)
+        outcomes = await keeps_the_contract.publish_batch(_batch(messages))
+        self._after_publish(messages, outcomes)
+
+    def _before_publish(self, messages: Sequence[PreparedMessage]) -> None:
+        if self.middleware.publishes:
             for message in messages:
-                middleware.before_publish(self, message)
-        await publisher.publish_batch([(m.exchange, m.routing_key, m.envelope) for m in messages])
-        if middleware.publishes:
-            for message in messages:
-                middleware.after_publish(self, message)
+                self.middleware.before_publish(self, message)
+
+    def _after_publish(self, messages: Sequence[PreparedMessage], outcomes: Outcomes) -> None:
+        """``after_publish`` for each message the broker confirmed, then the first failure."""
+        if self.middleware.publishes:
+            for message, error in zip(messages, outcomes, strict=True):
+                if error is None:
+                    self.middleware.after_publish(self, message)
+        raise_first(outcomes)
 
     def send_task(
         self,
@@ -464,6 +468,10 @@ class App:
             await publisher.close()
         if self._backend is not None:
             await self._backend.aclose()
+
+
+def _batch(messages: Sequence[PreparedMessage]) -> list[BatchItem]:
+    return [(m.exchange, m.routing_key, m.envelope) for m in messages]
 
 
 def _load_topology(routing: str | os.PathLike[str] | Topology | None) -> Topology:

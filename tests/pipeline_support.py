@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rabbitq
+from rabbitq.errors import PublishError
 from rabbitq.message import Envelope, TaskMessage, encode_task
 from rabbitq.middleware import MiddlewareStack, WorkerStats
 from rabbitq.serializers import MSGPACK
@@ -59,9 +60,17 @@ class InMemoryPublisher:
 
     async def publish_batch(
         self, items: Sequence[tuple[str, str, Envelope]], *, timeout: float | None = None
-    ) -> None:
+    ) -> list[PublishError | None]:
+        """One outcome per item, as the contract says (``amqp/contract.py``); a refusal that
+        is not a ``PublishError`` stands for "cannot publish at all" and is raised."""
+        outcomes: list[PublishError | None] = []
         for exchange, routing_key, envelope in items:
-            await self.publish(routing_key, envelope, exchange=exchange)
+            try:
+                await self.publish(routing_key, envelope, exchange=exchange)
+                outcomes.append(None)
+            except PublishError as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def to(self, routing_key: str) -> list[Published]:
         return [p for p in self.published if p.routing_key == routing_key]

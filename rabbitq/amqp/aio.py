@@ -27,6 +27,7 @@ from aio_pika.abc import (
 )
 from pamqp import commands as spec
 
+from rabbitq.amqp.contract import BatchItem, Outcomes
 from rabbitq.errors import (
     BrokerConnectionError,
     PublishError,
@@ -178,11 +179,11 @@ class AsyncPublisher:
             ) from None
 
     async def publish_batch(
-        self, items: Sequence[tuple[str, str, Envelope]], *, timeout: float | None = None
-    ) -> None:
-        """``(exchange, routing_key, envelope)`` each, confirms pipelined on one channel.
+        self, items: Sequence[BatchItem], *, timeout: float | None = None
+    ) -> Outcomes:
+        """``(exchange, routing_key, envelope)`` each, confirms pipelined on one channel; one
+        outcome per item (``contract.py``).
 
-        Raises the first error after every publish has settled (the others may be stored).
         The fast path writes every message on aiormq's channel and then awaits the confirms
         together (aio-pika's per-message objects cost more than the broker round trip at
         group sizes); if the connection drops meanwhile, the unconfirmed ones go the slow,
@@ -218,24 +219,29 @@ class AsyncPublisher:
                     asyncio.gather(*confirms, return_exceptions=True), remaining
                 )
             except TimeoutError:
-                raise PublishTimeoutError(
+                timed_out = PublishTimeoutError(
                     f"no publisher confirms for a batch of {len(items)} within {limit:g}s "
                     "(broker unreachable, or the connection is blocked)"
-                ) from None
-        retry: list[tuple[str, str, Envelope]] = []
-        errors: list[BaseException] = []
-        for item, outcome in zip(items, outcomes, strict=True):
-            if not isinstance(outcome, BaseException):
+                )
+                # Whatever was not confirmed by now is this item's error.
+                outcomes += [timed_out] * (len(items) - len(outcomes))
+                break
+        results: Outcomes = []
+        for (exchange, routing_key, envelope), outcome in zip(items, outcomes, strict=True):
+            if not isinstance(outcome, BaseException) or isinstance(outcome, PublishError):
+                results.append(outcome)
                 continue
-            refusal = broker_refusal(outcome, item[1], item[0])
-            if refusal is not None:
-                errors.append(refusal)
-            else:
-                retry.append(item)  # the connection went away: the confirm is lost
-        for exchange, routing_key, envelope in retry:
-            await self.publish(routing_key, envelope, exchange=exchange, timeout=limit)
-        if errors:
-            raise errors[0]
+            refusal = broker_refusal(outcome, routing_key, exchange)
+            if refusal is None:
+                # The connection went away and the confirm with it: sent again once it is
+                # back (the same message, so the same task id), within the deadline.
+                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+                try:
+                    await self.publish(routing_key, envelope, exchange=exchange, timeout=remaining)
+                except PublishError as exc:
+                    refusal = exc
+            results.append(refusal)
+        return results
 
     async def _underlay_channel(self) -> aiormq.abc.AbstractChannel:
         channel = await self.connect()

@@ -42,6 +42,7 @@ import pika.exceptions
 import pika.spec
 
 from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
+from rabbitq.amqp.contract import BatchItem, Outcomes
 from rabbitq.errors import PublishError, PublishTimeoutError
 from rabbitq.message import Envelope, envelope_from_properties, properties_of
 from rabbitq.redaction import without_password
@@ -111,14 +112,15 @@ class BlockingPublisher:
         *,
         exchange: str = TASK_EXCHANGE,
         timeout: float | None = None,
-    ) -> list[PublishError | None]:
+    ) -> Outcomes:
         """Publish many at once with pipelined confirms; one error (or None) per message."""
         return self.publish_batch([(exchange, rk, env) for rk, env in messages], timeout=timeout)
 
     def publish_batch(
-        self, items: Sequence[tuple[str, str, Envelope]], *, timeout: float | None = None
-    ) -> list[PublishError | None]:
-        """``(exchange, routing_key, envelope)`` each, confirms pipelined; errors in order."""
+        self, items: Sequence[BatchItem], *, timeout: float | None = None
+    ) -> Outcomes:
+        """``(exchange, routing_key, envelope)`` each, confirms pipelined; one outcome per
+        item, in order (``contract.py``)."""
         requests = self._submit(items)
         deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
         errors: list[PublishError | None] = []

@@ -1,0 +1,81 @@
+"""What a publisher is, written once: the contract both publishers keep, with one meaning.
+
+``amqp/blocking.py`` (pika, on a thread of its own, for synchronous callers) and ``amqp/aio.py``
+(aio-pika, for asyncio callers and the worker) implement it; an in-memory broker for users'
+tests will be a third implementation. The app publishes through it alone (``app.py``).
+
+* ``publish(routing_key, envelope, exchange=, timeout=)`` returns once the broker confirmed the
+  message, and raises ``PublishError`` otherwise: ``UnroutableError`` (no queue bound: the
+  publish is ``mandatory``), ``PublishNackedError``, ``PublishTimeoutError`` (no confirm within
+  ``timeout``, default the publisher's ``publish_timeout``), or a plain ``PublishError`` for a
+  channel error the broker raised for good (403, 404, 406). A publish whose confirm was lost
+  with the connection is sent again once it is back, with the same task id.
+* ``publish_batch(items, timeout=)`` publishes ``(exchange, routing_key, envelope)`` items with
+  their confirms pipelined and returns **one outcome per item, in order**: ``None`` (confirmed)
+  or the ``PublishError`` that item met. It raises only when it cannot publish at all within
+  ``timeout`` (``PublishTimeoutError`` when not connected in time). ``raise_first`` turns the
+  outcomes into the everyday "all or the first error".
+* ``enable_replies(on_reply)`` consumes this process's exclusive reply queue and returns its
+  name once consuming (rpc results).
+* ``close()`` closes the publisher's connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from rabbitq.errors import PublishError
+from rabbitq.message import Envelope
+
+BatchItem = tuple[str, str, Envelope]  # (exchange, routing key, envelope)
+Outcomes = list[PublishError | None]
+
+
+class Publisher(Protocol):
+    """The synchronous side (``BlockingPublisher``)."""
+
+    def publish(
+        self,
+        routing_key: str,
+        envelope: Envelope,
+        *,
+        exchange: str = ...,
+        timeout: float | None = ...,
+    ) -> None: ...
+
+    def publish_batch(
+        self, items: Sequence[BatchItem], *, timeout: float | None = ...
+    ) -> Outcomes: ...
+
+    def enable_replies(self, on_reply: Callable[[Envelope], None]) -> str: ...
+
+    def close(self, timeout: float = ...) -> None: ...
+
+
+class AsyncPublisher(Protocol):
+    """The asyncio side (``amqp.aio.AsyncPublisher``)."""
+
+    async def publish(
+        self,
+        routing_key: str,
+        envelope: Envelope,
+        *,
+        exchange: str = ...,
+        timeout: float | None = ...,
+    ) -> None: ...
+
+    async def publish_batch(
+        self, items: Sequence[BatchItem], *, timeout: float | None = ...
+    ) -> Outcomes: ...
+
+    async def enable_replies(self, on_reply: Callable[[Envelope], None]) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+def raise_first(outcomes: Outcomes) -> None:
+    """Raise the first item's error, if any (every item has settled by then)."""
+    for error in outcomes:
+        if error is not None:
+            raise error
