@@ -8,17 +8,22 @@ returns the list of results.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from rabbitq.errors import TaskArgumentsError
-
-if TYPE_CHECKING:
-    from rabbitq.app import App
-    from rabbitq.task import Task
+from rabbitq.task import Task
 
 
-def register_builtin_tasks(app: App) -> None:
+class Registry(Protocol):
+    """What registering needs of the app (a protocol: the app calls this, not the reverse)."""
+
+    def task(self, *, name: str) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def get_task(self, name: str) -> Task: ...
+
+
+def register_builtin_tasks(app: Registry) -> None:
     def target(task: Mapping[str, Any]) -> Task:
         name = task.get("task") if isinstance(task, Mapping) else None
         if not isinstance(name, str):

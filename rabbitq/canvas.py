@@ -17,15 +17,35 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, Self
 
 from rabbitq.errors import ConfigurationError
-from rabbitq.results.handles import AsyncResult, GroupResult
+from rabbitq.results.handles import AsyncResult, GroupResult, HasBackend
 
-if TYPE_CHECKING:
-    from rabbitq.app import App
-    from rabbitq.task import Task
+
+class App(HasBackend, Protocol):
+    """What a signature needs of the app to be applied or called (a protocol: signatures sit
+    below the app and its tasks, which make them)."""
+
+    def apply_signature(self, sig: Signature) -> ResultHandle: ...
+
+    async def aapply_signature(self, sig: Signature) -> ResultHandle: ...
+
+    def get_task(self, name: str) -> Callable[..., Any]: ...
+
+
+class Task(Protocol):
+    """What a signature reads of a task."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def app(self) -> App: ...
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature: ...
+
 
 # Option keys that are ours, not apply_async's: where a step belongs and what follows it.
 CHORD_OPTION = "rabbitq_chord"  # {"id", "index", "size", "body"}: report the result there

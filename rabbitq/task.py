@@ -7,62 +7,44 @@ prefix follows Django's async API). Both build the message the same way (``App.p
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from rabbitq.errors import Retry, TaskError
+from rabbitq import canvas
+from rabbitq.canvas import Group, Signature
+from rabbitq.errors import Retry
+from rabbitq.request import ERROR_HEADER as ERROR_HEADER
+from rabbitq.request import TaskRequest as TaskRequest
+from rabbitq.request import current_request as current_request
 from rabbitq.results.handles import AsyncResult
 from rabbitq.retries import RetryPolicy
 
-if TYPE_CHECKING:
-    from rabbitq.app import App
-    from rabbitq.canvas import Group, Signature
 
+class App(canvas.App, Protocol):
+    """What a task needs of its app: publishing, and what its signatures need (a protocol:
+    tasks sit below the app, which registers them)."""
 
-@dataclass(frozen=True)
-class TaskRequest:
-    """What a running task knows about its message (``self.request`` with ``bind=True``)."""
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        _task: Task | None = None,
+        **options: Any,
+    ) -> AsyncResult: ...
 
-    id: str
-    task: str
-    args: Sequence[Any]
-    kwargs: Mapping[str, Any]
-    retries: int = 0
-    root_id: str | None = None
-    parent_id: str | None = None
-    group: str | None = None
-    queue: str | None = None
-    routing_key: str | None = None
-    redelivered: bool = False
-    eta: dt.datetime | None = None
-    headers: Mapping[str, Any] = field(default_factory=dict)
-    reply_to: str | None = None
-
-    @property
-    def error(self) -> TaskError | None:
-        """In an errback: the failure it was called for (type, message, traceback)."""
-        info = self.headers.get(ERROR_HEADER)
-        if not isinstance(info, Mapping):
-            return None
-        return TaskError(
-            str(info.get("exc_type", "Error")),
-            str(info.get("exc_message", "")),
-            info.get("traceback"),
-            exc_module=info.get("exc_module"),
-            task_id=info.get("task_id"),
-        )
-
-
-# Set on an errback's message: what failed, so the errback can say why.
-ERROR_HEADER = "rabbitq_error"
-
-current_request: contextvars.ContextVar[TaskRequest | None] = contextvars.ContextVar(
-    "rabbitq_current_request", default=None
-)
+    async def asend_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        _task: Task | None = None,
+        **options: Any,
+    ) -> AsyncResult: ...
 
 
 class Task:
@@ -145,14 +127,10 @@ class Task:
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature: this task with some arguments, to call later or put in a workflow."""
-        from rabbitq.canvas import Signature
-
         return Signature(self, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: a parent's result is not prepended to its arguments."""
-        from rabbitq.canvas import Signature
-
         return Signature(self, args, kwargs, immutable=True)
 
     def signature(
@@ -161,27 +139,19 @@ class Task:
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Signature:
-        from rabbitq.canvas import Signature
-
         return Signature(self, args, kwargs, options)
 
     def map(self, items: Iterable[Any]) -> Signature:
         """One message that calls this task once per item (``celery.map``)."""
-        from rabbitq.canvas import xmap
-
-        return xmap(self, items)
+        return canvas.xmap(self, items)
 
     def starmap(self, items: Iterable[Sequence[Any]]) -> Signature:
         """One message that calls ``task(*item)`` per item (``celery.starmap``)."""
-        from rabbitq.canvas import xstarmap
-
-        return xstarmap(self, items)
+        return canvas.xstarmap(self, items)
 
     def chunks(self, items: Iterable[Sequence[Any]], n: int) -> Group:
         """``items`` split into a group of messages of ``n`` calls each."""
-        from rabbitq.canvas import chunks
-
-        return chunks(self, items, n)
+        return canvas.chunks(self, items, n)
 
     # -- publishing ---------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from rabbitq.middleware.middleware import DeadLettered, Middleware, Outcome, Tas
 from rabbitq.serializers import serializer_for_content_type
 
 if TYPE_CHECKING:
-    from rabbitq.app import App
     from rabbitq.prepare import PreparedMessage
 
 
@@ -31,7 +30,7 @@ def _body(message: PreparedMessage) -> Any:
 
 
 class CelerySignals(Middleware):
-    def before_publish(self, app: App, message: PreparedMessage) -> None:
+    def before_publish(self, app: Any, message: PreparedMessage) -> None:
         if signals.before_task_publish:
             envelope = message.envelope
             signals.before_task_publish.send(
@@ -45,7 +44,7 @@ class CelerySignals(Middleware):
                 retry_policy=None,
             )
 
-    def after_publish(self, app: App, message: PreparedMessage) -> None:
+    def after_publish(self, app: Any, message: PreparedMessage) -> None:
         if signals.after_task_publish:
             envelope = message.envelope
             signals.after_task_publish.send(
@@ -56,7 +55,7 @@ class CelerySignals(Middleware):
                 headers=envelope.headers,
             )
 
-    def process_start(self, app: App) -> None:
+    def process_start(self, app: Any) -> None:
         signals.worker_process_init.send(None)
 
     def worker_start(self, worker: Any) -> None:

@@ -20,6 +20,9 @@ Where each hook runs, and what an exception from it means::
     after_dead_letter(dead)       its dead letter is confirmed           logged, ignored
     after_skip(ctx, reason)       a before_process raised SkipTask      logged, ignored
 
+``app`` is the ``rabbitq.App`` and ``worker`` the worker's consumer; both are typed ``Any``
+here because this module sits below the app (annotate ``rabbitq.App`` in your own hooks).
+
 "Logged, ignored" holds for any exception, ``SystemExit`` included: a hook never ends the
 worker. Publish hooks are plain functions (they run in synchronous callers too). Worker
 hooks may be plain or return an awaitable (``async def``); both run on the worker's event
@@ -40,7 +43,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rabbitq.app import App
     from rabbitq.message import TaskMessage
     from rabbitq.prepare import PreparedMessage
     from rabbitq.task import Task, TaskRequest
@@ -108,15 +110,15 @@ class Middleware:
 
     # -- publishing (sync only: synchronous callers run them too) ------------------------------
 
-    def before_publish(self, app: App, message: PreparedMessage) -> None:
+    def before_publish(self, app: Any, message: PreparedMessage) -> None:
         """Before a task message is published (``delay``, canvas, a worker's follow-up)."""
 
-    def after_publish(self, app: App, message: PreparedMessage) -> None:
+    def after_publish(self, app: Any, message: PreparedMessage) -> None:
         """After the broker confirmed it."""
 
     # -- the worker's life ------------------------------------------------------------------
 
-    def process_start(self, app: App) -> Any:
+    def process_start(self, app: Any) -> Any:
         """In each worker process, before it connects (Celery's ``worker_process_init``)."""
 
     def worker_start(self, worker: Any) -> Any:

@@ -17,7 +17,6 @@ from rabbitq.errors import ConfigurationError
 from rabbitq.middleware.middleware import HOOKS, PUBLISH_HOOKS, Middleware
 
 if TYPE_CHECKING:
-    from rabbitq.app import App
     from rabbitq.prepare import PreparedMessage
 
 log = logging.getLogger("rabbitq.middleware")
@@ -63,10 +62,10 @@ class MiddlewareStack:
 
     # Publish hooks are plain functions (checked above), so nothing is left to await.
 
-    def before_publish(self, app: App, message: PreparedMessage) -> None:
+    def before_publish(self, app: Any, message: PreparedMessage) -> None:
         self._run("before_publish", (app, message), raising=True)
 
-    def after_publish(self, app: App, message: PreparedMessage) -> None:
+    def after_publish(self, app: Any, message: PreparedMessage) -> None:
         self._run("after_publish", (app, message), raising=False)
 
     # -- the worker (plain or async hooks) -----------------------------------------------------

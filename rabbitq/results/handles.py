@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rabbitq.errors import GetInsideTaskError, ResultsDisabledError, ResultTimeoutError
+from rabbitq.request import current_request
 from rabbitq.results.meta import FAILURE, SUCCESS, ResultMeta
 
 if TYPE_CHECKING:
-    from rabbitq.app import App
     from rabbitq.results.backend import ResultBackend
+
+
+class HasBackend(Protocol):
+    """What a result handle needs of the app: its backend (a protocol: handles sit below
+    the app, which makes them)."""
+
+    @property
+    def backend(self) -> ResultBackend | None: ...
 
 
 class AsyncResult:
@@ -28,7 +36,7 @@ class AsyncResult:
     def __init__(
         self,
         id: str,
-        app: App | None = None,
+        app: HasBackend | None = None,
         task_name: str | None = None,
         *,
         ignored: bool = False,
@@ -144,9 +152,6 @@ def refuse_inside_a_task(disable_sync_subtasks: bool) -> None:
     the tasks they wait for can never start. Chains, groups and chords pass results on
     without waiting.
     """
-    # Imported here: rabbitq.task imports this module for AsyncResult.
-    from rabbitq.task import current_request
-
     if not disable_sync_subtasks:
         return
     request = current_request.get()
@@ -172,7 +177,7 @@ class GroupResult:
     """The results of a group's members, in the group's order."""
 
     def __init__(
-        self, id: str, results: list[AsyncResult | GroupResult], app: App | None = None
+        self, id: str, results: list[AsyncResult | GroupResult], app: HasBackend | None = None
     ) -> None:
         self.id = id
         self.results = results
