@@ -370,6 +370,9 @@ class App:
                     self.middleware.after_publish(self, message)
         raise_first(outcomes)
 
+    # ``send_task`` and ``asend_task`` are twins too: the same preparation (pure), the same
+    # publish path above, the same handle; only the reply queue and the publish are awaited.
+
     def send_task(
         self,
         name: str,
@@ -380,23 +383,12 @@ class App:
         **options: Any,
     ) -> _AsyncResult:
         """Publish a task by name (it need not be registered here), as Celery's ``send_task``."""
-        publish_options = parse_options(options)
-        ignore = self.ignores_result(_task, publish_options.ignore_result)
+        publish_options, ignore = self._call_options(options, _task)
         if publish_options.reply_to is None and (reply_to := self._reply_to_sync(ignore)):
             publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
         prepared = self.prepare(name, args, kwargs, publish_options, _task)
-        self.ensure_queue(prepared.route.queue)
-        if prepared.delayed:
-            self._declare_once.delay_levels()
-        middleware = self.middleware
-        if middleware.publishes:
-            middleware.before_publish(self, prepared)
-        self.publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
-        if middleware.publishes:
-            middleware.after_publish(self, prepared)
-        return _AsyncResult(
-            prepared.task_id, self, name, ignored=ignore and self.backend is not None
-        )
+        self.publish_prepared([prepared])
+        return self._handle(prepared, name, ignore)
 
     async def asend_task(
         self,
@@ -408,21 +400,20 @@ class App:
         **options: Any,
     ) -> _AsyncResult:
         """``send_task`` for asyncio code."""
-        publish_options = parse_options(options)
-        ignore = self.ignores_result(_task, publish_options.ignore_result)
+        publish_options, ignore = self._call_options(options, _task)
         if publish_options.reply_to is None and (reply_to := await self._reply_to_async(ignore)):
             publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
         prepared = self.prepare(name, args, kwargs, publish_options, _task)
-        publisher = self.async_publisher()
-        await self._declare_once.aqueue(prepared.route.queue, publisher)
-        if prepared.delayed:
-            await self._declare_once.adelay_levels(publisher)
-        middleware = self.middleware
-        if middleware.publishes:
-            middleware.before_publish(self, prepared)
-        await publisher.publish(prepared.routing_key, prepared.envelope, exchange=prepared.exchange)
-        if middleware.publishes:
-            middleware.after_publish(self, prepared)
+        await self.apublish_prepared([prepared])
+        return self._handle(prepared, name, ignore)
+
+    def _call_options(
+        self, options: Mapping[str, Any], task: Task | None
+    ) -> tuple[PublishOptions, bool]:
+        publish_options = parse_options(options)
+        return publish_options, self.ignores_result(task, publish_options.ignore_result)
+
+    def _handle(self, prepared: PreparedMessage, name: str, ignore: bool) -> _AsyncResult:
         return _AsyncResult(
             prepared.task_id, self, name, ignored=ignore and self.backend is not None
         )
