@@ -119,3 +119,20 @@ def tasks_over_the_ceiling(tasks: Mapping[str, Task], consumer_timeout: float | 
 
 def _positive(value: float | None) -> float | None:
     return value if value is not None and value > 0 else None
+
+
+def refuse_limits_over_the_ceiling(
+    tasks: Mapping[str, Task], consumer_timeout: float | None
+) -> None:
+    """A task whose own limit is past the ceiling would have its message taken back by the
+    broker while it runs: a worker refuses to start rather than run it twice."""
+    over = tasks_over_the_ceiling(tasks, consumer_timeout)
+    if over:
+        assert consumer_timeout is not None
+        raise ConfigurationError(
+            f"time limits longer than the broker's consumer_timeout allows "
+            f"({consumer_timeout:g}s, less a margin): {', '.join(over)}; RabbitMQ would "
+            "take the message back while the task runs, and run it again beside itself. "
+            "Raise App(consumer_timeout=...) (and the broker's consumer_timeout where it "
+            "cannot be set per consumer: RabbitMQ before 3.12) or lower the limits"
+        )

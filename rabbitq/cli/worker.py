@@ -8,7 +8,7 @@ import click
 
 from rabbitq.cli.options import loglevel_option, routing_option
 from rabbitq.errors import RabbitqError
-from rabbitq.worker.consumer import check_time_limits
+from rabbitq.timeouts import refuse_limits_over_the_ceiling
 from rabbitq.worker.process import WorkerConfig, load_configured_app, run_worker_process
 from rabbitq.worker.supervisor import Supervisor
 
@@ -111,7 +111,8 @@ def worker(
     )
     try:
         # Refused here, once, rather than in every child its supervisor would restart.
-        check_time_limits(load_configured_app(config))
+        app = load_configured_app(config)
+        refuse_limits_over_the_ceiling(app.tasks, app.consumer_timeout)
         if processes == 1:
             run_worker_process(config)
         else:

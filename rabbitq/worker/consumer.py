@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import os
-import signal
 import socket
 import weakref
 from collections.abc import Iterable
@@ -37,18 +35,17 @@ from rabbitq.amqp.declare import (
     ensure_queue,
 )
 from rabbitq.app import App
-from rabbitq.errors import ConfigurationError, RabbitqError
-from rabbitq.message import utcnow
+from rabbitq.errors import RabbitqError
 from rabbitq.middleware import Middleware, WorkerStats
 from rabbitq.redaction import without_password
-from rabbitq.timeouts import tasks_over_the_ceiling
+from rabbitq.timeouts import refuse_limits_over_the_ceiling
 from rabbitq.worker.acks import AckBatcher
 from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups
 from rabbitq.worker.pipeline import Pipeline
-from rabbitq.worker.recycling import Recycling
+from rabbitq.worker.recycling import Recycler, Recycling, end_now
 from rabbitq.worker.time_limits import TimeLimits
 
 log = logging.getLogger("rabbitq.worker")
@@ -81,7 +78,7 @@ class Consumer:
         self.queues = tuple(queues)
         if not self.queues:
             raise RabbitqError("a worker needs at least one queue")
-        check_time_limits(app)
+        refuse_limits_over_the_ceiling(app.tasks, app.consumer_timeout)
         self.concurrency = concurrency
         self.prefetch = prefetch or concurrency * 4
         self.executor = Executor(concurrency)
@@ -102,16 +99,14 @@ class Consumer:
         self._followups = Followups(app, self._publisher)
         # Set when this process should be replaced (``recycle``): the process stops consuming,
         # lets running tasks finish, and exits or re-executes itself (``process.py``).
-        self.recycling = asyncio.Event()
-        self.recycle_within = recycle_within or STUCK_RECYCLE_WITHIN
-        self._gone_by: dt.datetime | None = None
+        self.recycler = Recycler(self.hostname, recycle_within or STUCK_RECYCLE_WITHIN)
         # The worker's own middleware ride on the app's, after the user's: time limits arm
         # their timers right before the task, and the counters see every outcome.
         own: list[Middleware] = [TimeLimits(app.consumer_timeout)]
         if max_tasks_per_child is not None or max_memory_per_child is not None:
             own.append(
                 Recycling(
-                    self.recycle,
+                    self.recycler.recycle,
                     max_tasks=max_tasks_per_child,
                     max_memory_kib=max_memory_per_child,
                 )
@@ -127,9 +122,9 @@ class Consumer:
             slots=asyncio.Semaphore(concurrency),
             worker_name=self.hostname,
             # Recycling: what has not started yet is handed back, as at a stop.
-            stopping=lambda: self._stopping or self.recycling.is_set(),
+            stopping=lambda: self._stopping or self.recycler.requested.is_set(),
             redeclare=self._redeclare,
-            recycle=self.recycle_by,
+            recycle=self.recycler.recycle_by,
             end_now=end_now,
         )
         self.coordinate_chords = coordinate_chords
@@ -353,39 +348,6 @@ class Consumer:
             self.stats.dead_lettered,
         )
 
-    # -- recycling --------------------------------------------------------------------------
-
-    def recycle(self, reason: str) -> None:
-        """Ask for this process to be replaced once its running tasks have finished."""
-        if not self.recycling.is_set():
-            log.warning("recycling worker process %s: %s", self.hostname, reason)
-            self.recycling.set()
-
-    def recycle_by(self, reason: str) -> dt.datetime:
-        """As ``recycle``, but the process must be gone by the time returned (a stuck thread
-        cannot be stopped any other way): a kernel timer ends it then at the latest, even if
-        a thread holds the interpreter, and running tasks it cuts short are redelivered."""
-        self.recycle(reason)
-        if self._gone_by is None:
-            within = self.recycle_within
-            self._gone_by = utcnow() + dt.timedelta(seconds=within)
-            # SIGALRM's default action ends the process without running any Python.
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.setitimer(signal.ITIMER_REAL, within)
-            log.warning(
-                "worker process %s ends within %gs at the latest; tasks still running then "
-                "are redelivered",
-                self.hostname,
-                within,
-            )
-        return self._gone_by
-
-    def seconds_left(self) -> float | None:
-        """Until the process must be gone, if a stuck thread set a deadline."""
-        if self._gone_by is None:
-            return None
-        return max(0.0, (self._gone_by - utcnow()).total_seconds())
-
     # -- one delivery -----------------------------------------------------------------------
 
     def _make_handler(self, queue: str) -> Any:
@@ -426,24 +388,3 @@ class Consumer:
         )
         await asyncio.sleep(pause)
         await self._acks.nack(delivery, requeue=True)
-
-
-def check_time_limits(app: App) -> None:
-    """A task whose own limit is past the consumer-timeout ceiling would have its message
-    taken back by the broker while it runs: refuse to start rather than run it twice."""
-    over = tasks_over_the_ceiling(app.tasks, app.consumer_timeout)
-    if over:
-        raise ConfigurationError(
-            f"time limits longer than the broker's consumer_timeout allows "
-            f"({app.consumer_timeout:g}s, less a margin): {', '.join(over)}; RabbitMQ would "
-            "take the message back while the task runs, and run it again beside itself. "
-            "Raise App(consumer_timeout=...) (and the broker's consumer_timeout where it "
-            "cannot be set per consumer: RabbitMQ before 3.12) or lower the limits"
-        )
-
-
-def end_now() -> None:
-    """End this process at once, as its recycle deadline would (SIGALRM's default action):
-    the broker redelivers everything it held; a supervisor starts a fresh one."""
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.setitimer(signal.ITIMER_REAL, 0.001)

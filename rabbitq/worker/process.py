@@ -123,8 +123,8 @@ async def serve(config: WorkerConfig) -> bool:
     # (a start cut short mid-connection would leave a reconnecting connection behind).
     if not signals.arrived:
         await consume_until_stopped_or_recycled(consumer, signals.stop_requested)
-    recycle = consumer.recycling.is_set() and not signals.arrived
-    left = consumer.seconds_left()
+    recycle = consumer.recycler.requested.is_set() and not signals.arrived
+    left = consumer.recycler.seconds_left()
     if recycle and left is not None:
         # A stuck thread set a deadline, which the kernel enforces by ending the process:
         # give way before it, so that a fresh process takes over (tasks cut short by that
@@ -158,7 +158,7 @@ async def consume_until_stopped_or_recycled(
             await starting
     else:
         starting.result()  # a declaration conflict, say: the worker exits with it
-        recycling = asyncio.create_task(consumer.recycling.wait())
+        recycling = asyncio.create_task(consumer.recycler.requested.wait())
         await asyncio.wait({stopping, recycling}, return_when=asyncio.FIRST_COMPLETED)
         recycling.cancel()
     stopping.cancel()
@@ -167,7 +167,7 @@ async def consume_until_stopped_or_recycled(
 def run_worker_process(config: WorkerConfig) -> None:
     """Entry point of one worker process (also the target of supervised children)."""
     # A process that re-executed itself to recycle may carry the timer that was to end the
-    # old image (``Consumer.recycle_by``): this one starts clean.
+    # old image (``Recycler.recycle_by`` in ``recycling.py``): this one starts clean.
     signal.setitimer(signal.ITIMER_REAL, 0)
     configure_logging(config.loglevel)
     if asyncio.run(serve(config)):

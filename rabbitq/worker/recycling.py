@@ -9,15 +9,67 @@ limit completes first, as in Celery.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 import os
 import resource
+import signal
 import sys
 from collections.abc import Callable
 
+from rabbitq.message import utcnow
 from rabbitq.middleware import Middleware, Outcome, TaskContext
 
 log = logging.getLogger("rabbitq.worker")
+
+
+class Recycler:
+    """The request to replace this process (``process.py`` carries it out once the consumer
+    has stopped), and its deadline when a stuck thread set one."""
+
+    def __init__(self, hostname: str, within: float) -> None:
+        self.hostname = hostname
+        self.within = within  # seconds a stuck thread's process has left, at most
+        self.requested = asyncio.Event()
+        self._gone_by: dt.datetime | None = None
+
+    def recycle(self, reason: str) -> None:
+        """Ask for this process to be replaced once its running tasks have finished."""
+        if not self.requested.is_set():
+            log.warning("recycling worker process %s: %s", self.hostname, reason)
+            self.requested.set()
+
+    def recycle_by(self, reason: str) -> dt.datetime:
+        """As ``recycle``, but the process must be gone by the time returned (a stuck thread
+        cannot be stopped any other way): a kernel timer ends it then at the latest, even if
+        a thread holds the interpreter, and running tasks it cuts short are redelivered."""
+        self.recycle(reason)
+        if self._gone_by is None:
+            self._gone_by = utcnow() + dt.timedelta(seconds=self.within)
+            # SIGALRM's default action ends the process without running any Python.
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, self.within)
+            log.warning(
+                "worker process %s ends within %gs at the latest; tasks still running then "
+                "are redelivered",
+                self.hostname,
+                self.within,
+            )
+        return self._gone_by
+
+    def seconds_left(self) -> float | None:
+        """Until the process must be gone, if a stuck thread set a deadline."""
+        if self._gone_by is None:
+            return None
+        return max(0.0, (self._gone_by - utcnow()).total_seconds())
+
+
+def end_now() -> None:
+    """End this process at once, as its recycle deadline would (SIGALRM's default action):
+    the broker redelivers everything it held; a supervisor starts a fresh one."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, 0.001)
 
 
 def resident_kib() -> int:
