@@ -228,7 +228,10 @@ class AsyncPublisher:
                 break
         results: Outcomes = []
         for (exchange, routing_key, envelope), outcome in zip(items, outcomes, strict=True):
-            if not isinstance(outcome, BaseException) or isinstance(outcome, PublishError):
+            if not isinstance(outcome, BaseException):  # the broker's ack frame
+                results.append(None)
+                continue
+            if isinstance(outcome, PublishError):  # a timeout marked above
                 results.append(outcome)
                 continue
             refusal = broker_refusal(outcome, routing_key, exchange)
