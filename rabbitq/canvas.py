@@ -435,30 +435,6 @@ def signature(value: Signature | Mapping[str, Any], app: App | None = None) -> S
 
 # -- map, starmap, chunks (run by the built-in tasks celery.map / celery.starmap) ---------------
 
-MAP_TASK = "celery.map"
-STARMAP_TASK = "celery.starmap"
-
-
-def xmap(task: Task, items: Iterable[Any]) -> Signature:
-    """One message that runs ``task(item)`` for each item, in one worker, in order."""
-    return Signature(MAP_TASK, (), {"task": task.s().to_dict(), "it": list(items)}, app=task.app)
-
-
-def xstarmap(task: Task, items: Iterable[Sequence[Any]]) -> Signature:
-    """One message that runs ``task(*item)`` for each item."""
-    return Signature(
-        STARMAP_TASK, (), {"task": task.s().to_dict(), "it": [list(i) for i in items]}, app=task.app
-    )
-
-
-def chunks(task: Task, items: Iterable[Sequence[Any]], size: int) -> Group:
-    """Split ``items`` into messages of ``size`` calls each: a group of starmaps."""
-    if size < 1:
-        raise ConfigurationError("chunk size must be at least 1")
-    listed = [list(item) for item in items]
-    parts = [listed[start : start + size] for start in range(0, len(listed), size)]
-    return Group(*[xstarmap(task, part) for part in parts], app=task.app)
-
 
 def _upgrade_groups(steps: list[Signature]) -> list[Signature]:
     upgraded: list[Signature] = []

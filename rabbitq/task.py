@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from rabbitq import canvas
 from rabbitq.canvas import Group, Signature
+from rabbitq.chunks import chunks as chunked
+from rabbitq.chunks import xmap, xstarmap
 from rabbitq.errors import Retry
 from rabbitq.request import ERROR_HEADER as ERROR_HEADER
 from rabbitq.request import TaskRequest as TaskRequest
@@ -143,15 +145,15 @@ class Task:
 
     def map(self, items: Iterable[Any]) -> Signature:
         """One message that calls this task once per item (``celery.map``)."""
-        return canvas.xmap(self, items)
+        return xmap(self, items)
 
     def starmap(self, items: Iterable[Sequence[Any]]) -> Signature:
         """One message that calls ``task(*item)`` per item (``celery.starmap``)."""
-        return canvas.xstarmap(self, items)
+        return xstarmap(self, items)
 
     def chunks(self, items: Iterable[Sequence[Any]], n: int) -> Group:
         """``items`` split into a group of messages of ``n`` calls each."""
-        return canvas.chunks(self, items, n)
+        return chunked(self, items, n)
 
     # -- publishing ---------------------------------------------------------------------------
 
