@@ -53,8 +53,9 @@ class Publisher(Protocol):
     def close(self, timeout: float = ...) -> None: ...
 
 
-class AsyncPublisher(Protocol):
-    """The asyncio side (``amqp.aio.AsyncPublisher``)."""
+class Publishes(Protocol):
+    """The asyncio ``publish`` alone: what the worker needs to publish a message's successor
+    (``worker/republish.py``)."""
 
     async def publish(
         self,
@@ -64,6 +65,10 @@ class AsyncPublisher(Protocol):
         exchange: str = ...,
         timeout: float | None = ...,
     ) -> None: ...
+
+
+class AsyncPublisher(Publishes, Protocol):
+    """The asyncio side (``amqp.aio.AsyncPublisher``)."""
 
     async def publish_batch(
         self, items: Sequence[BatchItem], *, timeout: float | None = ...

@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from rabbitq.amqp.contract import Publishes as Publisher
 from rabbitq.app import App
 from rabbitq.errors import MessageError, SkipTask, UnroutableError
 from rabbitq.message import TaskMessage, decode_task
@@ -53,7 +54,7 @@ from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups, check_result
 from rabbitq.worker.interrupts import Abandoned
-from rabbitq.worker.republish import Acker, Publisher, Republisher
+from rabbitq.worker.republish import Acker, Republisher
 from rabbitq.worker.time_limits import HARD_GRACE
 
 log = logging.getLogger("rabbitq.worker")

@@ -21,6 +21,7 @@ import logging
 from typing import Protocol
 
 from rabbitq import dead_letters
+from rabbitq.amqp.contract import Publishes as Publisher
 from rabbitq.delays import QUEUE, delay_ms_until, delayed_route
 from rabbitq.message import Envelope, TaskMessage, utcnow
 from rabbitq.redelivery import REDELIVERY_COUNT_HEADER, redeliveries_so_far
@@ -30,17 +31,6 @@ from rabbitq.topology import Topology
 from rabbitq.worker.delivery import Delivery
 
 log = logging.getLogger("rabbitq.worker")
-
-
-class Publisher(Protocol):
-    async def publish(
-        self,
-        routing_key: str,
-        envelope: Envelope,
-        *,
-        exchange: str = ...,
-        timeout: float | None = ...,
-    ) -> None: ...
 
 
 class Acker(Protocol):
