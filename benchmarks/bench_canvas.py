@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_canvas.py [--broker URL] [--quick]
 
-Starts its own RabbitMQ and Redis unless --broker is given (then Redis must be at
-$RABBITQ_BENCH_REDIS). Prints ratios against raw aiormq with pipelined confirms, same broker,
+Starts its own RabbitMQ, Redis and PostgreSQL unless --broker is given (then Redis must be
+at $RABBITQ_BENCH_REDIS). Prints ratios against raw aiormq with pipelined confirms, same broker,
 same run; read them, not the absolute numbers (shared, noisy machines).
 """
 
@@ -31,7 +31,7 @@ from benchmarks.bench_core import (  # noqa: E402
     wait_for_consumer,
 )
 from rabbitq import chord, group  # noqa: E402
-from rabbitq.testing import LocalRedis  # noqa: E402
+from rabbitq.testing import LocalPostgres, LocalRedis  # noqa: E402
 
 
 def group_publish(count: int) -> float:
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     options = parser.parse_args()
     scale = 0.2 if options.quick else 1.0
-    with broker(options.broker) as url, LocalRedis() as redis:
+    with broker(options.broker) as url, LocalRedis() as redis, LocalPostgres() as postgres:
         os.environ["RABBITQ_BROKER_URL"] = url
         bench_app.app.broker_url = url
         queue = "bench"
@@ -142,10 +142,11 @@ def main() -> None:
             purge(url, queue)
 
         count = int(500 * scale)
-        for name, backend in (("rpc", "rpc://"), ("redis", redis.url)):
+        backends = (("rpc", "rpc://"), ("redis", redis.url), ("postgres", postgres.url))
+        for name, backend in backends:
             samples = round_trips(url, queue, backend, count)
             print(
-                f"delay().get() round trip over {name:<5} ({count} sequential): "
+                f"delay().get() round trip over {name:<8} ({count} sequential): "
                 f"p50 {percentile(samples, 0.5):.2f} ms  p99 {percentile(samples, 0.99):.2f} ms",
                 flush=True,
             )

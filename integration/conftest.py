@@ -102,6 +102,15 @@ def redis_url() -> Iterator[str]:
         yield redis.url
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the PostgreSQL result backend tests."""
+    from rabbitq.testing import LocalPostgres
+
+    with LocalPostgres() as postgres:
+        yield postgres.url
+
+
 @dataclasses.dataclass
 class CanvasSetup:
     """The canvas test app in this process, and how to start its worker."""
@@ -150,7 +159,7 @@ def _canvas_setup(
     app._publisher = None
 
 
-@pytest.fixture(params=["rpc", "redis"])
+@pytest.fixture(params=["rpc", "redis", "postgres"])
 def results_setup(
     request: pytest.FixtureRequest,
     broker_url: str,
@@ -159,7 +168,9 @@ def results_setup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[CanvasSetup]:
     """The canvas app with each result backend in turn."""
-    backend = "rpc://" if request.param == "rpc" else request.getfixturevalue("redis_url")
+    backend = (
+        "rpc://" if request.param == "rpc" else request.getfixturevalue(f"{request.param}_url")
+    )
     yield from _canvas_setup(broker_url, backend, unique_name, tmp_path, monkeypatch)
 
 

@@ -1,8 +1,11 @@
-"""Task results over both backends (rpc reply queues, Redis), against a real worker."""
+"""Task results over every backend (rpc reply queues, Redis, PostgreSQL), against a real
+worker."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 
 import pika
@@ -97,15 +100,44 @@ def test_without_a_backend_get_raises_at_once(canvas: CanvasSetup) -> None:
             result.get(timeout=5)
 
 
-def test_redis_results_are_readable_from_any_process(
-    broker_url: str, redis_url: str, results_setup: CanvasSetup
+def test_stored_results_are_readable_by_another_app(
+    broker_url: str, results_setup: CanvasSetup
 ) -> None:
-    if results_setup.app.result_backend_url == "rpc://":
+    backend = results_setup.app.result_backend_url
+    if backend == "rpc://":
         pytest.skip("only the caller can read rpc results")
     with results_setup.worker():
         task_id = canvas_app.add.delay(40, 2).id
-        other = rabbitq.App("elsewhere", broker_url, result_backend=redis_url)
+        other = rabbitq.App("elsewhere", broker_url, result_backend=backend)
         assert other.AsyncResult(task_id).get(timeout=30) == 42
+
+
+def test_a_second_process_reads_the_first_ones_results(
+    broker_url: str, results_setup: CanvasSetup
+) -> None:
+    backend = results_setup.app.result_backend_url
+    if backend == "rpc://":
+        pytest.skip("only the caller can read rpc results")
+    with results_setup.worker():
+        done = canvas_app.add.delay(1, 2)
+        failed = canvas_app.fail.delay("elsewhere")
+        assert done.get(timeout=30) == 3
+        code = (
+            "import sys, rabbitq\n"
+            "app = rabbitq.App('reader', sys.argv[1], result_backend=sys.argv[2])\n"
+            "print(app.AsyncResult(sys.argv[3]).get(timeout=30))\n"
+            "print(app.AsyncResult(sys.argv[4]).get(timeout=30, propagate=False).exc_message)\n"
+            "print(app.AsyncResult('never-sent').state)\n"
+        )
+        reader = subprocess.run(
+            [sys.executable, "-c", code, broker_url, backend, done.id, failed.id],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.split("\n")[:3] == ["3", "elsewhere", "PENDING"]
 
 
 def test_an_rpc_result_for_a_caller_that_has_gone_is_dropped_harmlessly(

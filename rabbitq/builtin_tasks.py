@@ -1,18 +1,25 @@
-"""Tasks every app has, under Celery's names: ``celery.map`` and ``celery.starmap``.
+"""Tasks every app has, under Celery's names: ``celery.map``, ``celery.starmap`` and
+``celery.backend_cleanup``.
 
 ``task.map(items)``, ``task.starmap(items)`` and each message of ``task.chunks(items, n)``
 run one of these: a single message whose worker calls the task once per item, in order, and
 returns the list of results.
+
+``celery.backend_cleanup`` deletes the expired results of a backend that keeps them in a
+database (PostgreSQL); schedule it in beat as Celery users do (``cron="0 4 * * *"``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rabbitq.errors import TaskArgumentsError
 from rabbitq.task import Task
+
+if TYPE_CHECKING:
+    from rabbitq.results.backend import ResultBackend
 
 
 class Registry(Protocol):
@@ -21,6 +28,9 @@ class Registry(Protocol):
     def task(self, *, name: str) -> Callable[[Callable[..., Any]], Task]: ...
 
     def get_task(self, name: str) -> Task: ...
+
+    @property
+    def backend(self) -> ResultBackend | None: ...
 
 
 def register_builtin_tasks(app: Registry) -> None:
@@ -38,8 +48,13 @@ def register_builtin_tasks(app: Registry) -> None:
         function = target(task)
         return [_call(function, tuple(item)) for item in it]
 
+    def backend_cleanup() -> int:
+        backend = app.backend
+        return backend.cleanup() if backend is not None else 0
+
     app.task(name="celery.map")(run_map)
     app.task(name="celery.starmap")(run_starmap)
+    app.task(name="celery.backend_cleanup")(backend_cleanup)
 
 
 def _call(task: Task, args: tuple[Any, ...]) -> Any:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine with only Python: virtualenv, the package with
-# its dev extras, and the rabbitmq-server / redis-server binaries the tests and demo start
-# privately (they never use a system service).
+# its dev extras, and the rabbitmq-server / redis-server / PostgreSQL binaries the tests and demo
+# start privately (they never use a system service or cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,10 +42,17 @@ say "installing rabbitq and its dev dependencies into .venv"
 missing=()
 ls /usr/lib/rabbitmq/bin/rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+# Debian keeps initdb off the PATH, in /usr/lib/postgresql/<version>/bin.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 \
+    || missing+=(postgresql)
+# psycopg (pure Python) loads the system's libpq; postgresql brings it, a client-only box may not.
+compgen -G '/usr/lib/*/libpq.so.5' >/dev/null || compgen -G '/usr/lib/libpq.so.5' >/dev/null \
+    || missing+=(libpq5)
 if [ ${#missing[@]} -gt 0 ]; then
     if is_root && command -v apt-get >/dev/null; then
         say "installing ${missing[*]} (apt-get)"
-        # The tests run their own private nodes; keep Debian from starting system services.
+        # The tests run their own private nodes; keep Debian from starting system services
+        # (postgresql's package would also create and start a system cluster).
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
         trap 'rm -f /usr/sbin/policy-rc.d' EXIT
         apt_install "${missing[@]}"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-CLIENTS = ("pika", "aio_pika", "aiormq", "pamqp", "redis")
+CLIENTS = ("pika", "aio_pika", "aiormq", "pamqp", "redis", "psycopg", "psycopg_pool")
 PURE = (
     "rabbitq",
     "rabbitq.canvas",

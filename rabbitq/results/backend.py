@@ -8,6 +8,9 @@
 * ``redis://host:port/db`` — stored under ``celery-task-meta-<id>`` with an expiry and
   announced on the channel of the same name (Celery's Redis backend scheme), readable from
   any process; waiting subscribes instead of polling.
+* ``postgresql://user:pass@host:port/db`` (also ``postgres://``, Celery's ``db+postgresql://``)
+  — a row in rabbitq's own table, readable from any process; waiting LISTENs for the NOTIFY
+  that each write sends.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ class ResultBackend(abc.ABC):
 
     @abc.abstractmethod
     def forget(self, task_id: str) -> None: ...
+
+    def cleanup(self) -> int:
+        """Delete expired results; returns how many. Only a database needs it: Redis keys
+        expire by themselves and rpc replies are consumed."""
+        return 0
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release the current event loop's connections."""

@@ -17,6 +17,11 @@ def backend_from_url(url: str, serializer: Serializer, expires: float | None) ->
         from rabbitq.results.redis import RedisBackend
 
         return RedisBackend(url, serializer, expires)
+    if scheme in ("postgresql", "postgres", "db+postgresql", "db+postgres"):
+        from rabbitq.results.postgres import PostgresBackend
+
+        return PostgresBackend(url, serializer, expires)
     raise ConfigurationError(
-        f"unknown result backend {url!r}: expected 'rpc://' or 'redis://host:port/db'"
+        f"unknown result backend {url!r}: expected 'rpc://', 'redis://host:port/db' "
+        "or 'postgresql://user@host:port/db'"
     )
