@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+import rabbitq
 from rabbitq.results.factory import backend_from_url
 from rabbitq.results.meta import success
 from rabbitq.results.postgres import TABLE, PostgresBackend
@@ -143,3 +144,19 @@ def test_connections_dropped_by_the_server_are_replaced(
         )
     assert target.state(task_id).result == "kept"
     assert target.wait([task_id], 1)[task_id].result == "kept"
+
+
+def test_the_builtin_cleanup_task_deletes_the_apps_expired_results(
+    postgres_url: str, backend: Callable[..., PostgresBackend]
+) -> None:
+    app = rabbitq.App(
+        "cleanup", "amqp://guest:guest@127.0.0.1:1/", result_backend=postgres_url,
+        result_expires=0.05,
+    )  # fmt: skip
+    store(backend(postgres_url, expires=0.05), uuid.uuid4().hex, 1)
+    time.sleep(0.1)
+    try:
+        assert app.get_task("celery.backend_cleanup")() >= 1
+    finally:
+        assert isinstance(app.backend, PostgresBackend)
+        app.backend.close()
