@@ -33,6 +33,7 @@ from rabbitq.publish_options import (
     PublishOptions,
     parse_options,
 )
+from rabbitq.publish_retry import PublishRetryPolicy, apublish_retrying, publish_retrying, resolve
 from rabbitq.results.backend import ResultBackend
 from rabbitq.results.factory import backend_from_url
 from rabbitq.results.handles import AsyncResult as _AsyncResult
@@ -79,6 +80,8 @@ class App:
         consumer_timeout: float | None = DEFAULT_CONSUMER_TIMEOUT,
         task_time_limit: float | None = None,
         task_soft_time_limit: float | None = None,
+        task_publish_retry: bool = True,
+        task_publish_retry_policy: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -86,6 +89,13 @@ class App:
         self.serializer = serializer_named(serializer)
         self.default_queue = default_queue
         self.publish_timeout = publish_timeout
+        # Celery's publish retries on a lost connection (``publish_retry.py``): apply_async's
+        # retry/retry_policy, else the task's, else these; Celery's defaults.
+        self.task_publish_retry = task_publish_retry
+        self.task_publish_retry_policy = PublishRetryPolicy().updated(
+            task_publish_retry_policy, "task_publish_retry_policy"
+        )
+        resolve(task_publish_retry, self.task_publish_retry_policy, None, None, None, None)
         if redelivery_limit < 1:
             raise ConfigurationError("redelivery_limit must be at least 1")
         self.redelivery_limit = redelivery_limit
@@ -163,6 +173,8 @@ class App:
         retry_jitter: bool = True,
         default_retry_delay: float = 180.0,
         ignore_result: bool | None = None,
+        publish_retry: bool | None = None,
+        publish_retry_policy: Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -184,11 +196,15 @@ class App:
         retry_jitter: bool = True,
         default_retry_delay: float = 180.0,
         ignore_result: bool | None = None,
+        publish_retry: bool | None = None,
+        publish_retry_policy: Mapping[str, Any] | None = None,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a task: ``@app.task`` or ``@app.task(queue="reports", ...)``.
 
         Retry options keep Celery's names: ``autoretry_for``, ``max_retries`` (None: forever),
         ``retry_backoff``, ``retry_backoff_max``, ``retry_jitter``, ``default_retry_delay``.
+        ``publish_retry`` and ``publish_retry_policy`` are this task's publish retries on a lost
+        connection (``apply_async(retry=, retry_policy=)`` for all its calls).
         """
         policy = RetryPolicy(
             autoretry_for=tuple(autoretry_for),
@@ -207,6 +223,14 @@ class App:
                 raise ConfigurationError(f"task {task_name!r}: bad routing_key: {problem}")
             if serializer is not None:
                 serializer_named(serializer)
+            resolve(
+                self.task_publish_retry,
+                self.task_publish_retry_policy,
+                publish_retry,
+                publish_retry_policy,
+                None,
+                None,
+            )  # checked now, not at the first call
             task = Task(
                 self,
                 function,
@@ -221,6 +245,8 @@ class App:
                 or self.task_soft_time_limit,
                 retry_policy=policy,
                 ignore_result=ignore_result,
+                publish_retry=publish_retry,
+                publish_retry_policy=publish_retry_policy,
             )
             self.tasks[task_name] = task
             return task
@@ -274,7 +300,10 @@ class App:
 
     def prepare_signature(self, sig: Signature, context: Context) -> PreparedMessage:
         """One task signature in its workflow ``context``, as a message."""
-        options = {k: v for k, v in sig.options.items() if k in OPTION_NAMES}
+        # add_to_parent: a Celery signature may carry it; it changes nothing here.
+        options = {
+            k: v for k, v in sig.options.items() if k in OPTION_NAMES and k != "add_to_parent"
+        }
         if context.reply_to and "reply_to" not in options:
             options["reply_to"] = context.reply_to
         args = list(sig.args) if sig.immutable else [*context.parent_result, *sig.args]
@@ -333,19 +362,39 @@ class App:
     # The two publish paths are twins: the same steps around one call to a publisher that
     # keeps the contract of ``amqp/contract.py``; only the declarations and the call differ.
 
-    def publish_prepared(self, messages: Sequence[PreparedMessage]) -> None:
-        """Publish with pipelined confirms; raises the first failure (after all settled)."""
+    def publish_prepared(
+        self, messages: Sequence[PreparedMessage], retry: PublishRetryPolicy | None = None
+    ) -> None:
+        """Publish with pipelined confirms; raises the first failure (after all settled).
+
+        ``retry``: Celery's publish retries (``publish_retry.py``); None: the publisher
+        reconnects and resends on its own within ``publish_timeout`` (the canvas, the worker's
+        follow-ups and the beat publish that way).
+        """
         for queue in {m.route.queue for m in messages}:
             self.ensure_queue(queue)
         if any(m.delayed for m in messages):
             self._declare_once.delay_levels()
         self._before_publish(messages)
         publisher: contract.Publisher = self.publisher  # mypy checks it keeps the contract
-        outcomes = publisher.publish_batch(_batch(messages))
+        if retry is None:
+            outcomes = publisher.publish_batch(_batch(messages))
+        else:
+            outcomes = publish_retrying(
+                lambda items, timeout: publisher.publish_batch(
+                    items, timeout=timeout, reconnect=False
+                ),
+                _batch(messages),
+                retry,
+                self.publish_timeout,
+            )
         self._after_publish(messages, outcomes)
 
     async def apublish_prepared(
-        self, messages: Sequence[PreparedMessage], publisher: AsyncPublisher | None = None
+        self,
+        messages: Sequence[PreparedMessage],
+        publisher: AsyncPublisher | None = None,
+        retry: PublishRetryPolicy | None = None,
     ) -> None:
         publisher = publisher or self.async_publisher()
         keeps_the_contract: contract.AsyncPublisher = publisher  # checked by mypy
@@ -354,7 +403,17 @@ class App:
         if any(m.delayed for m in messages):
             await self._declare_once.adelay_levels(publisher)
         self._before_publish(messages)
-        outcomes = await keeps_the_contract.publish_batch(_batch(messages))
+        if retry is None:
+            outcomes = await keeps_the_contract.publish_batch(_batch(messages))
+        else:
+            outcomes = await apublish_retrying(
+                lambda items, timeout: keeps_the_contract.publish_batch(
+                    items, timeout=timeout, reconnect=False
+                ),
+                _batch(messages),
+                retry,
+                self.publish_timeout,
+            )
         self._after_publish(messages, outcomes)
 
     def _before_publish(self, messages: Sequence[PreparedMessage]) -> None:
@@ -387,7 +446,7 @@ class App:
         if publish_options.reply_to is None and (reply_to := self._reply_to_sync(ignore)):
             publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
         prepared = self.prepare(name, args, kwargs, publish_options, _task)
-        self.publish_prepared([prepared])
+        self.publish_prepared([prepared], self._publish_retry(publish_options, _task))
         return self._handle(prepared, name, ignore)
 
     async def asend_task(
@@ -404,7 +463,8 @@ class App:
         if publish_options.reply_to is None and (reply_to := await self._reply_to_async(ignore)):
             publish_options = dataclasses.replace(publish_options, reply_to=reply_to)
         prepared = self.prepare(name, args, kwargs, publish_options, _task)
-        await self.apublish_prepared([prepared])
+        retry = self._publish_retry(publish_options, _task)
+        await self.apublish_prepared([prepared], retry=retry)
         return self._handle(prepared, name, ignore)
 
     def _call_options(
@@ -412,6 +472,16 @@ class App:
     ) -> tuple[PublishOptions, bool]:
         publish_options = parse_options(options)
         return publish_options, self.ignores_result(task, publish_options.ignore_result)
+
+    def _publish_retry(self, options: PublishOptions, task: Task | None) -> PublishRetryPolicy:
+        return resolve(
+            self.task_publish_retry,
+            self.task_publish_retry_policy,
+            task.publish_retry if task is not None else None,
+            task.publish_retry_policy if task is not None else None,
+            options.retry,
+            options.retry_policy,
+        )
 
     def _handle(self, prepared: PreparedMessage, name: str, ignore: bool) -> _AsyncResult:
         return _AsyncResult(

@@ -11,7 +11,9 @@
     ├── PublishError                a message was not accepted by the broker
     │   ├── UnroutableError         no queue is bound for the routing key (mandatory return)
     │   ├── PublishNackedError      the broker refused to store the message (nack)
-    │   └── PublishTimeoutError     no confirm in time (broker down, or connection.blocked)
+    │   ├── PublishTimeoutError     no confirm in time (broker down, or connection.blocked)
+    │   └── PublishConnectionError  the connection failed before the confirm (retry=False,
+    │                               or a retry_policy run out)
     ├── MessageError                an incoming message cannot be run
     │   ├── MessageDecodeError      body or headers are not a valid task message
     │   ├── UnknownTaskError        the message names a task this worker does not know
@@ -102,6 +104,12 @@ class PublishNackedError(PublishError):
 
 class PublishTimeoutError(PublishError):
     """No confirm arrived in time: the broker is unreachable or has blocked the connection."""
+
+
+class PublishConnectionError(PublishError):
+    """The connection could not be made, or was lost before the confirm, and the publish was
+    not to be retried (``retry=False``, or its ``retry_policy`` ran out). A message sent before
+    the loss may or may not be in the broker; publishing it again keeps its task id."""
 
 
 class MessageError(RabbitqError):

@@ -1,6 +1,8 @@
 """``apply_async``'s options: their names, their checks, and the times they give.
 
-Pure; the app turns these into a message (``App.prepare``).
+Pure; the app turns these into a message (``App.prepare``). Celery's Calling-guide options
+that rabbitq does not take are refused by name, each saying why and what to use instead
+(``REFUSED``); the table in ``docs/migrating-from-celery.md`` lists them all.
 """
 
 from __future__ import annotations
@@ -38,12 +40,58 @@ class PublishOptions:
     ignore_result: bool | None = None
     group_id: str | None = None
     group_index: int | None = None
+    # Publish retries on a lost connection (Celery's names; see ``publish_retry.py``).
+    retry: bool | None = None
+    retry_policy: Mapping[str, Any] | None = None
+    # Celery's option, taken only with the value that matches what rabbitq always does.
+    add_to_parent: bool | None = None
 
 
 OPTION_NAMES = frozenset(PublishOptions.__dataclass_fields__)
 
 
+# Celery's options rabbitq refuses: why, and what to use instead.
+REFUSED: Mapping[str, str] = {
+    "exchange": "rabbitq publishes every task to its one topic exchange and routes by key; "
+    "use queue= or routing_key= (or the routing file, docs/routing.md)",
+    "compression": "rabbitq does not compress message bodies; keep arguments small "
+    "(pass a reference, such as a storage key, for large data)",
+    "shadow": "rabbitq logs and reports tasks under their registered name; register the "
+    "function under another name with @app.task(name=...) instead",
+    "connection": "each process has one publisher per App (and one per event loop); "
+    "set the broker with App(broker=...)",
+    "producer": "each process has one publisher per App (and one per event loop); "
+    "set the broker with App(broker=...)",
+    "publisher": "each process has one publisher per App (and one per event loop); "
+    "set the broker with App(broker=...)",
+    "declare": "queues are declared from the routing file and on first publish "
+    "(App(declare_queues_on_publish=...)); use `rabbitq topology apply`",
+    "delivery_mode": "every task message is persistent (delivery_mode 2); "
+    "there is no transient mode",
+    "mandatory": "every publish is mandatory: an unroutable task raises UnroutableError",
+    "immediate": "RabbitMQ removed the immediate flag (3.0); use expires= for a deadline",
+    "router": "routes come from the routing file and the task's queue/routing_key; "
+    "pass queue= or routing_key= per call",
+    "chord": "build chords with rabbitq.chord(header, body) (docs/canvas.md)",
+    "chain": "build chains with rabbitq.chain(...) or sig | sig (docs/canvas.md)",
+}
+
+ADD_TO_PARENT_REFUSAL = (
+    "add_to_parent=True is refused: rabbitq does not record a task's children on its parent "
+    "(there is no result.children); leave it out, or pass add_to_parent=False"
+)
+
+
 def parse_options(options: Mapping[str, Any]) -> PublishOptions:
+    refused = sorted(set(options) & set(REFUSED))
+    if refused:
+        raise ConfigurationError(
+            "; ".join(
+                f"apply_async option {name!r} is not supported: {REFUSED[name]}" for name in refused
+            )
+        )
+    if options.get("add_to_parent"):
+        raise ConfigurationError(ADD_TO_PARENT_REFUSAL)
     unknown = set(options) - OPTION_NAMES
     if unknown:
         raise TypeError(

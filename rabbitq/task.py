@@ -66,6 +66,8 @@ class Task:
         soft_time_limit: float | None = None,
         retry_policy: RetryPolicy | None = None,
         ignore_result: bool | None = None,
+        publish_retry: bool | None = None,
+        publish_retry_policy: Mapping[str, Any] | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -78,6 +80,9 @@ class Task:
         self.soft_time_limit = soft_time_limit
         self.retry_policy = retry_policy or RetryPolicy()
         self.ignore_result = ignore_result
+        # Publish retries on a lost connection for this task's calls (None: the App's).
+        self.publish_retry = publish_retry
+        self.publish_retry_policy = publish_retry_policy
         self.is_async = inspect.iscoroutinefunction(fn)
         self.parameters = inspect.signature(fn)
         self.__doc__ = fn.__doc__

@@ -3,7 +3,9 @@
 One robust connection and one confirming channel per event loop. Concurrent ``publish``
 calls pipeline their confirms on that channel. A publish interrupted by a lost connection is
 retried on the restored channel until the caller's deadline (at-least-once: the broker may
-have stored the first copy).
+have stored the first copy). A batch published with ``reconnect=False`` instead fails with
+``PublishConnectionError`` at the connection error (at once while reconnecting), never sent
+again here: ``publish_retry.py`` decides.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pamqp import commands as spec
 from rabbitq.amqp.contract import BatchItem, Outcomes
 from rabbitq.errors import (
     BrokerConnectionError,
+    PublishConnectionError,
     PublishError,
     PublishNackedError,
     PublishTimeoutError,
@@ -179,7 +182,7 @@ class AsyncPublisher:
             ) from None
 
     async def publish_batch(
-        self, items: Sequence[BatchItem], *, timeout: float | None = None
+        self, items: Sequence[BatchItem], *, timeout: float | None = None, reconnect: bool = True
     ) -> Outcomes:
         """``(exchange, routing_key, envelope)`` each, confirms pipelined on one channel; one
         outcome per item (``contract.py``).
@@ -191,6 +194,8 @@ class AsyncPublisher:
         """
         limit = timeout if timeout is not None else self.publish_timeout
         deadline = asyncio.get_running_loop().time() + limit
+        if not reconnect and (not_sent := await self._not_connected()) is not None:
+            return [not_sent] * len(items)
         try:
             # While reconnecting, this waits for the connection: within the deadline too.
             underlay = await asyncio.wait_for(self._underlay_channel(), limit)
@@ -235,7 +240,12 @@ class AsyncPublisher:
                 results.append(outcome)
                 continue
             refusal = broker_refusal(outcome, routing_key, exchange)
-            if refusal is None:
+            if refusal is None and not reconnect:
+                refusal = PublishConnectionError(
+                    "the connection was lost before the confirm; the broker may or may not "
+                    f"have the message ({type(outcome).__name__}: {outcome})"
+                )
+            elif refusal is None:
                 # The connection went away and the confirm with it: sent again once it is
                 # back (the same message, so the same task id), within the deadline.
                 remaining = max(0.0, deadline - asyncio.get_running_loop().time())
@@ -245,6 +255,19 @@ class AsyncPublisher:
                     refusal = exc
             results.append(refusal)
         return results
+
+    async def _not_connected(self) -> PublishConnectionError | None:
+        """Why a publish that must not wait for a reconnect cannot be sent now, if so."""
+        connection = self._connection
+        if connection is not None and not connection.is_closed:
+            if connection.connected.is_set():
+                return None
+            return PublishConnectionError("not connected to the broker (reconnecting): not sent")
+        try:
+            await self.connect()  # the first connection: one attempt
+        except BrokerConnectionError as exc:
+            return PublishConnectionError(f"{exc}: not sent")
+        return None
 
     async def _underlay_channel(self) -> aiormq.abc.AbstractChannel:
         channel = await self.connect()

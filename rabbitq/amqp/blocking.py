@@ -13,7 +13,9 @@ Safety properties, each handled below where it happens:
   parent's socket.
 * broker restart / dropped connection: the thread reconnects with backoff; messages that were
   sent but not confirmed are sent again after reconnecting (at-least-once: a confirm that was
-  lost in flight may mean a duplicate, never a loss).
+  lost in flight may mean a duplicate, never a loss). A publish with ``reconnect=False``
+  instead fails with ``PublishConnectionError`` at the connection error (and at once while
+  the connection is down), never sent again by the publisher.
 * ``connection.blocked`` (the broker is out of memory or disk): publishes wait, and a caller
   whose confirm does not arrive within its timeout gets ``PublishTimeoutError`` saying so.
 * every publish is ``mandatory``: a returned message fails its caller with ``UnroutableError``.
@@ -43,7 +45,7 @@ import pika.spec
 
 from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
 from rabbitq.amqp.contract import BatchItem, Outcomes
-from rabbitq.errors import PublishError, PublishTimeoutError
+from rabbitq.errors import PublishConnectionError, PublishError, PublishTimeoutError
 from rabbitq.message import Envelope, envelope_from_properties, properties_of
 from rabbitq.redaction import without_password
 from rabbitq.topology import TASK_EXCHANGE
@@ -81,6 +83,8 @@ class BlockingPublisher:
         self._thread: threading.Thread | None = None
         self._pending: collections.deque[PublishRequest] = collections.deque()
         self._closing = False
+        # The last connection failed or was lost and no new one is ready yet (under the lock).
+        self._down = False
         # Only the I/O thread touches what follows.
         self._connection: pika.SelectConnection | None = None
         self._channel: Any = None
@@ -101,9 +105,10 @@ class BlockingPublisher:
         *,
         exchange: str = TASK_EXCHANGE,
         timeout: float | None = None,
+        reconnect: bool = True,
     ) -> None:
         """Publish and return once the broker confirmed it; raise ``PublishError`` otherwise."""
-        request = self._submit([(exchange, routing_key, envelope)])[0]
+        request = self._submit([(exchange, routing_key, envelope)], reconnect)[0]
         self._wait([request], timeout)
 
     def publish_many(
@@ -117,11 +122,11 @@ class BlockingPublisher:
         return self.publish_batch([(exchange, rk, env) for rk, env in messages], timeout=timeout)
 
     def publish_batch(
-        self, items: Sequence[BatchItem], *, timeout: float | None = None
+        self, items: Sequence[BatchItem], *, timeout: float | None = None, reconnect: bool = True
     ) -> Outcomes:
         """``(exchange, routing_key, envelope)`` each, confirms pipelined; one outcome per
         item, in order (``contract.py``)."""
-        requests = self._submit(items)
+        requests = self._submit(items, reconnect)
         deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
         errors: list[PublishError | None] = []
         for request in requests:
@@ -173,14 +178,21 @@ class BlockingPublisher:
                 connection.ioloop.add_callback_threadsafe(self._close_connection)
         thread.join(timeout)
 
-    def _submit(self, items: Sequence[tuple[str, str, Envelope]]) -> list[PublishRequest]:
+    def _submit(
+        self, items: Sequence[tuple[str, str, Envelope]], reconnect: bool = True
+    ) -> list[PublishRequest]:
         if self._pid != os.getpid():
             # Forked: the parent's thread does not exist here and its socket is not ours.
             self._reset_state()
-        requests = [PublishRequest(ex, rk, env) for ex, rk, env in items]
+        requests = [PublishRequest(ex, rk, env, reconnect=reconnect) for ex, rk, env in items]
         with self._lock:
             if self._closing:
                 raise PublishError("publisher is closed")
+            if self._down and not reconnect:
+                error = self._not_connected()
+                for request in requests:
+                    request.resolve(error)
+                return requests
             self._pending.extend(requests)
             self._ensure_thread()
             connection = self._connection if self._ready else None
@@ -247,6 +259,7 @@ class BlockingPublisher:
             )
         except Exception as exc:
             self._last_error = f"{type(exc).__name__}: {exc}"
+            self._connection_failed()
             return
         with self._lock:
             self._connection = connection
@@ -266,6 +279,7 @@ class BlockingPublisher:
         log.warning(
             "publisher cannot connect to %s: %s", without_password(self.url), self._last_error
         )
+        self._connection_failed()
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection: pika.SelectConnection, reason: Any) -> None:
@@ -304,6 +318,8 @@ class BlockingPublisher:
 
     def _become_ready(self) -> None:
         self._ready = True
+        with self._lock:
+            self._down = False
         self._flush()
 
     def _setup_replies(self, then: Callable[[], None]) -> None:
@@ -392,10 +408,35 @@ class BlockingPublisher:
 
     def _requeue_unconfirmed(self) -> None:
         # Sent but never confirmed: the broker may or may not have it. Send again on the next
-        # connection, ahead of newer requests (at-least-once).
+        # connection, ahead of newer requests (at-least-once), unless its caller decides
+        # (reconnect=False): then it fails now, and publish_retry.py may send it again.
         in_flight = self._confirms.take_unconfirmed()
+        reason = self._last_error or "connection lost"
+        lost = PublishConnectionError(
+            "the connection was lost before the confirm; the broker may or may not have "
+            f"the message ({reason})"
+        )
+        for request in in_flight:
+            if not request.reconnect:
+                request.resolve(lost)
         with self._lock:
-            self._pending.extendleft(reversed(in_flight))
+            self._pending.extendleft(reversed([r for r in in_flight if r.reconnect]))
+        self._connection_failed()
+
+    def _connection_failed(self) -> None:
+        """Mark the connection down; fail the waiting publishes that do not wait for the next."""
+        error = self._not_connected()
+        with self._lock:
+            self._down = True
+            waiting = [r for r in self._pending if r.reconnect]
+            for request in self._pending:
+                if not request.reconnect:
+                    request.resolve(error)
+            self._pending = collections.deque(waiting)
+
+    def _not_connected(self) -> PublishConnectionError:
+        reason = self._last_error or "connection failed"
+        return PublishConnectionError(f"not connected to the broker ({reason}): not sent")
 
     def _fail_pending(self, error: PublishError) -> None:
         while self._pending:

@@ -54,6 +54,9 @@ class PublishRequest:
     outcome: Outcome = field(default_factory=Outcome)
     returned: bool = False
     abandoned: bool = False  # the caller timed out: do not (re)send it
+    # False: a connection error fails it (PublishConnectionError) instead of it waiting for
+    # the reconnect and being sent again (publish_retry.py decides what follows).
+    reconnect: bool = True
 
     def resolve(self, error: PublishError | None) -> None:
         self.outcome.set(error)
