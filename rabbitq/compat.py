@@ -65,6 +65,8 @@ APP_OPTIONS = {
     "task_ignore_result": "ignore_result",
     "task_track_started": "track_started",
     "task_time_limit": "task_time_limit",
+    "task_publish_retry": "task_publish_retry",
+    "task_publish_retry_policy": "task_publish_retry_policy",
     "task_soft_time_limit": "task_soft_time_limit",
 }
 

@@ -49,6 +49,17 @@ def test_celery_time_limits_become_app_wide_task_time_limits() -> None:
     assert (task.soft_time_limit, task.time_limit) == (240, 300)
 
 
+def test_celery_publish_retry_settings_become_app_options() -> None:
+    translated = from_celery_settings(
+        {"task_publish_retry": False, "task_publish_retry_policy": {"max_retries": 5}}
+    )
+    assert translated.app_options == {
+        "task_publish_retry": False,
+        "task_publish_retry_policy": {"max_retries": 5},
+    }
+    rabbitq.App("translated", **translated.app_options)
+
+
 def test_celery_recycling_settings_name_the_worker_options() -> None:
     notes = from_celery_settings(
         {"worker_max_tasks_per_child": 100, "worker_max_memory_per_child": 200_000}
