@@ -1,14 +1,16 @@
 """Time limits, enforced as middleware: soft, hard, and the broker's consumer_timeout.
 
-``before_process`` works out the run's limits (``timeouts.py``) and, if it has any, gives the
-run a ``RunControl`` and arms a timer for each of its own limits. The consumer-timeout
-ceiling, which every run has, is watched by one sweep for all runs instead (a timer per run
-would cost more than the rest of the middleware). At the soft limit the task gets
-``SoftTimeLimitExceeded``; at the hard limit it is stopped (``TimeLimitExceeded``). A thread
-that has not stopped ``grace`` seconds later (blocked in C, or it swallowed the exception) is
-abandoned: the pipeline parks its message and the process is recycled (``pipeline.py``). An
-``async def`` task that swallows its cancellation cannot be abandoned (it runs on the
-worker's own loop): it is cancelled again every ``grace`` seconds, and said so in the log.
+``before_process`` works out the run's limits (``timeouts.py``: the message's ``timelimit``
+header, else the task's ``time_limit`` and ``soft_time_limit``, else the App's defaults)
+and, if it has any, gives the run a ``RunControl`` and arms a timer for each of its own
+limits. The consumer-timeout ceiling, which every run has, is watched by one sweep for all
+runs instead (a timer per run would cost more than the rest of the middleware). At the soft
+limit the task gets ``SoftTimeLimitExceeded``; at the hard limit it is stopped
+(``TimeLimitExceeded``). A thread that has not stopped ``grace`` seconds later (blocked in
+C, or it swallowed the exception) is abandoned: the pipeline parks its message and the
+process is recycled (``pipeline.py``). An ``async def`` task that swallows its cancellation
+cannot be abandoned (it runs on the worker's own loop): it is cancelled again every
+``grace`` seconds, and said so in the log.
 
 A run with no limits and no consumer timeout in force costs nothing here but the lookup.
 """
