@@ -106,7 +106,7 @@ def test_the_default_policy_gives_up_long_before_publish_timeout(
     broker.kill()
     started = time.monotonic()
     with pytest.raises(rabbitq.PublishConnectionError):
-        task.apply_async(("lost",), retry=True)  # Celery's policy: 3 retries, 0.4 s of waits
+        task.apply_async(("lost",), retry=True)  # Celery's policy: 3 retries, 0.6 s of waits
     assert time.monotonic() - started < 5
     task.app.close()
 

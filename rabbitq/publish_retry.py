@@ -42,7 +42,7 @@ class PublishRetryPolicy:
     max_retries: int | None = 3
     interval_start: float = 0.0
     interval_step: float = 0.2
-    interval_max: float = 0.2
+    interval_max: float = 1.0  # Celery's task_publish_retry_policy (its Calling guide shows 0.2)
     # Besides connection errors, these are retried too (e.g. ``(PublishTimeoutError,)``).
     retry_errors: tuple[type[PublishError], ...] = ()
 

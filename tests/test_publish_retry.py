@@ -22,12 +22,12 @@ def app() -> rabbitq.App:
 
 def test_the_default_policy_is_celerys() -> None:
     assert PublishRetryPolicy() == PublishRetryPolicy(
-        max_retries=3, interval_start=0, interval_step=0.2, interval_max=0.2
+        max_retries=3, interval_start=0, interval_step=0.2, interval_max=1
     )
 
 
 def test_waits_grow_by_the_step_up_to_start_plus_max_as_kombu_does() -> None:
-    assert list(PublishRetryPolicy().waits()) == [0.0, 0.2, 0.2]
+    assert list(PublishRetryPolicy().waits()) == [0.0, 0.2, 0.4]
     policy = PublishRetryPolicy(max_retries=5, interval_start=1, interval_step=2, interval_max=3)
     assert list(policy.waits()) == [1, 3, 4, 4, 4]
 
