@@ -90,6 +90,14 @@ def die_with_parent() -> None:
         pass  # not Linux: atexit and stop() still apply
 
 
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` of a server's log, for an error that says why it did not start."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def port_open(port: int) -> bool:
     # Probing with a plain socket first keeps pika from logging a refused connection for
     # every attempt while the node boots.
@@ -228,7 +236,7 @@ class LocalBroker:
             if self._process is not None and self._process.poll() is not None:
                 raise ConfigurationError(
                     f"rabbitmq-server exited with {self._process.returncode} while starting; "
-                    f"last log lines:\n{self._log_tail()}"
+                    f"last log lines:\n{log_tail(self.log_path)}"
                 )
             if not port_open(self.port):
                 time.sleep(0.2)
@@ -241,14 +249,8 @@ class LocalBroker:
         self.stop()
         raise ConfigurationError(
             f"rabbitmq-server did not accept connections within {START_TIMEOUT:.0f}s; "
-            f"last log lines:\n{self._log_tail()}"
+            f"last log lines:\n{log_tail(self.log_path)}"
         )
-
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def _halt(self, signum: int) -> None:
         process = self._process

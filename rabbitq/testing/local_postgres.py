@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from rabbitq.errors import ConfigurationError
-from rabbitq.testing.local_broker import die_with_parent, free_port
+from rabbitq.testing.local_broker import die_with_parent, free_port, log_tail
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -148,21 +148,16 @@ class LocalPostgres:
             if self._process is not None and self._process.poll() is not None:
                 raise ConfigurationError(
                     f"postgres exited with {self._process.returncode} while starting:\n"
-                    f"{self._log_tail()}"
+                    f"{log_tail(self.log_path)}"
                 )
             if subprocess.run(probe, timeout=10, check=False).returncode == 0:
                 return
             time.sleep(0.05)
         self.stop()
         raise ConfigurationError(
-            f"postgres did not accept connections within {START_TIMEOUT:.0f}s:\n{self._log_tail()}"
+            f"postgres did not accept connections within {START_TIMEOUT:.0f}s:\n"
+            f"{log_tail(self.log_path)}"
         )
-
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def stop(self) -> None:
         """Stop the server (a fast shutdown: clients are disconnected) and remove its files."""
