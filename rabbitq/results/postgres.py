@@ -39,9 +39,9 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from rabbitq.errors import ConfigurationError, MessageDecodeError, ResultBackendError
+from rabbitq.errors import MessageDecodeError, ResultBackendError
 from rabbitq.redaction import without_password
-from rabbitq.results.backend import ResultBackend
+from rabbitq.results.backend import ResultBackend, require_extra
 from rabbitq.results.meta import PENDING, ResultMeta, decode_meta, encode_meta
 from rabbitq.serializers import Serializer, serializer_named
 
@@ -111,14 +111,7 @@ def pool_timeout(params: dict[str, Any]) -> float:
 class PostgresBackend(ResultBackend):
     def __init__(self, url: str, serializer: Serializer, expires: float | None) -> None:
         super().__init__(url, serializer, expires)
-        try:
-            import psycopg  # noqa: F401
-            import psycopg_pool  # noqa: F401
-        except ImportError:
-            raise ConfigurationError(
-                "the PostgreSQL result backend needs psycopg and psycopg-pool: "
-                "pip install 'rabbitq[postgres]'"
-            ) from None
+        require_extra("PostgreSQL", "postgres", "psycopg", "psycopg_pool")
         self.params = connection_params(url)
         self._sync: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._sync_pid = 0

@@ -20,9 +20,9 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rabbitq.errors import ConfigurationError, MessageDecodeError, ResultBackendError
+from rabbitq.errors import MessageDecodeError, ResultBackendError
 from rabbitq.redaction import without_password
-from rabbitq.results.backend import ResultBackend
+from rabbitq.results.backend import ResultBackend, require_extra
 from rabbitq.results.meta import PENDING, ResultMeta, decode_meta, encode_meta
 from rabbitq.serializers import Serializer, serializer_named
 
@@ -45,12 +45,7 @@ def result_key(task_id: str) -> str:
 class RedisBackend(ResultBackend):
     def __init__(self, url: str, serializer: Serializer, expires: float | None) -> None:
         super().__init__(url, serializer, expires)
-        try:
-            import redis  # noqa: F401
-        except ImportError:
-            raise ConfigurationError(
-                "the redis result backend needs the redis package: pip install 'rabbitq[redis]'"
-            ) from None
+        require_extra("redis", "redis", "redis")
         self._sync: redis_sync.Redis | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis] = (
             weakref.WeakKeyDictionary()
