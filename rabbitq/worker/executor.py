@@ -27,6 +27,7 @@ from rabbitq.worker.interrupts import (
     Abandoned,
     RunControl,
     SoftLimitAware,
+    being_cancelled,
 )
 
 _Job = tuple[Callable[[], Any], "asyncio.Future[Any]", RunControl | None]
@@ -207,12 +208,7 @@ async def _run_controlled(coroutine: Any, control: RunControl) -> Any:
 
 
 def _ours(error: BaseException) -> bool:
-    return isinstance(error, asyncio.CancelledError) and _being_cancelled()
-
-
-def _being_cancelled() -> bool:
-    current = asyncio.current_task()
-    return current is not None and current.cancelling() > 0
+    return isinstance(error, asyncio.CancelledError) and being_cancelled()
 
 
 def _stopped(control: RunControl) -> TimeLimitExceeded:

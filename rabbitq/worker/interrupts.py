@@ -54,6 +54,12 @@ INJECTED = (_SoftInterrupt, _HardInterrupt)  # what a thread may receive from us
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
+def being_cancelled() -> bool:
+    """Is the running asyncio task being cancelled (by the worker: shutdown, a lost channel)?"""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
 def _set_async_exc(thread_id: int, exception: type[BaseException] | None) -> int:
     """CPython's way to raise in another thread (``None`` clears a pending one)."""
     return int(

@@ -53,7 +53,7 @@ from rabbitq.worker.decisions import (
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups, check_result
-from rabbitq.worker.interrupts import Abandoned
+from rabbitq.worker.interrupts import Abandoned, being_cancelled
 from rabbitq.worker.republish import Acker, Republisher
 from rabbitq.worker.time_limits import HARD_GRACE
 
@@ -285,7 +285,7 @@ class Pipeline:
             await self._park(delivery, context)
             return
         except asyncio.CancelledError as cancelled:
-            if _being_cancelled():
+            if being_cancelled():
                 # The worker itself is cancelling (the channel closed: the broker has the
                 # message back and redelivers it). A thread running the task would go on
                 # beside that copy: stop it.
@@ -444,11 +444,6 @@ class Pipeline:
                 "after_dead_letter",
                 DeadLettered(delivery, action.reason, action.error, queue, message, task),
             )
-
-
-def _being_cancelled() -> bool:
-    current = asyncio.current_task()
-    return current is not None and current.cancelling() > 0
 
 
 def _decoded_or_none(delivery: Delivery) -> TaskMessage | None:
