@@ -18,7 +18,7 @@ import contextlib
 import time
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rabbitq.errors import MessageDecodeError, ResultBackendError
 from rabbitq.redaction import without_password
@@ -146,7 +146,8 @@ class RedisBackend(ResultBackend):
         deadline = None if timeout is None else time.monotonic() + timeout
         client = self._client()
         keys = {result_key(task_id): task_id for task_id in task_ids}
-        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        # Any: redis-py types pubsub() from 8.x on, and left it untyped before.
+        pubsub: Any = cast(Any, client).pubsub(ignore_subscribe_messages=True)
         ready: dict[str, ResultMeta] = {}
         try:
             key_list = list(keys)
@@ -202,7 +203,7 @@ class RedisBackend(ResultBackend):
             except TimeoutError:
                 return None
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await cast(Any, pubsub).aclose()  # typed from redis-py 8.x on, untyped before
 
     def forget(self, task_id: str) -> None:
         with self._answering():
