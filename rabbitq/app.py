@@ -26,6 +26,7 @@ from rabbitq.canvas import (
 )
 from rabbitq.compile import compile_signature
 from rabbitq.errors import ConfigurationError, UnknownTaskError
+from rabbitq.events.sent import TaskSentEvents
 from rabbitq.middleware import CelerySignals, Middleware, MiddlewareStack
 from rabbitq.prepare import Context, PreparedMessage, Route
 from rabbitq.publish_options import (
@@ -82,6 +83,8 @@ class App:
         task_soft_time_limit: float | None = None,
         task_publish_retry: bool = True,
         task_publish_retry_policy: Mapping[str, Any] | None = None,
+        worker_send_task_events: bool = False,
+        task_send_sent_event: bool = False,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -116,8 +119,13 @@ class App:
         # holds a delivery unacked for longer.
         self.chord_fold_after = chord_fold_after
         self.chord_fold_parts = chord_fold_parts
+        # Celery's event settings: task events from workers (``rabbitq worker -E`` too), and
+        # task-sent events from this app's publishes (``events/``).
+        self.worker_send_task_events = worker_send_task_events
+        self.task_send_sent_event = task_send_sent_event
         # Celery's signals first, so their receivers see a task before user middleware does.
-        self.middleware = MiddlewareStack((CelerySignals(), *middleware))
+        sent_events = (TaskSentEvents(),) if task_send_sent_event else ()
+        self.middleware = MiddlewareStack((CelerySignals(), *middleware, *sent_events))
         # A task that succeeded but whose follow-ups hit a transient error (broker or Redis
         # down) has them retried this long before it is dead-lettered followup-failed.
         if followup_retry_for < 0:
@@ -510,6 +518,19 @@ class App:
             publisher = AsyncPublisher(self.broker_url, publish_timeout=self.publish_timeout)
             self._async_publishers[loop] = publisher
         return publisher
+
+    def use_async_publisher(self, publisher: AsyncPublisher) -> None:
+        """Make ``publisher`` the running loop's (a worker's own: tasks and events share it)."""
+        self._async_publishers[asyncio.get_running_loop()] = publisher
+
+    def event_publisher(self) -> contract.Publisher | contract.AsyncPublisher:
+        """Where an event from this thread goes: the running loop's publisher, else the
+        synchronous one (events never wait, so either serves from its own thread)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self.publisher
+        return self.async_publisher()
 
     def ensure_queue(self, queue: str | None) -> None:
         """Declare ``queue`` once per process if ``declare_queues_on_publish`` (see

@@ -7,7 +7,8 @@
     │       └── ScheduleConfigError a periodic-task schedule (file or add_periodic)
     ├── BrokerError                 talking to RabbitMQ failed
     │   ├── BrokerConnectionError   could not connect, or the connection was lost for good
-    │   └── TopologyConflictError   a queue exists with different arguments
+    │   ├── TopologyConflictError   a queue exists with different arguments
+    │   └── EventHistoryMissingError the broker keeps no event history (rabbitq events)
     ├── PublishError                a message was not accepted by the broker
     │   ├── UnroutableError         no queue is bound for the routing key (mandatory return)
     │   ├── PublishNackedError      the broker refused to store the message (nack)
@@ -79,6 +80,10 @@ class BrokerConnectionError(BrokerError):
 
 class TopologyConflictError(BrokerError):
     """A queue or exchange already exists with arguments that differ from ours."""
+
+
+class EventHistoryMissingError(BrokerError):
+    """``rabbitq events`` found no history stream: the routing file asks for none."""
 
 
 class PublishError(RabbitqError):

@@ -17,6 +17,10 @@
           message_ttl: 604800000         # milliseconds
       reports: {}
     policy_priority: 100                 # priority of rabbitq's dead-queue policies
+    events:
+      history:                           # the stream rabbitq.events (docs/events.md)
+        max_age: 24h                     # a number and Y, M, D, h, m or s
+        max_bytes: 1GiB                  # bytes, or with kB MB GB TB / KiB MiB GiB TiB
     tasks:                               # task name or glob -> routing key; first match wins
       shop.tasks.send_email: emails.transactional
       "shop.reports.*": reports
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -38,6 +43,7 @@ from rabbitq.topology import (
     DEFAULT_POLICY_PRIORITY,
     UNREACHABLE_DELIVERY_LIMIT,
     DeadLetterBounds,
+    EventHistory,
     QueueSpec,
     QueueType,
     TaskRoute,
@@ -46,7 +52,17 @@ from rabbitq.topology import (
 from rabbitq.yaml_file import NodeReader, compose, line_of, read_text
 
 MAX_NAME_BYTES = 255
-TOP_LEVEL_KEYS = ("default_queue_type", "delay_queue_type", "queues", "tasks", "policy_priority")
+TOP_LEVEL_KEYS = (
+    "default_queue_type", "delay_queue_type", "queues", "tasks", "policy_priority", "events",
+)  # fmt: skip
+EVENTS_KEYS = ("history",)
+HISTORY_KEYS = ("max_age", "max_bytes")
+MAX_AGE = re.compile(r"[1-9][0-9]*[YMDhms]")
+BYTE_UNITS = {
+    "": 1, "B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+}  # fmt: skip
+BYTES = re.compile(r"([0-9]+)\s*([A-Za-z]*)")
 QUEUE_KEYS = (
     "type", "bindings", "max_length", "max_length_bytes", "overflow", "message_ttl",
     "max_priority", "delivery_limit", "dead_letters",
@@ -121,6 +137,7 @@ class _Parser(NodeReader):
         queues: list[QueueSpec] = []
         routes: list[TaskRoute] = []
         priority = DEFAULT_POLICY_PRIORITY
+        history: EventHistory | None = None
         for key, value in self.mapping(root, "the routing file", TOP_LEVEL_KEYS):
             if key.value == "default_queue_type":
                 default_type = cast(
@@ -132,6 +149,8 @@ class _Parser(NodeReader):
                 priority = self.integer(value, "policy_priority", 0)
             elif key.value == "queues":
                 queues = [self.queue(k, v) for k, v in self.mapping(value, "queues", None)]
+            elif key.value == "events":
+                history = self.events(value)
             else:
                 routes = [self.route(k, v) for k, v in self.mapping(value, "tasks", None)]
         return Topology(
@@ -140,8 +159,46 @@ class _Parser(NodeReader):
             default_queue_type=default_type,
             delay_queue_type=delay_type,
             policy_priority=priority,
+            event_history=history,
             source=self.source,
         )
+
+    def events(self, node: yaml.Node) -> EventHistory | None:
+        history = None
+        for _key, value in self.mapping(node, "events", EVENTS_KEYS):
+            history = self.history(value)
+        return history
+
+    def history(self, node: yaml.Node) -> EventHistory:
+        what = "events: history"
+        fields: dict[str, Any] = {}
+        for key, value in self.mapping(node, what, HISTORY_KEYS):
+            if key.value == "max_age":
+                age = str(self.plain(value))
+                if not MAX_AGE.fullmatch(age):
+                    raise self.fail(
+                        value,
+                        f"{what}: max_age {age!r} is not a number followed by one of Y, M, D, "
+                        "h, m, s (RabbitMQ's syntax, e.g. 24h or 7D)",
+                    )
+                fields["max_age"] = age
+            else:
+                fields["max_bytes"] = self.byte_size(value, f"{what}: max_bytes")
+        if not fields:
+            raise self.fail(
+                node,
+                f"{what} needs max_age and/or max_bytes: a stream without a bound keeps every "
+                "event until the disk is full",
+            )
+        return EventHistory(**fields, line=line_of(node))
+
+    def byte_size(self, node: yaml.Node, what: str) -> int:
+        text = str(self.plain(node)).strip()
+        match = BYTES.fullmatch(text)
+        if match is None or match.group(2) not in BYTE_UNITS or int(match.group(1)) < 1:
+            units = ", ".join(unit for unit in BYTE_UNITS if unit)
+            raise self.fail(node, f"{what} {text!r} is not a positive size ({units})")
+        return int(match.group(1)) * BYTE_UNITS[match.group(2)]
 
     def route(self, key: yaml.ScalarNode, value: yaml.Node) -> TaskRoute:
         routing_key = self.string(value, f"routing key of task {key.value!r}")

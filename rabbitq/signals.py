@@ -19,6 +19,7 @@ What is sent, and when (``middleware/celery_signals.py`` sends them)::
     before_task_publish   sender=task name; body, exchange, routing_key, headers, properties
                           (``headers`` is the message's own dict: changes are published)
     after_task_publish    sender=task name; body, exchange, routing_key, headers
+    task_received         sender=None; request (judged runnable, waiting for a slot)
     task_prerun           sender=task; task_id, task, args, kwargs
     task_postrun          sender=task; task_id, task, args, kwargs, retval, state
     task_success          sender=task; result
@@ -138,6 +139,7 @@ def _matches(wanted: Any, sender: Any) -> bool:
 
 before_task_publish = Signal("before_task_publish")
 after_task_publish = Signal("after_task_publish")
+task_received = Signal("task_received")
 task_prerun = Signal("task_prerun")
 task_postrun = Signal("task_postrun")
 task_success = Signal("task_success")
@@ -156,6 +158,7 @@ __all__ = [
     "task_failure",
     "task_postrun",
     "task_prerun",
+    "task_received",
     "task_retry",
     "task_revoked",
     "task_success",

@@ -27,6 +27,10 @@ from typing import Any, Literal
 
 TASK_EXCHANGE = "rabbitq"
 DEAD_SUFFIX = ".dead"
+# Celery's event exchange (topic, durable): worker and task events, read by Flower and others.
+EVENT_EXCHANGE = "celeryev"
+# The event history: a RabbitMQ stream bound to EVENT_EXCHANGE, when the routing file asks.
+EVENT_HISTORY_QUEUE = "rabbitq.events"
 
 # The broker's delivery limit on a quorum task queue: a backstop far above the worker's own
 # App(redelivery_limit=5). Past it the broker dead-letters into <queue>.dead (never drops).
@@ -234,6 +238,30 @@ def without_delivery_limit(arguments: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in arguments.items() if k != "x-delivery-limit"}
 
 
+# What the history keeps: task events and a node's coming and going; heartbeats (every two
+# seconds from every process) would be most of the stream and say little afterwards.
+EVENT_HISTORY_BINDINGS = ("task.#", "worker.online", "worker.offline")
+
+
+@dataclass(frozen=True)
+class EventHistory:
+    """The event history: a stream ``rabbitq.events`` bound to ``celeryev``, with a retention
+    (``events.history`` in the routing file). The broker drops whole segments past either
+    bound, oldest first."""
+
+    max_age: str | None = None  # RabbitMQ's syntax: a number and Y, M, D, h, m or s ("24h")
+    max_bytes: int | None = None
+    line: int | None = field(default=None, compare=False)
+
+    def arguments(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"x-queue-type": "stream"}
+        if self.max_age is not None:
+            args["x-max-age"] = self.max_age
+        if self.max_bytes is not None:
+            args["x-max-length-bytes"] = self.max_bytes
+        return args
+
+
 @dataclass(frozen=True)
 class TaskRoute:
     """A routing-file entry mapping task names (glob patterns allowed) to a routing key."""
@@ -256,6 +284,8 @@ class Topology:
     # Priority of rabbitq's dead-queue policies: RabbitMQ applies one policy per queue, the
     # highest priority's, so this decides between them and operators' own (docs/topology.md).
     policy_priority: int = DEFAULT_POLICY_PRIORITY
+    # The event history stream, when the routing file asks for one (``events.history``).
+    event_history: EventHistory | None = None
     source: str | None = None
 
     def queue(self, name: str) -> QueueSpec:

@@ -6,11 +6,15 @@ retried on the restored channel until the caller's deadline (at-least-once: the 
 have stored the first copy). A batch published with ``reconnect=False`` instead fails with
 ``PublishConnectionError`` at the connection error (at once while reconnecting), never sent
 again here: ``publish_retry.py`` decides.
+
+Events (``send_event``) go on a second channel of the same connection, without confirms and
+without waiting: a bounded buffer (``event_buffer.py``) and one sending task per publisher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -30,6 +34,7 @@ from aio_pika.abc import (
 from pamqp import commands as spec
 
 from rabbitq.amqp.contract import BatchItem, Outcomes
+from rabbitq.amqp.event_buffer import EventBuffer
 from rabbitq.errors import (
     BrokerConnectionError,
     PublishConnectionError,
@@ -39,11 +44,13 @@ from rabbitq.errors import (
     UnroutableError,
 )
 from rabbitq.message import Envelope, envelope_from_properties, properties_of
-from rabbitq.topology import TASK_EXCHANGE
+from rabbitq.topology import EVENT_EXCHANGE, TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
 
 BATCH_WINDOW = 1000
+EVENT_RETRY_PAUSE = 1.0  # seconds before the event sender tries a lost channel again
+CLOSE_EVENTS_WITHIN = 2.0  # seconds close() gives buffered events (a worker-offline) to leave
 
 
 def to_aio_message(envelope: Envelope) -> aio_pika.Message:
@@ -100,6 +107,11 @@ class AsyncPublisher:
         self._connect_lock = asyncio.Lock()
         self._reply_queue: str | None = None
         self._on_reply: Callable[[Envelope], None] | None = None
+        self.events = EventBuffer()
+        self._events_waiting = asyncio.Event()
+        self._event_sender: asyncio.Task[None] | None = None
+        self._event_channel: AbstractChannel | None = None
+        self._events_in_flight = 0
 
     @property
     def connection(self) -> AbstractRobustConnection | None:
@@ -309,8 +321,86 @@ class AsyncPublisher:
             self._exchanges[name] = exchange
         return exchange
 
+    # -- events: fire and forget ------------------------------------------------------------
+
+    def send_event(self, routing_key: str, envelope: Envelope) -> bool:
+        """Hand an event to the sender (``contract.py``); False when its buffer is full.
+
+        Call it from this publisher's event loop; it never waits."""
+        if not self.events.offer(routing_key, envelope):
+            return False
+        self._events_waiting.set()
+        if self._event_sender is None or self._event_sender.done():
+            self._event_sender = asyncio.get_running_loop().create_task(self._send_events())
+        return True
+
+    async def _send_events(self) -> None:
+        while True:
+            await self._events_waiting.wait()
+            try:
+                underlay = await self._event_underlay()
+            except Exception as exc:  # not connected: the buffer keeps them, bounded
+                log.debug("events wait for the connection: %s: %s", type(exc).__name__, exc)
+                await asyncio.sleep(EVENT_RETRY_PAUSE)
+                continue
+            self._events_waiting.clear()
+            items = self.events.take()
+            self._events_in_flight = len(items)
+            for index, (routing_key, envelope) in enumerate(items):
+                try:
+                    # No confirm: written to the socket and forgotten. While the broker has
+                    # blocked the connection this waits, and the buffer fills behind it.
+                    await underlay.basic_publish(
+                        envelope.body,
+                        exchange=EVENT_EXCHANGE,
+                        routing_key=routing_key,
+                        properties=to_amqp_properties(envelope),
+                    )
+                except Exception as exc:
+                    self.events.lost += len(items) - index
+                    log.warning(
+                        "%d event message(s) lost with the event channel (%s: %s)",
+                        len(items) - index,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    self._events_waiting.set()  # whatever came meanwhile goes next time
+                    await asyncio.sleep(EVENT_RETRY_PAUSE)
+                    break
+            self._events_in_flight = 0
+
+    async def _event_underlay(self) -> aiormq.abc.AbstractChannel:
+        if self._event_channel is None or self._event_channel.is_closed:
+            await self.connect()
+            assert self._connection is not None
+            channel = await self._connection.channel(publisher_confirms=False)
+            # Durable topic, as Celery declares it: either side may come first.
+            await channel.declare_exchange(
+                EVENT_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            self._event_channel = channel
+        else:
+            assert self._connection is not None
+            await self._connection.ready()  # reconnecting: the robust channel comes back
+        return await self._event_channel.get_underlay_channel()
+
+    async def _drain_events(self, within: float) -> None:
+        sender = self._event_sender
+        if sender is None or sender.done():
+            return
+        deadline = asyncio.get_running_loop().time() + within
+        while (len(self.events) or self._events_in_flight) and (
+            asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(0.01)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+
     async def close(self) -> None:
+        await self._drain_events(CLOSE_EVENTS_WITHIN)
         if self._connection is not None:
             await self._connection.close()
         self._connection = None
         self._channel = None
+        self._event_channel = None

@@ -22,6 +22,8 @@ Safety properties, each handled below where it happens:
 * replies (the rpc result backend): on request, the same channel also consumes an exclusive,
   auto-delete reply queue, declared before any publish that names it and again after every
   reconnect (its name stays; the broker deleted the old one with the old connection).
+* events (``send_event``): on a second channel, opened at the first event, without confirms;
+  callers never wait, and a bounded buffer (``event_buffer.py``) refuses what it cannot hold.
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ import pika.spec
 
 from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
 from rabbitq.amqp.contract import BatchItem, Outcomes
+from rabbitq.amqp.event_buffer import EventBuffer
 from rabbitq.errors import PublishConnectionError, PublishError, PublishTimeoutError
 from rabbitq.message import Envelope, envelope_from_properties, properties_of
 from rabbitq.redaction import without_password
-from rabbitq.topology import TASK_EXCHANGE
+from rabbitq.topology import EVENT_EXCHANGE, TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
 
@@ -95,6 +98,9 @@ class BlockingPublisher:
         self._reply_queue: str | None = None
         self._on_reply: Callable[[Envelope], None] | None = None
         self._replies_ready = threading.Event()
+        self.events = EventBuffer()
+        self._event_channel: Any = None  # I/O thread only, as the channel above
+        self._event_channel_opening = False
 
     # -- caller side -------------------------------------------------------------------------
 
@@ -162,6 +168,23 @@ class BlockingPublisher:
                 f"({self._last_error or 'connecting'})"
             )
         return name
+
+    def send_event(self, routing_key: str, envelope: Envelope) -> bool:
+        """Hand an event to the I/O thread (``contract.py``); False when its buffer is full.
+        Never waits: not for the broker, not for a connection."""
+        if self._pid != os.getpid():
+            self._reset_state()
+        if not self.events.offer(routing_key, envelope):
+            return False
+        with self._lock:
+            if self._closing:
+                return False
+            self._ensure_thread()
+            connection = self._connection if self._ready else None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # going away: the reconnect sends them
+                connection.ioloop.add_callback_threadsafe(self._flush_events)
+        return True
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the connection after in-flight publishes are confirmed (or ``timeout``)."""
@@ -286,6 +309,8 @@ class BlockingPublisher:
         self._ready = False
         self._replies_ready.clear()
         self._channel = None
+        self._event_channel = None
+        self._event_channel_opening = False
         self._last_error = str(reason)
         if not self._closing:
             log.warning("publisher connection lost (%s); reconnecting", reason)
@@ -321,6 +346,53 @@ class BlockingPublisher:
         with self._lock:
             self._down = False
         self._flush()
+        self._flush_events()
+
+    def _flush_events(self) -> None:
+        """Send the buffered events (I/O thread); the first opens the event channel."""
+        if not self._ready or not len(self.events):
+            return
+        channel = self._event_channel
+        if channel is None:
+            self._open_event_channel()
+            return
+        for routing_key, envelope in self.events.take():
+            try:
+                channel.basic_publish(
+                    EVENT_EXCHANGE, routing_key, envelope.body, to_pika_properties(envelope)
+                )
+            except Exception as exc:  # the channel went: the next events reopen it
+                self.events.lost += 1
+                log.debug("event lost: %s: %s", type(exc).__name__, exc)
+
+    def _open_event_channel(self) -> None:
+        connection = self._connection
+        if self._event_channel_opening or connection is None or not connection.is_open:
+            return
+        self._event_channel_opening = True
+
+        def declared(channel: Any) -> None:
+            self._event_channel = channel
+            self._event_channel_opening = False
+            self._flush_events()
+
+        def opened(channel: Any) -> None:
+            channel.add_on_close_callback(self._on_event_channel_closed)
+            # Durable topic, as Celery declares it: either side may come first.
+            channel.exchange_declare(
+                exchange=EVENT_EXCHANGE,
+                exchange_type="topic",
+                durable=True,
+                callback=lambda _frame: declared(channel),
+            )
+
+        connection.channel(on_open_callback=opened)
+
+    def _on_event_channel_closed(self, _channel: Any, reason: Any) -> None:
+        self._event_channel = None
+        self._event_channel_opening = False
+        if not self._closing:
+            log.warning("publisher event channel closed: %s", reason)
 
     def _setup_replies(self, then: Callable[[], None]) -> None:
         name, channel = self._reply_queue, self._channel

@@ -19,7 +19,12 @@ tests will be a third implementation. The app publishes through it alone (``app.
   for a reconnect nor sends the item again (``publish_retry.py`` decides what follows).
 * ``enable_replies(on_reply)`` consumes this process's exclusive reply queue and returns its
   name once consuming (rpc results).
-* ``close()`` closes the publisher's connection.
+* ``send_event(routing_key, envelope)`` hands an event (``rabbitq.events``) to be published
+  on the ``celeryev`` exchange, on a channel of its own without confirms, and returns at once:
+  True when taken, False when the publisher's bounded buffer is full (the broker is not taking
+  events fast enough, or the connection is down). Nothing ever waits for an event, and an
+  event is never sent twice; one in flight when a connection drops is lost (counted).
+* ``close()`` closes the publisher's connection (buffered events get a moment to leave).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class Publisher(Protocol):
 
     def enable_replies(self, on_reply: Callable[[Envelope], None]) -> str: ...
 
+    def send_event(self, routing_key: str, envelope: Envelope) -> bool: ...
+
     def close(self, timeout: float = ...) -> None: ...
 
 
@@ -77,6 +84,8 @@ class AsyncPublisher(Publishes, Protocol):
     ) -> Outcomes: ...
 
     async def enable_replies(self, on_reply: Callable[[Envelope], None]) -> str: ...
+
+    def send_event(self, routing_key: str, envelope: Envelope) -> bool: ...
 
     async def close(self) -> None: ...
 

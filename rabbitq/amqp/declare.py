@@ -37,8 +37,12 @@ from rabbitq.delays import (
 )
 from rabbitq.errors import BrokerConnectionError, TopologyConflictError
 from rabbitq.topology import (
+    EVENT_EXCHANGE,
+    EVENT_HISTORY_BINDINGS,
+    EVENT_HISTORY_QUEUE,
     TASK_EXCHANGE,
     UNREACHABLE_DELIVERY_LIMIT,
+    EventHistory,
     QueueSpec,
     QueueType,
     Topology,
@@ -147,6 +151,20 @@ async def declare_chord_queues(connection: AbstractConnection) -> None:
     await _declare_one(connection, CHORD_DEAD_QUEUE, {})  # classic: counts no deliveries
 
 
+async def declare_event_history(connection: AbstractConnection, history: EventHistory) -> None:
+    """The stream ``rabbitq.events``, bound to ``celeryev`` for task and worker-online/offline
+    events (Celery's workers' too, where they share the broker). A retention changed in the
+    routing file is a conflict: streams keep their arguments (docs/events.md says how)."""
+    async with connection.channel() as channel:
+        # Durable topic, as Celery declares it: either side may come first.
+        await channel.declare_exchange(EVENT_EXCHANGE, ExchangeType.TOPIC, durable=True)
+    await _declare_one(connection, EVENT_HISTORY_QUEUE, history.arguments())
+    async with connection.channel() as channel:
+        queue = await channel.get_queue(EVENT_HISTORY_QUEUE, ensure=False)
+        for pattern in EVENT_HISTORY_BINDINGS:
+            await queue.bind(EVENT_EXCHANGE, routing_key=pattern)
+
+
 async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> list[str]:
     """Declare ``spec``, its ``.dead`` queue and its bindings to the task exchange.
 
@@ -220,6 +238,15 @@ async def apply_topology(connection: AbstractConnection, topology: Topology) -> 
         report.append(f"queue {spec.name} ({spec.type}) bound to {bindings}")
         report.append(f"queue {spec.dead_letter_queue} ({spec.type})")
         report += [f"queue {name} kept as declared earlier: {EARLIER_NOTE}" for name in adopted]
+    history = topology.event_history
+    if history is not None:
+        await declare_event_history(connection, history)
+        kept = ", ".join(
+            f"{what} {value}"
+            for what, value in (("max_age", history.max_age), ("max_bytes", history.max_bytes))
+            if value is not None
+        )
+        report.append(f"stream {EVENT_HISTORY_QUEUE} ({kept}) bound to {EVENT_EXCHANGE}")
     return report
 
 

@@ -7,6 +7,7 @@ import click
 from rabbitq.cli.beat import beat
 from rabbitq.cli.dead import dead
 from rabbitq.cli.dev_broker import dev_broker
+from rabbitq.cli.events import events
 from rabbitq.cli.topology import topology
 from rabbitq.cli.worker import worker
 
@@ -22,6 +23,7 @@ cli.add_command(topology)
 cli.add_command(dev_broker)
 cli.add_command(dead)
 cli.add_command(beat)
+cli.add_command(events)
 
 
 def main() -> None:

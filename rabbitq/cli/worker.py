@@ -8,6 +8,7 @@ import click
 
 from rabbitq.cli.options import loglevel_option, routing_option
 from rabbitq.errors import RabbitqError
+from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
 from rabbitq.timeouts import refuse_limits_over_the_ceiling
 from rabbitq.worker.process import WorkerConfig, load_configured_app, run_worker_process
 from rabbitq.worker.supervisor import Supervisor
@@ -74,6 +75,28 @@ from rabbitq.worker.supervisor import Supervisor
     help="Replace a worker process whose resident memory exceeds this many KiB after a task.",
 )
 @click.option(
+    "-n",
+    "--hostname",
+    "nodename",
+    default=DEFAULT_NODENAME,
+    show_default=True,
+    help="Node name, as Celery forms it: %h host, %n host without domain, %d domain, "
+    "%i process index (1..N under -P N); each process gets -<index> unless %i/%I is used.",
+)
+@click.option(
+    "-E",
+    "--task-events",
+    "task_events",
+    flag_value=True,
+    default=None,
+    help="Send task events (Flower, celery-exporter) [default: App(worker_send_task_events)].",
+)
+@click.option(
+    "--without-heartbeat",
+    is_flag=True,
+    help="Send no worker events (worker-online, worker-heartbeat every 2 s, worker-offline).",
+)
+@click.option(
     "--no-chords",
     is_flag=True,
     help="Do not stand as chord coordinator (consume rabbitq.chords) in this worker.",
@@ -89,6 +112,9 @@ def worker(
     shutdown_timeout: float | None,
     max_tasks_per_child: int | None,
     max_memory_per_child: int | None,
+    nodename: str,
+    task_events: bool | None,
+    without_heartbeat: bool,
     no_chords: bool,
 ) -> None:
     """Consume QUEUES and run their tasks (acks after each task finishes)."""
@@ -108,8 +134,13 @@ def worker(
         coordinate_chords=not no_chords,
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=max_memory_per_child,
+        nodename=nodename,
+        processes=processes,
+        task_events=task_events,
+        heartbeat=not without_heartbeat,
     )
     try:
+        format_nodename(nodename, processes=processes)  # a bad template is refused here
         # Refused here, once, rather than in every child its supervisor would restart.
         app = load_configured_app(config)
         refuse_limits_over_the_ceiling(app.tasks, app.consumer_timeout)

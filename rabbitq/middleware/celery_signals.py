@@ -64,6 +64,10 @@ class CelerySignals(Middleware):
     def worker_stop(self, worker: Any) -> None:
         signals.worker_shutdown.send(worker)
 
+    def task_received(self, context: TaskContext) -> None:
+        if signals.task_received:
+            signals.task_received.send(None, request=context.request)
+
     def before_process(self, context: TaskContext) -> None:
         if signals.task_prerun:
             request = context.request

@@ -14,6 +14,7 @@ Where each hook runs, and what an exception from it means::
     worker_start(worker)          consuming has begun                   logged, ignored
     worker_stop(worker)           consuming stopped, tasks finished     logged, ignored
     message_received(delivery)    a delivery arrived, not decoded yet   logged, ignored
+    task_received(ctx)            judged runnable; waits for a slot     logged, ignored
     before_process(ctx)           the task is about to run              the task's failure
     after_process(ctx, outcome)   the task returned or raised           logged, ignored
     after_retry(ctx, exc, eta)    its next attempt is confirmed          logged, ignored
@@ -56,6 +57,8 @@ class TaskContext:
 
     ``state`` is the middleware's own: a place to keep what ``before_process`` learned for
     ``after_process`` (a span, a start time), keyed by whatever the middleware likes.
+
+    ``started`` is when the run began (``task_received`` hooks see the context before that).
 
     ``control``, when a ``before_process`` hook sets one (the time limits do), is the handle
     by which the run can be interrupted or abandoned (``rabbitq.worker.interrupts``).
@@ -132,6 +135,10 @@ class Middleware:
     def message_received(self, delivery: Delivery) -> Any:
         """A delivery arrived; it is not decoded or judged yet."""
 
+    def task_received(self, context: TaskContext) -> Any:
+        """The delivery was judged runnable (not dead-lettered, not due later); it waits for
+        a free slot (Celery's ``task_received``). ``context.runtime`` counts from the run."""
+
     def before_process(self, context: TaskContext) -> Any:
         """The task is about to run. Raise ``SkipTask`` to ack it without running."""
 
@@ -155,6 +162,7 @@ HOOKS = (
     "worker_start",
     "worker_stop",
     "message_received",
+    "task_received",
     "before_process",
     "after_process",
     "after_retry",

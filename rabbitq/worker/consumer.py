@@ -30,13 +30,18 @@ from rabbitq.amqp.aio import AsyncPublisher
 from rabbitq.amqp.declare import (
     declare_chord_queues,
     declare_delay_levels,
+    declare_event_history,
     declare_queue,
     declare_task_exchange,
     ensure_queue,
 )
 from rabbitq.app import App
 from rabbitq.errors import RabbitqError
+from rabbitq.events.dispatcher import EventDispatcher
+from rabbitq.events.heartbeat import WorkerHeartbeat
+from rabbitq.events.task_events import TaskEvents
 from rabbitq.middleware import Middleware, WorkerStats
+from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
 from rabbitq.redaction import without_password
 from rabbitq.timeouts import refuse_limits_over_the_ceiling
 from rabbitq.worker.acks import AckBatcher
@@ -73,6 +78,9 @@ class Consumer:
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
         recycle_within: float | None = None,
+        nodename: str | None = None,
+        task_events: bool | None = None,
+        heartbeat: bool = True,
     ) -> None:
         self.app = app
         self.queues = tuple(queues)
@@ -84,6 +92,8 @@ class Consumer:
         self.executor = Executor(concurrency)
         self.stats = WorkerStats()
         self.hostname = f"{os.getpid()}@{socket.gethostname()}"
+        # What events, Flower and remote control call this process (``nodename.py``).
+        self.nodename = nodename or format_nodename(DEFAULT_NODENAME)
         self._acks = AckBatcher()
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -111,6 +121,17 @@ class Consumer:
                     max_memory_kib=max_memory_per_child,
                 )
             )
+        self.task_events = app.worker_send_task_events if task_events is None else task_events
+        self.events = EventDispatcher(
+            self.nodename,
+            self._publisher.send_event,
+            # Task events of one loop turn leave together, as one task.multi message.
+            schedule=lambda flush: asyncio.get_running_loop().call_soon(flush),
+        )
+        if self.task_events:
+            own.append(TaskEvents(self.events))
+        if heartbeat:
+            own.append(WorkerHeartbeat(self.events))
         self.middleware = app.middleware.added(*own, self.stats)
         self.pipeline = Pipeline(
             app,
@@ -120,7 +141,7 @@ class Consumer:
             self.executor,
             self._followups,
             slots=asyncio.Semaphore(concurrency),
-            worker_name=self.hostname,
+            worker_name=self.nodename,
             # Recycling: what has not started yet is handed back, as at a stop.
             stopping=lambda: self._stopping or self.recycler.requested.is_set(),
             redeclare=self._redeclare,
@@ -129,6 +150,16 @@ class Consumer:
         )
         self.coordinate_chords = coordinate_chords
         self._coordinator: ChordCoordinator | None = None
+
+    @property
+    def active(self) -> int:
+        """Tasks running now (a heartbeat's ``active``)."""
+        return self.pipeline.running
+
+    @property
+    def processed(self) -> int:
+        """Tasks started since this process began (a heartbeat's ``processed``)."""
+        return self.pipeline.started
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -166,6 +197,8 @@ class Consumer:
         await declare_task_exchange(connection)
         # Retries and re-delays go through the levels.
         await declare_delay_levels(connection, self.app.topology.delay_queue_type)
+        if self.app.topology.event_history is not None:
+            await declare_event_history(connection, self.app.topology.event_history)
         configured = set(self.app.topology.configured_queue_names())
         for name in self.queues:
             spec = self.app.topology.queue(name)
@@ -187,6 +220,8 @@ class Consumer:
                     self.app.redelivery_limit,
                 )
         await self._publisher.connect()
+        # The tasks' own publishes (adelay inside a task) and their task-sent events share it.
+        self.app.use_async_publisher(self._publisher)
         if self.coordinate_chords:
             self._coordinator = ChordCoordinator(
                 self.app,
@@ -208,12 +243,14 @@ class Consumer:
             # After a reconnect aio-pika reopens the channel; consume again on the new one.
             channel.reopen_callbacks.add(partial(self._consume_again, name=name))
         log.info(
-            "worker %s consuming %s (concurrency %d, prefetch %d, %d tasks registered)",
-            self.hostname,
+            "worker %s (pid %d) consuming %s (concurrency %d, prefetch %d, %d tasks registered%s)",
+            self.nodename,
+            os.getpid(),
             ", ".join(self.queues),
             self.concurrency,
             self.prefetch,
             len(self.app.tasks),
+            ", task events on" if self.task_events else "",
         )
         await self.middleware.emit("worker_start", self)
 
@@ -340,12 +377,13 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._connection.close(), BROKER_CALL_TIMEOUT)
         log.info(
-            "worker %s stopped: %d succeeded, %d failed, %d retried, %d dead-lettered",
-            self.hostname,
+            "worker %s stopped: %d succeeded, %d failed, %d retried, %d dead-lettered%s",
+            self.nodename,
             self.stats.succeeded,
             self.stats.failed,
             self.stats.retried,
             self.stats.dead_lettered,
+            f"; {self.events.dropped} event(s) dropped" if self.events.dropped else "",
         )
 
     # -- one delivery -----------------------------------------------------------------------

@@ -103,7 +103,9 @@ class Pipeline:
         self._running: dict[int, TaskContext] = {}  # by id(): runs that may be interrupted
         self._quorum: dict[str, bool] = {}
         self.settle_backoff_first = SETTLE_BACKOFF_FIRST
+        self.started = 0  # runs begun in this process
         self._hears_receipts = self.middleware.has("message_received")
+        self._hears_task_received = self.middleware.has("task_received")
         self._hears_before = self.middleware.has("before_process")
         self._hears_after = self.middleware.has("after_process")
 
@@ -119,6 +121,9 @@ class Pipeline:
             quorum=quorum,
         )
         if type(action) is Run:
+            context = self._context(delivery, action.task, action.message)
+            if self._hears_task_received:
+                await self.middleware.emit("task_received", context)
             if action.wait_s:
                 await asyncio.sleep(action.wait_s)
             async with self.slots:
@@ -135,7 +140,7 @@ class Pipeline:
                     )
                     await self.hand_back(delivery)
                     return
-                await self._run(delivery, action.task, action.message)
+                await self._run(context)
         elif type(action) is DeadLetter:
             await self._dead_letter(delivery, action)
         elif type(action) is Later:
@@ -252,8 +257,14 @@ class Pipeline:
                 stopped += 1
         return stopped
 
-    async def _run(self, delivery: Delivery, task: Task, message: TaskMessage) -> None:
-        context = self._context(delivery, task, message)
+    @property
+    def running(self) -> int:
+        """Tasks running now in this process."""
+        return len(self._running)
+
+    async def _run(self, context: TaskContext) -> None:
+        context.started = time.perf_counter()
+        self.started += 1
         self._running[id(context)] = context
         try:
             await self._run_in(context)

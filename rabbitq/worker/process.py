@@ -24,6 +24,7 @@ from types import FrameType
 
 from rabbitq.app import App
 from rabbitq.app_path import load_app
+from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
 from rabbitq.routing import load_routing
 from rabbitq.worker.consumer import Consumer
 from rabbitq.worker.interrupts import STOP_SIGNALS
@@ -49,6 +50,11 @@ class WorkerConfig:
     shutdown_timeout: float | None = None
     max_tasks_per_child: int | None = None
     max_memory_per_child: int | None = None  # KiB
+    nodename: str = DEFAULT_NODENAME  # a template (``nodename.py``), formatted per process
+    process_index: int = 0  # 1..N under a supervisor, 0 for a single process
+    processes: int = 1
+    task_events: bool | None = None  # -E; None: App(worker_send_task_events=)
+    heartbeat: bool = True  # worker-online/heartbeat/offline events
     # A supervised child leaves SIGINT (Ctrl-C hits the whole process group) to its
     # supervisor, which forwards one SIGTERM; otherwise Ctrl-C would count as two signals.
     supervised: bool = False
@@ -116,6 +122,9 @@ async def serve(config: WorkerConfig) -> bool:
         max_tasks_per_child=config.max_tasks_per_child,
         max_memory_per_child=config.max_memory_per_child,
         recycle_within=config.shutdown_timeout,
+        nodename=format_nodename(config.nodename, config.process_index, processes=config.processes),
+        task_events=config.task_events,
+        heartbeat=config.heartbeat,
     )
     signals = StopSignals(asyncio.get_running_loop(), supervised=config.supervised)
     await consumer.middleware.emit_raising("process_start", app)

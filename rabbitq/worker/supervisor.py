@@ -62,8 +62,10 @@ class Supervisor:
         return 0
 
     def _start(self, slot: int) -> None:
+        # Each process is a node of its own (``nodename.py``): index 1..N, kept by its slot.
+        config = replace(self.config, process_index=slot + 1, processes=self.processes)
         child = self._context.Process(
-            target=run_worker_process, args=(self.config,), name=f"worker-{slot}", daemon=False
+            target=run_worker_process, args=(config,), name=f"worker-{slot}", daemon=False
         )
         child.start()
         self._children[slot] = child

@@ -1,0 +1,64 @@
+"""Worker events: ``worker-online`` when consuming begins, ``worker-heartbeat`` every two
+seconds, ``worker-offline`` when the worker stops; sent unless ``--without-heartbeat``, with
+or without ``-E``, as Celery does. Flower and ``rabbitq status`` list a node by them, and
+count it offline when two heartbeats are missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+from rabbitq.events.dispatcher import EventDispatcher
+from rabbitq.events.event import HEARTBEAT_INTERVAL, load_average, software_info
+from rabbitq.middleware.middleware import Middleware
+
+log = logging.getLogger("rabbitq.events")
+
+
+class Beating(Protocol):
+    """What a heartbeat reports of the worker (``worker.consumer.Consumer``)."""
+
+    @property
+    def active(self) -> int: ...
+
+    @property
+    def processed(self) -> int: ...
+
+
+class WorkerHeartbeat(Middleware):
+    def __init__(self, dispatcher: EventDispatcher, interval: float = HEARTBEAT_INTERVAL) -> None:
+        self.dispatcher = dispatcher
+        self.interval = interval
+        self._beating: asyncio.Task[None] | None = None
+
+    def worker_start(self, worker: Any) -> None:
+        self._send("worker-online", worker)
+        self._beating = asyncio.get_running_loop().create_task(self._beat(worker))
+
+    async def worker_stop(self, worker: Any) -> None:
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beating
+        self._send("worker-offline", worker)
+
+    async def _beat(self, worker: Beating) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self._send("worker-heartbeat", worker)
+            except Exception:  # a heartbeat must never end the loop that sends them
+                log.exception("heartbeat not sent")
+
+    def _send(self, event_type: str, worker: Beating) -> None:
+        self.dispatcher.send(
+            event_type,
+            freq=self.interval,
+            active=worker.active,
+            processed=worker.processed,
+            loadavg=load_average(),
+            **software_info(),
+        )
