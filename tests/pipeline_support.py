@@ -40,6 +40,11 @@ class InMemoryPublisher:
     # Decides, per publish, whether to refuse it: return an exception to raise, or None.
     refuse: Callable[[Published], BaseException | None] = lambda _p: None
     connection: Any = None
+    events: list[Published] = field(default_factory=list)  # send_event: never confirmed
+
+    def send_event(self, routing_key: str, envelope: Envelope) -> bool:
+        self.events.append(Published("celeryev", routing_key, envelope))
+        return True
 
     async def connect(self) -> None:
         return None

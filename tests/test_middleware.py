@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 from typing import Any
@@ -24,6 +25,9 @@ class Recorder(Middleware):
 
     def message_received(self, delivery: Any) -> None:
         self.calls.append(("received", delivery.tag))
+
+    def task_received(self, context: TaskContext) -> None:
+        self.calls.append(("task received", context.task.name))
 
     def before_process(self, context: TaskContext) -> None:
         self.calls.append(("before", context.task.name))
@@ -69,17 +73,40 @@ async def test_hooks_see_a_run_from_receipt_to_outcome_in_order() -> None:
     delivery = await h.deliver(task_envelope("add", 2, 3))
     assert recorder.calls == [
         ("received", delivery.tag),
+        ("task received", "add"),
         ("before", "add"),
         ("after", (5, type(None), False)),
     ]
+
+
+async def test_task_received_is_not_called_for_a_message_that_never_runs() -> None:
+    recorder = Recorder()
+    h = harness(app_with(recorder))
+    await h.deliver(task_envelope("nobody"))
+    assert [name for name, _ in recorder.calls] == ["received", "dead"]
+
+
+async def test_runtime_counts_from_the_run_not_from_task_received() -> None:
+    seen: list[float] = []
+
+    class Slow(Middleware):
+        async def task_received(self, context: TaskContext) -> None:
+            await asyncio.sleep(0.2)  # a wait before the run (a slot, a short eta)
+
+        def after_process(self, context: TaskContext, outcome: Outcome) -> None:
+            seen.append(context.runtime)
+
+    h = harness(app_with(Slow()))
+    await h.deliver(task_envelope("add", 1, 1))
+    assert seen[0] < 0.2
 
 
 async def test_after_process_marks_an_exception_that_asked_for_a_retry() -> None:
     recorder = Recorder()
     h = harness(app_with(recorder))
     await h.deliver(task_envelope("again"))
-    assert recorder.calls[2] == ("after", (None, rabbitq.errors.Retry, True))
-    assert recorder.calls[3] == ("retry", rabbitq.errors.Retry)
+    assert recorder.calls[-2] == ("after", (None, rabbitq.errors.Retry, True))
+    assert recorder.calls[-1] == ("retry", rabbitq.errors.Retry)
 
 
 async def test_after_dead_letter_names_the_reason_and_the_queue() -> None:

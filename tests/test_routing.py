@@ -182,3 +182,38 @@ def test_delivery_limit_above_a_32_bit_integer_names_the_line() -> None:
 def test_negative_policy_priority_names_the_line() -> None:
     error = error_of("policy_priority: -1\n")
     assert error.line == 1 and "policy_priority must be >= 0" in str(error)
+
+
+def test_an_event_history_takes_rabbitmqs_retention_and_sizes_with_units() -> None:
+    topology = parse_routing("events:\n  history:\n    max_age: 24h\n    max_bytes: 1GiB\n")
+    history = topology.event_history
+    assert history is not None
+    assert history.arguments() == {
+        "x-queue-type": "stream",
+        "x-max-age": "24h",
+        "x-max-length-bytes": 2**30,
+    }
+    assert parse_routing("events:\n  history:\n    max_bytes: 500MB\n").event_history == (
+        type(history)(max_bytes=500_000_000)
+    )
+
+
+def test_no_events_section_means_no_history() -> None:
+    assert parse_routing("queues:\n  a: {}\n").event_history is None
+
+
+def test_an_event_history_without_a_bound_is_refused_with_the_line() -> None:
+    error = error_of("queues: {}\nevents:\n  history: {}\n")
+    assert error.line == 3 and "max_age and/or max_bytes" in str(error)
+
+
+def test_a_bad_retention_names_the_line_and_the_syntax() -> None:
+    error = error_of("events:\n  history:\n    max_age: 1 day\n")
+    assert error.line == 3 and "Y, M, D, h, m, s" in str(error)
+    error = error_of("events:\n  history:\n    max_bytes: 1 PB\n")
+    assert error.line == 3 and "GiB" in str(error)
+
+
+def test_an_unknown_events_key_names_the_line() -> None:
+    error = error_of("events:\n  histroy: {}\n")
+    assert error.line == 2 and "history" in str(error)

@@ -69,6 +69,15 @@ async def test_a_success_sends_prerun_success_and_postrun_with_celerys_arguments
     assert postrun["retval"] == 5 and postrun["state"] == "SUCCESS"
 
 
+async def test_a_task_judged_runnable_sends_task_received_with_its_request() -> None:
+    signals.task_received.connect(record("task_received"))
+    h = harness(app_with_tasks())
+    await h.deliver(task_envelope("add", 2, 3, id="t0"))
+    await h.deliver(task_envelope("nobody", id="t9"))  # never runs: no task_received
+    [(_, kwargs)] = received
+    assert kwargs["request"].id == "t0" and kwargs["request"].task == "add"
+
+
 async def test_a_failure_sends_task_failure_with_the_exception_and_einfo() -> None:
     signals.task_failure.connect(record("task_failure"))
     h = harness(app_with_tasks())
