@@ -19,12 +19,15 @@ def running_celery_worker(
     *,
     backend: str | None = None,
     before_migration: bool = False,
+    events: bool = False,
 ) -> Iterator[Path]:
-    """``celery worker -P solo`` consuming ``queue``; yields its log file."""
+    """``celery worker -P solo`` consuming ``queue``; yields its log file. ``events``: with
+    heartbeats and task events (``-E``), as a monitored Celery worker runs."""
     command = [
         sys.executable, "-m", "celery", "-A", "integration.apps.interop_celery", "worker",
         "-P", "solo", "-Q", queue, "-n", f"interop-{uuid.uuid4().hex[:6]}@%h",
-        "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+        "--without-gossip", "--without-mingle", "-l", "INFO",
+        *(["-E"] if events else ["--without-heartbeat"]),
     ]  # fmt: skip
     worker = LoggedProcess(
         command,

@@ -86,7 +86,7 @@ async def test_a_success_sends_received_started_and_succeeded_with_celerys_field
         assert set(event) >= EVERY_EVENT | CELERY_FIELDS[event["type"]]
         assert event["uuid"] == "t1" and event["hostname"] == "rabbitq@test"
         assert isinstance(event["timestamp"], float) and isinstance(event["clock"], int)
-        assert isinstance(event["utcoffset"], int) and isinstance(event["pid"], int)
+        assert isinstance(event["utcoffset"], float) and isinstance(event["pid"], int)
     assert received["name"] == "add" and received["args"] == "(2, 3)"
     assert received["kwargs"] == "{}" and received["retries"] == 0
     assert received["queue"] == "work"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+from typing import Any
 
 import click
 
@@ -49,14 +50,26 @@ def events(
         raise click.BadParameter(str(exc), param_hint="--since") from None
     wanted = EventFilter(since=start, task=task, task_id=task_id, heartbeats=heartbeats)
 
+    def echo(event: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(event, default=str))
+        else:
+            click.echo(format_event(event, wanted.name_of(event)))
+
     async def show() -> None:
+        # One task's life is told in the order it happened: the stream holds events in the
+        # order they reached the broker, and a producer's task-sent may come after the
+        # worker's first word on the task.
+        story: list[dict[str, Any]] | None = [] if task_id and not follow else None
         async for event in read_events(broker, since=start, follow=follow):
             if not wanted.keep(event):
                 continue
-            if as_json:
-                click.echo(json.dumps(event, default=str))
+            if story is not None:
+                story.append(event)
             else:
-                click.echo(format_event(event, wanted.name_of(event)))
+                echo(event)
+        for event in sorted(story or (), key=lambda e: e.get("timestamp") or 0):
+            echo(event)
 
     try:
         with contextlib.suppress(KeyboardInterrupt):

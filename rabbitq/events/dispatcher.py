@@ -61,10 +61,12 @@ class EventDispatcher:
         self._last_drop_log = 0.0
 
     def event(self, event_type: str, fields: dict[str, Any]) -> Event:
-        """``fields`` completed with what every event carries (the dict itself, for speed)."""
+        """``fields`` completed with what every event carries (the dict itself, for speed);
+        a ``timestamp`` among them is kept (when it happened, if earlier than now)."""
         fields["type"] = event_type
         fields["hostname"] = self.hostname
-        fields["timestamp"] = time.time()
+        if "timestamp" not in fields:
+            fields["timestamp"] = time.time()
         fields["utcoffset"] = self._utcoffset
         fields["pid"] = self.pid
         fields["clock"] = self.clock.forward()

@@ -3,8 +3,8 @@
 An event is a dict, exactly as Celery 5 sends it, so Flower, celery-exporter and ``celery
 events`` read rabbitq's unchanged::
 
-    every event   type, hostname (the node name), timestamp (time.time()), utcoffset (hours,
-                  positive west of UTC, as Celery computes it), pid, clock (a Lamport clock)
+    every event   type, hostname (the node name), timestamp (time.time()), utcoffset (hours
+                  west of UTC, a float, as Celery computes it), pid, clock (a Lamport clock)
     worker-online, worker-heartbeat, worker-offline
                   freq (seconds between heartbeats), active, processed, loadavg,
                   sw_ident, sw_ver, sw_sys
@@ -62,12 +62,12 @@ def routing_key_for(event_type: str) -> str:
     return event_type.replace("-", ".")
 
 
-def utcoffset() -> int:
-    """Hours west of UTC, as Celery's ``celery.utils.time.utcoffset`` reports them; readers
-    use it to localise ``timestamp``."""
+def utcoffset() -> float:
+    """Hours west of UTC, as Celery's ``celery.utils.time.utcoffset`` reports them (exact:
+    a half-hour zone is 5.5, as Celery 5.7 has it); readers use it to localise ``timestamp``."""
     if time.localtime().tm_isdst:
-        return time.altzone // 3600
-    return time.timezone // 3600
+        return time.altzone / 3600
+    return time.timezone / 3600
 
 
 def load_average() -> tuple[float, float, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from rabbitq.events.dispatcher import EventDispatcher
@@ -21,15 +22,30 @@ if TYPE_CHECKING:
     from rabbitq.prepare import PreparedMessage
 
 
+# Publish times of messages not confirmed (or refused) yet; a refused one's entry is dropped
+# once this many wait (its after_publish never comes).
+PENDING_LIMIT = 10_000
+
+
 class TaskSentEvents(Middleware):
     def __init__(self) -> None:
         self._dispatcher: EventDispatcher | None = None
         self._app: Any = None
+        self._sent_at: dict[int, float] = {}
+
+    def before_publish(self, app: Any, message: PreparedMessage) -> None:
+        # The event is sent once the broker confirmed the task, but stamped with when it was
+        # sent: a worker may receive the task, and say so, before the confirm is back.
+        if len(self._sent_at) >= PENDING_LIMIT:
+            self._sent_at.pop(next(iter(self._sent_at)))
+        self._sent_at[id(message)] = time.time()
 
     def after_publish(self, app: Any, message: PreparedMessage) -> None:
         headers = message.envelope.headers
+        sent_at = self._sent_at.pop(id(message), None)
         self._dispatcher_for(app).send(
             "task-sent",
+            **({"timestamp": sent_at} if sent_at is not None else {}),
             uuid=message.task_id,
             name=headers.get("task"),
             args=headers.get("argsrepr"),

@@ -36,7 +36,7 @@ from rabbitq.amqp.declare import (
     ensure_queue,
 )
 from rabbitq.app import App
-from rabbitq.errors import RabbitqError
+from rabbitq.errors import RabbitqError, TopologyConflictError
 from rabbitq.events.dispatcher import EventDispatcher
 from rabbitq.events.heartbeat import WorkerHeartbeat
 from rabbitq.events.task_events import TaskEvents
@@ -44,6 +44,7 @@ from rabbitq.middleware import Middleware, WorkerStats
 from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
 from rabbitq.redaction import without_password
 from rabbitq.timeouts import refuse_limits_over_the_ceiling
+from rabbitq.topology import EventHistory
 from rabbitq.worker.acks import AckBatcher
 from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
@@ -198,7 +199,7 @@ class Consumer:
         # Retries and re-delays go through the levels.
         await declare_delay_levels(connection, self.app.topology.delay_queue_type)
         if self.app.topology.event_history is not None:
-            await declare_event_history(connection, self.app.topology.event_history)
+            await self._declare_event_history(connection, self.app.topology.event_history)
         configured = set(self.app.topology.configured_queue_names())
         for name in self.queues:
             spec = self.app.topology.queue(name)
@@ -253,6 +254,16 @@ class Consumer:
             ", task events on" if self.task_events else "",
         )
         await self.middleware.emit("worker_start", self)
+
+    async def _declare_event_history(
+        self, connection: AbstractRobustConnection, history: EventHistory
+    ) -> None:
+        """The history is a view: a stream kept with another retention than the routing file
+        now says is reported, and the worker runs on (``rabbitq topology apply`` refuses)."""
+        try:
+            await declare_event_history(connection, history)
+        except TopologyConflictError as exc:
+            log.error("event history left as it is: %s", exc)
 
     async def _consume(self, channel: AbstractRobustChannel, queue: str) -> None:
         # Consuming on aiormq's channel directly: aio-pika's message object and its extra task
