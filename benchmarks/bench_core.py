@@ -1,6 +1,7 @@
 """Core benchmark: rabbitq against the raw AMQP clients, same broker, same run.
 
-    .venv/bin/python benchmarks/bench_core.py [--broker URL] [--quick]
+    .venv/bin/python benchmarks/bench_core.py [--broker URL] [--quick] [--events-runs 3]
+    .venv/bin/python benchmarks/bench_core.py --only-events   # the cost of task events (-E)
 
 Prints each figure of ours next to the raw client's and the ratio. Not a test: these machines
 are shared and noisy, so read the ratios, and run it twice before believing a change.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -198,10 +200,18 @@ def fill(url: str, queue: str, count: int) -> None:
     raw_aiormq_bulk(url, queue, count)
 
 
-def ours_consume(url: str, queue: str, count: int, processes: int) -> float:
+def ours_consume(url: str, queue: str, count: int, processes: int, *extra: str) -> float:
     fill(url, queue, count)
     worker, _log = start_worker(
-        url, queue, "-P", str(processes), "--prefetch", str(PREFETCH), "--loglevel", "WARNING"
+        url,
+        queue,
+        "-P",
+        str(processes),
+        "--prefetch",
+        str(PREFETCH),
+        "--loglevel",
+        "WARNING",
+        *extra,
     )
     try:
         # Time from the first message taken to the queue being empty (and all acked).
@@ -224,6 +234,61 @@ def _unfinished(url: str, queue: str) -> int:
         return int(ok.message_count)
     finally:
         connection.close()
+
+
+@contextmanager
+def event_monitor(url: str) -> Iterator[list[int]]:
+    """A monitor as Flower runs one: a queue of its own bound to celeryev, drained (no acks);
+    yields a one-item list counting the event messages it took."""
+    taken = [0]
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def drain() -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        channel = connection.channel()
+        channel.exchange_declare("celeryev", "topic", durable=True)
+        name = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(name, "celeryev", "#")
+
+        def count(*_args: object) -> None:
+            taken[0] += 1
+
+        channel.basic_consume(name, count, auto_ack=True)
+        ready.set()
+        while not stop.is_set():
+            connection.process_data_events(0.2)
+        connection.close()
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    ready.wait(30)
+    try:
+        yield taken
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def events_cost(url: str, queue: str, count: int, runs: int) -> None:
+    """No-op drain with task events (-E) and without, alternating, a monitor consuming the
+    events; medians of ``runs`` each."""
+    for processes in (1, 2):
+        without: list[float] = []
+        with_events: list[float] = []
+        with event_monitor(url) as taken:
+            for _ in range(runs):
+                purge(url, queue)
+                without.append(ours_consume(url, queue, count, processes))
+                purge(url, queue)
+                with_events.append(ours_consume(url, queue, count, processes, "-E"))
+        report(
+            f"worker no-op -E vs without, {processes} process(es)",
+            statistics.median(with_events),
+            statistics.median(without),
+            "task/s",
+        )
+        print(f"    event messages the monitor took: {taken[0]:,}", flush=True)
 
 
 # -- latency ------------------------------------------------------------------------------------
@@ -314,6 +379,12 @@ def broker(url: str | None) -> Iterator[str]:
 def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts")
+    parser.add_argument(
+        "--events-runs", type=int, default=3, help="runs with and without -E (medians)"
+    )
+    parser.add_argument(
+        "--only-events", action="store_true", help="only the cost of task events (-E)"
+    )
     options = parser.parse_args()
     scale = 0.2 if options.quick else 1.0
     with broker(options.broker) as url:
@@ -323,6 +394,10 @@ def main() -> None:
         bench_app.noop.apply_async(queue=queue)  # declares the queue and the exchange
         purge(url, queue)
         print(f"broker {url.split('@')[-1]}, {os.cpu_count()} cores\n", flush=True)
+        if options.only_events:
+            events_cost(url, queue, int(40000 * scale), options.events_runs)
+            bench_app.app.close()
+            return
 
         n = int(3000 * scale)
         raw = raw_pika_single(url, queue, n)
@@ -348,6 +423,8 @@ def main() -> None:
                 raw_consume,
                 "task/s",
             )
+        purge(url, queue)
+        events_cost(url, queue, n, options.events_runs)
         purge(url, queue)
 
         seconds = 10 * scale

@@ -60,15 +60,38 @@ async def test_a_lone_task_event_goes_under_its_own_routing_key() -> None:
     assert routing_key == "task.succeeded" and body["uuid"] == "a"
 
 
-def test_a_batch_is_sent_at_its_limit_without_waiting_for_the_loop() -> None:
+class Timers:
+    """A schedule that runs nothing by itself: the spec says when the window ends."""
+
+    def __init__(self) -> None:
+        self.flushes: list[Any] = []
+        self.cancelled = 0
+
+    def __call__(self, flush: Any) -> Timers:
+        self.flushes.append(flush)
+        return self
+
+    def cancel(self) -> None:
+        self.cancelled += 1
+
+
+def test_a_batch_is_sent_at_its_limit_without_waiting_for_its_window() -> None:
     sink = Sink()
-    scheduled: list[Any] = []
-    dispatcher = EventDispatcher("n@h", sink, schedule=scheduled.append)
+    timers = Timers()
+    dispatcher = EventDispatcher("n@h", sink, schedule=timers)
     for index in range(BATCH_LIMIT):
         dispatcher.send_task_event("task-started", uuid=str(index))
     [(routing_key, body)] = sink.sent
     assert routing_key == "task.multi" and len(body) == BATCH_LIMIT
-    assert len(scheduled) == 1  # one flush asked for, which will find nothing left
+    assert len(timers.flushes) == 1 and timers.cancelled == 1  # its window's end is called off
+
+
+def test_an_event_sent_on_its_own_follows_the_task_events_waiting_before_it() -> None:
+    sink = Sink()
+    dispatcher = EventDispatcher("n@h", sink, schedule=Timers())
+    dispatcher.send_task_event("task-succeeded", uuid="a", result="1", runtime=0.1)
+    dispatcher.send("worker-offline", freq=2.0)
+    assert [rk for rk, _ in sink.sent] == ["task.succeeded", "worker.offline"]
 
 
 def test_without_a_scheduler_every_task_event_is_a_message() -> None:

@@ -83,6 +83,5 @@ def test_a_worker_event_line_names_the_node() -> None:
     online = {"type": "worker-online", "hostname": "rabbitq-1@h", "timestamp": NOW.timestamp(),
               "pid": 7, "sw_ident": "py-rabbitq", "sw_ver": "0.1.0"}  # fmt: skip
     assert format_event(online) == (
-        "2026-12-04 12:00:00.000Z worker-online  rabbitq-1@h pid=7 sw_ident=py-rabbitq "
-        "sw_ver=0.1.0"
+        "2026-12-04 12:00:00.000Z worker-online  rabbitq-1@h pid=7 sw_ident=py-rabbitq sw_ver=0.1.0"
     )

@@ -1,9 +1,11 @@
 """Sending events without ever holding up a task.
 
 ``send`` builds the event (the fields every event carries, then the caller's) and hands it
-on; it never waits for the broker. Task events of a worker are gathered for the rest of the
-event loop's turn and leave as one ``task.multi`` message (Celery's own batching), so a busy
-worker sends one message for many events. The sink (a publisher's ``send_event``)
+on; it never waits for the broker. Task events of a worker are gathered for ``BATCH_WINDOW``
+seconds (or ``BATCH_LIMIT`` events, if sooner) and leave as one ``task.multi`` message
+(Celery's own format for batches), so a busy worker sends a handful of messages a second
+instead of three per task: each message costs the broker (and so, on a shared machine, the
+tasks) far more than the event's fields cost the worker. The sink (a publisher's ``send_event``)
 keeps a bounded buffer of its own: when the broker pushes back (``connection.blocked``, a
 full socket) or the connection is down long enough to fill it, events are dropped, counted
 here, and the worker says so in its log at most every ``DROP_LOG_EVERY`` seconds.
@@ -15,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from rabbitq.events.event import (
     MULTI_ROUTING_KEY,
@@ -33,6 +35,13 @@ log = logging.getLogger("rabbitq.events")
 # publisher's ``send_event`` (``amqp/contract.py``)
 Sink = Callable[[str, Envelope], bool]
 BATCH_LIMIT = 200  # task events in one task.multi message at most
+BATCH_WINDOW = 0.1  # seconds a task event waits for others; a monitor sees it this late
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
 DROP_LOG_EVERY = 30.0  # seconds
 
 
@@ -44,11 +53,12 @@ class EventDispatcher:
         hostname: str,
         sink: Sink,
         *,
-        schedule: Callable[[Callable[[], None]], Any] | None = None,
+        schedule: Callable[[Callable[[], None]], Timer] | None = None,
         clock: LamportClock | None = None,
     ) -> None:
-        """``schedule(flush)`` runs ``flush`` soon (the worker: ``loop.call_soon``); without
-        it every task event is a message of its own."""
+        """``schedule(flush)`` runs ``flush`` after the batch window (the worker:
+        ``loop.call_later(BATCH_WINDOW, ...)``) and returns what cancels that; without it
+        every task event is a message of its own."""
         self.hostname = hostname
         self.sink = sink
         self.schedule = schedule
@@ -58,6 +68,7 @@ class EventDispatcher:
         self.dropped = 0  # events the sink could not take
         self._utcoffset = utcoffset()
         self._batch: list[Event] = []
+        self._timer: Timer | None = None
         self._last_drop_log = 0.0
 
     def event(self, event_type: str, fields: dict[str, Any]) -> Event:
@@ -73,22 +84,29 @@ class EventDispatcher:
         return fields
 
     def send(self, event_type: str, **fields: Any) -> None:
-        """Send now, as a message of its own (worker events, a producer's task-sent)."""
+        """Send now, as a message of its own (worker events, a producer's task-sent), after
+        the task events waiting in the batch: a reader sees them in the order they happened
+        (the last task-succeeded before worker-offline)."""
+        self.flush()
         self._hand_on(routing_key_for(event_type), self.event(event_type, fields), 1)
 
     def send_task_event(self, event_type: str, **fields: Any) -> None:
-        """Send with the other task events of this loop turn (one message for all)."""
+        """Send with the other task events of the batch window (one message for all)."""
         if self.schedule is None:
             self.send(event_type, **fields)
             return
         batch = self._batch
         batch.append(self.event(event_type, fields))
         if len(batch) == 1:
-            self.schedule(self.flush)
+            self._timer = self.schedule(self.flush)
         elif len(batch) >= BATCH_LIMIT:
             self.flush()
 
     def flush(self) -> None:
+        """Send the waiting task events now (the window's end, a full batch, shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()  # a no-op when it is the timer that runs this
+            self._timer = None
         batch = self._batch
         if not batch:
             return

@@ -37,7 +37,7 @@ from rabbitq.amqp.declare import (
 )
 from rabbitq.app import App
 from rabbitq.errors import RabbitqError, TopologyConflictError
-from rabbitq.events.dispatcher import EventDispatcher
+from rabbitq.events.dispatcher import BATCH_WINDOW, EventDispatcher
 from rabbitq.events.heartbeat import WorkerHeartbeat
 from rabbitq.events.task_events import TaskEvents
 from rabbitq.middleware import Middleware, WorkerStats
@@ -126,8 +126,8 @@ class Consumer:
         self.events = EventDispatcher(
             self.nodename,
             self._publisher.send_event,
-            # Task events of one loop turn leave together, as one task.multi message.
-            schedule=lambda flush: asyncio.get_running_loop().call_soon(flush),
+            # Task events of a short window leave together, as one task.multi message.
+            schedule=lambda flush: asyncio.get_running_loop().call_later(BATCH_WINDOW, flush),
         )
         if self.task_events:
             own.append(TaskEvents(self.events))
@@ -382,6 +382,7 @@ class Consumer:
             await asyncio.wait_for(self._acks.flush(), BROKER_CALL_TIMEOUT)
         self.executor.shutdown()
         await self.middleware.emit("worker_stop", self)
+        self.events.flush()  # the last task events, before the publisher closes
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._publisher.close(), BROKER_CALL_TIMEOUT)
         if self._connection is not None:
