@@ -107,8 +107,10 @@ def test_flower_lists_a_rabbitq_worker_and_follows_its_tasks_to_their_ends(
 
         # online, and a heartbeat since the four runs (retried once) counts them
         wait_for(
-            lambda: workers().get(node, {}).get("status") is True
-            and workers()[node].get("processed") == 4,
+            lambda: (
+                workers().get(node, {}).get("status") is True
+                and workers()[node].get("processed") == 4
+            ),
             30,
             workers,
         )

@@ -101,6 +101,7 @@ class BlockingPublisher:
         self.events = EventBuffer()
         self._event_channel: Any = None  # I/O thread only, as the channel above
         self._event_channel_opening = False
+        self._close_deadline = 0.0  # close() waits for buffered events until then
 
     # -- caller side -------------------------------------------------------------------------
 
@@ -187,11 +188,13 @@ class BlockingPublisher:
         return True
 
     def close(self, timeout: float = 5.0) -> None:
-        """Close the connection after in-flight publishes are confirmed (or ``timeout``)."""
+        """Close the connection after in-flight publishes are confirmed and buffered events
+        written (or ``timeout``)."""
         if self._pid != os.getpid():
             return
         with self._lock:
             self._closing = True
+            self._close_deadline = time.monotonic() + timeout
             thread = self._thread
             connection = self._connection
         if thread is None:
@@ -518,8 +521,13 @@ class BlockingPublisher:
         connection = self._connection
         if connection is None:
             return
-        if len(self._confirms) and connection.is_open:
+        # A task-sent event right before close() may still wait for its channel to open.
+        events_waiting = (
+            len(self.events) > 0 and self._ready and time.monotonic() < self._close_deadline
+        )
+        if (len(self._confirms) or events_waiting) and connection.is_open:
             # Let in-flight confirms arrive first; close() waits up to its timeout for them.
+            self._flush_events()
             connection.ioloop.call_later(0.01, self._close_connection)
             return
         if connection.is_open:
