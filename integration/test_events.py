@@ -265,6 +265,25 @@ def test_a_script_that_sends_and_closes_at_once_still_sends_its_task_sent_event(
         capture.wait_for(lambda: bool(capture.of_type("task-sent", uuid=task_id)), what="task-sent")
 
 
+def test_an_asyncio_script_that_sends_and_closes_at_once_still_sends_its_task_sent_event(
+    broker_url: str, unique_name: str
+) -> None:
+    script = (
+        "import asyncio, sys; from integration.apps import events_app as m; "
+        "m.app.broker_url = sys.argv[1]; m.app.default_queue = sys.argv[2]\n"
+        "async def main():\n"
+        "    print((await m.add.adelay(1, 2)).id); await m.app.aclose()\n"
+        "asyncio.run(main())"
+    )
+    with CeleryEventCapture(broker_url) as capture:
+        sent = subprocess.run(
+            [sys.executable, "-c", script, broker_url, unique_name],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        task_id = sent.stdout.strip()
+        capture.wait_for(lambda: bool(capture.of_type("task-sent", uuid=task_id)), what="task-sent")
+
+
 def test_the_history_also_shows_workers_coming_and_going_and_filters_by_task_name(
     broker_url: str, events_app: rabbitq.App, unique_name: str, tmp_path: Path
 ) -> None:

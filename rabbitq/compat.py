@@ -68,6 +68,8 @@ APP_OPTIONS = {
     "task_publish_retry": "task_publish_retry",
     "task_publish_retry_policy": "task_publish_retry_policy",
     "task_soft_time_limit": "task_soft_time_limit",
+    "worker_send_task_events": "worker_send_task_events",
+    "task_send_sent_event": "task_send_sent_event",
 }
 
 # Celery settings that are rabbitq's behaviour already, or belong elsewhere: why.

@@ -142,3 +142,11 @@ def test_celery_queue_is_declared_exactly_as_rabbitq_declares_it() -> None:
     assert sorted(b.routing_key for b in queue.bindings) == sorted(spec.effective_bindings())
     assert {b.exchange.name for b in queue.bindings} == {"rabbitq"}
     assert {b.exchange.type for b in queue.bindings} == {"topic"}
+
+
+def test_celerys_event_settings_become_the_apps() -> None:
+    translated = from_celery_settings(
+        {"worker_send_task_events": True, "task_send_sent_event": True}
+    )
+    app = rabbitq.App("translated", **translated.app_options)
+    assert app.worker_send_task_events and app.task_send_sent_event
