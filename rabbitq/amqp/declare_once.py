@@ -10,8 +10,10 @@ was declared says nothing about a broker the child may reach after a restart.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rabbitq.topology import Topology
 
@@ -40,6 +42,10 @@ class DeclareOnce:
         self._pid = os.getpid()
         self._queues: set[str] = set()
         self._delay_levels = False
+        # Declarations under way on an event loop: fifty ``adelay`` calls gathered at once wait
+        # for one declaration instead of each opening channels (aiormq numbers channels racily
+        # when many open together: "second 'channel.open' seen" closed the connection).
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
 
     def _forget_after_fork(self) -> None:
         if self._pid != os.getpid():
@@ -68,10 +74,13 @@ class DeclareOnce:
         assert queue is not None
         from rabbitq.amqp.declare import ensure_queue
 
-        await publisher.connect()
-        assert publisher.connection is not None
-        await ensure_queue(publisher.connection, self.app.topology.queue(queue))
-        self._queues.add(queue)
+        async def declare() -> None:
+            await publisher.connect()
+            assert publisher.connection is not None
+            await ensure_queue(publisher.connection, self.app.topology.queue(queue))
+            self._queues.add(queue)
+
+        await self._once(f"queue:{queue}", declare)
 
     def _levels_wanted(self) -> bool:
         self._forget_after_fork()
@@ -89,7 +98,26 @@ class DeclareOnce:
         if self._levels_wanted():
             from rabbitq.amqp.declare import declare_delay_levels
 
-            await publisher.connect()
-            assert publisher.connection is not None
-            await declare_delay_levels(publisher.connection, self.app.topology.delay_queue_type)
-            self._delay_levels = True
+            async def declare() -> None:
+                await publisher.connect()
+                assert publisher.connection is not None
+                kind = self.app.topology.delay_queue_type
+                await declare_delay_levels(publisher.connection, kind)
+                self._delay_levels = True
+
+            await self._once("delay-levels", declare)
+
+    async def _once(self, key: str, declare: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``declare`` once for all callers waiting on this loop; a failure reaches each."""
+        running = self._in_flight.get(key)
+        loop = asyncio.get_running_loop()
+        if running is None or running.done() or running.get_loop() is not loop:
+            running = loop.create_task(declare())
+            self._in_flight[key] = running
+            running.add_done_callback(lambda task: self._forget(key, task))
+        # Shielded: one caller cancelled does not cancel the declaration the others wait for.
+        await asyncio.shield(running)
+
+    def _forget(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._in_flight.get(key) is task:
+            del self._in_flight[key]
