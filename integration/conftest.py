@@ -1,4 +1,10 @@
-"""Broker fixtures: $RABBITQ_TEST_URL, else a throwaway local node, else testcontainers."""
+"""Broker fixtures: $RABBITQ_TEST_URL, else a throwaway local node, else testcontainers.
+
+Under pytest-xdist (scripts/test.sh runs the integration tests in two processes) each process
+has a broker of its own: a throwaway node each, or one of the space-separated
+$RABBITQ_TEST_URLS (and $RABBITQ_TEST_MANAGEMENT_URLS) by the process's number, so no test ever
+sees another's workers, events or connections.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,36 @@ import pytest
 
 import rabbitq
 from rabbitq.testing import LocalBroker
+
+
+def _this_process_s_broker() -> None:
+    """Name this xdist process's broker in $RABBITQ_TEST_URL, which everything else reads."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    for many, one in (
+        ("RABBITQ_TEST_URLS", "RABBITQ_TEST_URL"),
+        ("RABBITQ_TEST_MANAGEMENT_URLS", "RABBITQ_TEST_MANAGEMENT_URL"),
+    ):
+        urls = os.environ.get(many, "").split()
+        if not worker.startswith("gw"):
+            return
+        if not urls:
+            if one == "RABBITQ_TEST_URL" and os.environ.get(one):
+                raise pytest.UsageError(
+                    f"${one} names one broker for several pytest processes: name one per "
+                    f"process in ${many} or run serially (RABBITQ_TEST_PROCESSES=0)"
+                )
+            continue
+        number = int(worker[2:])
+        if number >= len(urls):
+            # Sharing a broker, tests would see each other's workers and events: refuse.
+            raise pytest.UsageError(
+                f"${many} names {len(urls)} broker(s), too few for pytest process {worker}: "
+                "give one broker per process (-n) or run serially"
+            )
+        os.environ[one] = urls[number]
+
+
+_this_process_s_broker()
 
 
 def _docker_engine_answers() -> bool:

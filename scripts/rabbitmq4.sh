@@ -23,8 +23,10 @@
 #   scripts/rabbitmq4.sh stop             stop it, remove its data, check nothing is left
 #   scripts/rabbitmq4.sh status           is it running, and where
 #   scripts/rabbitmq4.sh test [pytest args]
-#                                         start a node of its own, run scripts/test.sh against
-#                                         it, stop it whatever happened; exits with test.sh's code
+#                                         start nodes of its own (one per pytest process,
+#                                         $RABBITQ_TEST_PROCESSES, default 2), run scripts/test.sh
+#                                         against them, stop them whatever happened; exits with
+#                                         test.sh's code
 #   scripts/rabbitmq4.sh diagnostics ARGS rabbitmq-diagnostics (e.g. server_version) on the node
 #   scripts/rabbitmq4.sh root             only create (or check) the cached trixie root
 #
@@ -493,20 +495,20 @@ cmd_diagnostics() {
         /usr/lib/rabbitmq/bin/rabbitmq-diagnostics -n "$NODE" "$@"
 }
 
-TEST_INSTANCE=
+TEST_INSTANCES=()
 TEST_PID=
 INTERRUPTED=
 cleanup_test() {
-    local rc=$?
+    local rc=$? instance
     trap - EXIT INT TERM HUP
-    if [ -n "$TEST_INSTANCE" ]; then
-        stop_node "$TEST_INSTANCE" || rc=1
-    fi
+    for instance in "${TEST_INSTANCES[@]}"; do
+        stop_node "$instance" || rc=1
+    done
     exit "$rc"
 }
 
 # A signal while the suite runs goes on to the suite's process group (pytest and the workers
-# it started); the node is stopped once they have finished.
+# it started); the nodes are stopped once they have finished.
 forward_signal() {
     INTERRUPTED=$1
     if [ -n "$TEST_PID" ]; then
@@ -518,21 +520,31 @@ forward_signal() {
 
 cmd_test() {
     require_root
-    # Its own instance, so it never stops a node someone started with `start`.
-    TEST_INSTANCE="test-$$"
+    # Nodes of its own, so it never stops one someone started with `start`: one per pytest
+    # process (scripts/test.sh runs the integration tests in $RABBITQ_TEST_PROCESSES of them,
+    # each against its own broker, as it does with the throwaway 3.10 nodes).
+    local processes=${RABBITQ_TEST_PROCESSES:-2} i urls=() management_urls=()
+    [[ "$processes" =~ ^[1-9][0-9]*$ ]] || die "RABBITQ_TEST_PROCESSES must be a positive number"
     trap cleanup_test EXIT
     trap 'forward_signal INT' INT
     trap 'forward_signal TERM' TERM
     trap 'forward_signal HUP' HUP
-    start_node "$TEST_INSTANCE" tied
+    for ((i = 0; i < processes; i++)); do
+        TEST_INSTANCES+=("test-$$-$i")
+        start_node "test-$$-$i" tied
+        urls+=("amqp://guest:guest@127.0.0.1:$AMQP_PORT/")
+        management_urls+=("http://guest:guest@127.0.0.1:$MGMT_PORT/")
+    done
     local rc=0
     say "running scripts/test.sh $* against $VERSION"
     # In the background (its own process group, with set -m) and waited for, so that a
     # signal reaches our trap at once instead of after the suite.
     set -m
-    RABBITQ_TEST_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/" \
-        RABBITQ_TEST_MANAGEMENT_URL="http://guest:guest@127.0.0.1:$MGMT_PORT/" \
-        bash "$REPO/scripts/test.sh" "$@" &
+    # RABBITQ_TEST_URL names the first (a serial run uses it); RABBITQ_TEST_URLS all of them,
+    # one per pytest process (integration/conftest.py).
+    RABBITQ_TEST_URL="${urls[0]}" RABBITQ_TEST_MANAGEMENT_URL="${management_urls[0]}" \
+        RABBITQ_TEST_URLS="${urls[*]}" RABBITQ_TEST_MANAGEMENT_URLS="${management_urls[*]}" \
+        RABBITQ_TEST_PROCESSES="$processes" bash "$REPO/scripts/test.sh" "$@" &
     TEST_PID=$!
     set +m
     while :; do

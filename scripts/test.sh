@@ -9,8 +9,22 @@ echo "test: ruff"
 .venv/bin/ruff check rabbitq tests integration benchmarks examples
 echo "test: mypy"
 .venv/bin/mypy
-echo "test: pytest"
-.venv/bin/python -m pytest tests integration "$@"
+# In $RABBITQ_TEST_PROCESSES pytest processes (pytest-xdist, default 2: most integration tests
+# wait on brokers and workers, not on the CPU), whole files to a process (--dist loadfile keeps
+# a file's module fixtures in one place), each process with a broker of its own
+# (integration/conftest.py). RABBITQ_TEST_PROCESSES=0 runs them in this one process, as does a
+# single broker named in RABBITQ_TEST_URL (tests sharing a broker would see each other's).
+if [ -n "${RABBITQ_TEST_URL:-}" ] && [ -z "${RABBITQ_TEST_URLS:-}" ]; then
+    PROCESSES=${RABBITQ_TEST_PROCESSES:-0}
+else
+    PROCESSES=${RABBITQ_TEST_PROCESSES:-2}
+fi
+PARALLEL=()
+if [ "$PROCESSES" != 0 ]; then
+    PARALLEL=(-n "$PROCESSES" --dist loadfile)
+fi
+echo "test: pytest (${PROCESSES} processes)"
+.venv/bin/python -m pytest tests integration "${PARALLEL[@]}" "$@"
 
 # The same suite against RabbitMQ 4.0 (Debian trixie's, from a chroot: scripts/rabbitmq4.sh),
 # unless a broker was named (RABBITQ_TEST_URL: that run is the one asked for) or
