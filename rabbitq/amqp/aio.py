@@ -370,9 +370,13 @@ class AsyncPublisher:
             self._events_in_flight = 0
 
     async def _event_underlay(self) -> aiormq.abc.AbstractChannel:
+        if self._connection is None or self._connection.is_closed:
+            # Events ride a connection a publish or the worker opened; they never open one.
+            # A first connect_robust cancelled mid-attempt (by close() giving up on the
+            # events) keeps reconnecting in the background and asyncio.run waits for it
+            # forever: a worker told to stop while the broker was down never exited.
+            raise BrokerConnectionError("no connection yet")
         if self._event_channel is None or self._event_channel.is_closed:
-            await self.connect()
-            assert self._connection is not None
             channel = await self._connection.channel(publisher_confirms=False)
             # Durable topic, as Celery declares it: either side may come first.
             await channel.declare_exchange(
