@@ -24,13 +24,13 @@ from rabbitq.testing import LocalBroker
 def _this_process_s_broker() -> None:
     """Name this xdist process's broker in $RABBITQ_TEST_URL, which everything else reads."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    if not worker.startswith("gw"):
+        return
     for many, one in (
         ("RABBITQ_TEST_URLS", "RABBITQ_TEST_URL"),
         ("RABBITQ_TEST_MANAGEMENT_URLS", "RABBITQ_TEST_MANAGEMENT_URL"),
     ):
         urls = os.environ.get(many, "").split()
-        if not worker.startswith("gw"):
-            return
         if not urls:
             if one == "RABBITQ_TEST_URL" and os.environ.get(one):
                 raise pytest.UsageError(

@@ -384,7 +384,6 @@ class AsyncPublisher:
             )
             self._event_channel = channel
         else:
-            assert self._connection is not None
             await self._connection.ready()  # reconnecting: the robust channel comes back
         return await self._event_channel.get_underlay_channel()
 
