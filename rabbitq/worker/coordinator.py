@@ -124,17 +124,21 @@ class ChordCoordinator:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._ticker is not None:
-            self._ticker.cancel()
         if self._channel is None:
+            if self._ticker is not None:
+                self._ticker.cancel()
             return
-        # A chord being settled finishes first: its body is out, so its parts should be acked
-        # rather than handed back (a successor would publish the body again).
+        # What is being settled finishes first, the ticker's work too: a chord body, a fold or
+        # a dead letter already published must have its parts acked, not handed back (a
+        # successor would publish it again). So the lock is taken before the ticker is
+        # cancelled, which then only ever stops between looks.
         try:
             await asyncio.wait_for(self._lock.acquire(), 5.0)
             locked = True
         except TimeoutError:
             locked = False
+        if self._ticker is not None:
+            self._ticker.cancel()
         try:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._channel.close(), 5.0)  # unacked parts go back
