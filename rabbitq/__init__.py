@@ -24,6 +24,7 @@ from rabbitq.errors import (
     BrokerError,
     ConfigFileError,
     ConfigurationError,
+    ControlError,
     EventHistoryMissingError,
     FollowupError,
     GetInsideTaskError,
@@ -45,6 +46,8 @@ from rabbitq.errors import (
     SoftTimeLimitExceeded,
     TaskArgumentsError,
     TaskError,
+    TaskRevokedError,
+    Terminated,
     TimeLimitExceeded,
     TopologyConflictError,
     UnknownTaskError,
@@ -53,13 +56,14 @@ from rabbitq.errors import (
 )
 from rabbitq.middleware import DeadLettered, Middleware, Outcome, TaskContext
 from rabbitq.results.handles import AsyncResult, GroupResult
-from rabbitq.results.meta import FAILURE, PENDING, RETRY, STARTED, SUCCESS
+from rabbitq.results.meta import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
 from rabbitq.task import Task, TaskRequest
 
 __all__ = [
     "FAILURE",
     "PENDING",
     "RETRY",
+    "REVOKED",
     "STARTED",
     "SUCCESS",
     "App",
@@ -68,6 +72,7 @@ __all__ = [
     "BrokerError",
     "ConfigFileError",
     "ConfigurationError",
+    "ControlError",
     "Crontab",
     "DeadLettered",
     "EventHistoryMissingError",
@@ -100,6 +105,8 @@ __all__ = [
     "TaskContext",
     "TaskError",
     "TaskRequest",
+    "TaskRevokedError",
+    "Terminated",
     "TimeLimitExceeded",
     "TopologyConflictError",
     "UnknownTaskError",

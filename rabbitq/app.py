@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     # The AMQP clients (pika, aio-pika) load with the first publisher, not with the app.
     from rabbitq.amqp.aio import AsyncPublisher
     from rabbitq.amqp.blocking import BlockingPublisher
+    from rabbitq.control.client import Control
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_QUEUE = "default"
@@ -85,6 +86,7 @@ class App:
         task_publish_retry_policy: Mapping[str, Any] | None = None,
         worker_send_task_events: bool = False,
         task_send_sent_event: bool = False,
+        revocations_kept_for: float | None = None,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -138,6 +140,13 @@ class App:
         # Celery's task_time_limit / task_soft_time_limit: for tasks that set none.
         self.task_time_limit = _time_limit("task_time_limit", task_time_limit)
         self.task_soft_time_limit = _time_limit("task_soft_time_limit", task_soft_time_limit)
+        # A revoke is kept this long at most (seconds; default the results' expiry, or a day):
+        # long enough for a task waiting in a delay level to arrive and be dropped.
+        kept_for = revocations_kept_for if revocations_kept_for is not None else result_expires
+        if kept_for is not None and kept_for <= 0:
+            raise ConfigurationError("revocations_kept_for must be positive")
+        self.revocations_kept_for: float = kept_for or 86400.0
+        self._control: Control | None = None
         self._backend: ResultBackend | None = None
         self._backend_lock = threading.Lock()
         register_builtin_tasks(self)
@@ -151,6 +160,16 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App {self.name} tasks={len(self.tasks)}>"
+
+    @property
+    def control(self) -> Control:
+        """Remote control of the workers (Celery's ``app.control``): ``revoke``, ``inspect``,
+        ``ping``, ``shutdown``, ``broadcast`` (``control/client.py``)."""
+        if self._control is None:
+            from rabbitq.control.client import Control
+
+            self._control = Control(self)
+        return self._control
 
     def add_middleware(self, *middleware: Middleware) -> None:
         """Add middleware after those already installed (before workers start)."""

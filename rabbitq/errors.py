@@ -253,12 +253,31 @@ class Retry(RabbitqError):
 class SkipTask(RabbitqError):
     """Raised by a middleware's ``before_process``: ack the message without running the task.
 
-    Not a failure: nothing is retried or dead-lettered; ``after_skip`` hooks are told why.
+    Not a failure: nothing is retried or dead-lettered; its state is REVOKED (Celery's state
+    for a task that was not run), a chord it belongs to fails, and ``after_skip`` hooks are
+    told why.
     """
 
     def __init__(self, reason: str = "skipped") -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class TaskRevokedError(RabbitqError):
+    """A task that was revoked: what its REVOKED result holds, and what ``get()`` raises."""
+
+
+class Terminated(TaskRevokedError):
+    """Raised inside a running task revoked with ``terminate=True``, so it can clean up.
+
+    Delivered the way ``SoftTimeLimitExceeded`` is (best effort for plain functions: between
+    bytecodes only). A task that lets it propagate ends REVOKED: acked, neither retried nor
+    dead-lettered. One that catches it and returns ends as it returns.
+    """
+
+
+class ControlError(RabbitqError):
+    """A remote-control request could not be sent, or no worker answered it."""
 
 
 class FollowupError(RabbitqError):

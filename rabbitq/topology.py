@@ -31,6 +31,13 @@ DEAD_SUFFIX = ".dead"
 EVENT_EXCHANGE = "celeryev"
 # The event history: a RabbitMQ stream bound to EVENT_EXCHANGE, when the routing file asks.
 EVENT_HISTORY_QUEUE = "rabbitq.events"
+# The revocation log: a RabbitMQ stream every worker reads at start and follows.
+REVOCATION_STREAM = "rabbitq.revocations"
+# Celery's remote-control mailbox (pidbox): requests fan out to every node's queue, replies
+# come back on the direct exchange to the asker's queue. Both non-durable, as kombu declares
+# them: the broker refuses a second declaration with other attributes.
+CONTROL_EXCHANGE = "celery.pidbox"
+CONTROL_REPLY_EXCHANGE = "reply.celery.pidbox"
 
 # The broker's delivery limit on a quorum task queue: a backstop far above the worker's own
 # App(redelivery_limit=5). Past it the broker dead-letters into <queue>.dead (never drops).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rabbitq.cli.beat import beat
+from rabbitq.cli.control import control, inspect
 from rabbitq.cli.dead import dead
 from rabbitq.cli.dev_broker import dev_broker
 from rabbitq.cli.events import events
@@ -24,6 +25,8 @@ cli.add_command(dev_broker)
 cli.add_command(dead)
 cli.add_command(beat)
 cli.add_command(events)
+cli.add_command(inspect)
+cli.add_command(control)
 
 
 def main() -> None:

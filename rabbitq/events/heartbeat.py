@@ -45,6 +45,10 @@ class WorkerHeartbeat(Middleware):
                 await self._beating
         self._send("worker-offline", worker)
 
+    def beat_now(self, worker: Beating) -> None:
+        """One heartbeat out of turn (remote control's ``heartbeat``)."""
+        self._send("worker-heartbeat", worker)
+
     async def _beat(self, worker: Beating) -> None:
         while True:
             await asyncio.sleep(self.interval)

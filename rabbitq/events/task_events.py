@@ -5,6 +5,7 @@ Where each comes from::
     task_received   task-received   judged runnable, waiting for a slot
     before_process  task-started
     after_process   task-succeeded  (a failure waits to say where the message ended)
+                    task-revoked    terminated=True: revoked while it ran
     after_retry     task-retried    the next attempt is confirmed
     after_dead_letter               the dead letter is confirmed, by its reason:
                     task-failed     task-failed, retries-exhausted, time-limit, unknown-task
@@ -23,6 +24,7 @@ import os
 from typing import Any
 
 from rabbitq import dead_letters
+from rabbitq.errors import Terminated
 from rabbitq.events.dispatcher import EventDispatcher
 from rabbitq.events.event import exception_fields, result_repr
 from rabbitq.middleware.middleware import DeadLettered, Middleware, Outcome, TaskContext
@@ -43,8 +45,11 @@ class TaskEvents(Middleware):
     def __init__(self, dispatcher: EventDispatcher) -> None:
         self.dispatcher = dispatcher
         self.pid = os.getpid()
+        self.enabled = True  # remote control's enable_events / disable_events
 
     def task_received(self, context: TaskContext) -> None:
+        if not self.enabled:
+            return
         message = context.message
         headers = context.delivery.envelope.headers
         self.dispatcher.send_task_event(
@@ -62,9 +67,13 @@ class TaskEvents(Middleware):
         )
 
     def before_process(self, context: TaskContext) -> None:
+        if not self.enabled:
+            return
         self.dispatcher.send_task_event("task-started", uuid=context.message.id, pid=self.pid)
 
     def after_process(self, context: TaskContext, outcome: Outcome) -> None:
+        if not self.enabled:
+            return
         if outcome.exception is None:
             self.dispatcher.send_task_event(
                 "task-succeeded",
@@ -72,13 +81,22 @@ class TaskEvents(Middleware):
                 result=result_repr(outcome.value),
                 runtime=context.runtime,
             )
+        elif isinstance(outcome.exception, Terminated):
+            self.dispatcher.send_task_event(
+                "task-revoked", uuid=context.message.id, terminated=True, signum=None,
+                expired=False, reason="terminated",
+            )  # fmt: skip
 
     def after_retry(self, context: TaskContext, exception: BaseException, eta: dt.datetime) -> None:
+        if not self.enabled:
+            return
         self.dispatcher.send_task_event(
             "task-retried", uuid=context.message.id, **exception_fields(exception)
         )
 
     def after_dead_letter(self, dead: DeadLettered) -> None:
+        if not self.enabled:
+            return
         message = dead.message
         envelope = dead.delivery.envelope
         uuid = message.id if message is not None else _id_of(envelope.headers, envelope)
@@ -102,6 +120,8 @@ class TaskEvents(Middleware):
             )
 
     def after_skip(self, context: TaskContext, reason: str) -> None:
+        if not self.enabled:
+            return
         self.dispatcher.send_task_event(
             "task-revoked",
             uuid=context.message.id,

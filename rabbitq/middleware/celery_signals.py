@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rabbitq import signals
 from rabbitq.dead_letters import REASON_EXPIRED, REASON_UNKNOWN_TASK
+from rabbitq.errors import Terminated
 from rabbitq.message import properties_of
 from rabbitq.middleware.middleware import DeadLettered, Middleware, Outcome, TaskContext
 from rabbitq.serializers import serializer_for_content_type
@@ -88,6 +89,12 @@ class CelerySignals(Middleware):
                 signals.task_success.send(task, result=outcome.value)
         elif outcome.retried:
             state = "RETRY"  # task_retry is sent once the retry is confirmed
+        elif isinstance(exception, Terminated):
+            state = "REVOKED"
+            if signals.task_revoked:
+                signals.task_revoked.send(
+                    task, request=request, terminated=True, signum=None, expired=False
+                )
         else:
             state = "FAILURE"
             if signals.task_failure:
@@ -131,4 +138,10 @@ class CelerySignals(Middleware):
             # Celery reports an expired task as revoked, with expired=True.
             signals.task_revoked.send(
                 dead.task, request=dead.message, terminated=False, signum=None, expired=True
+            )
+
+    def after_skip(self, context: TaskContext, reason: str) -> None:
+        if signals.task_revoked:
+            signals.task_revoked.send(
+                context.task, request=context.request, terminated=False, signum=None, expired=False
             )

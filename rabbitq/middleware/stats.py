@@ -15,8 +15,11 @@ class WorkerStats(Middleware):
         self.retried = 0
         self.dead_lettered = 0
         self.skipped = 0
+        self.by_task: dict[str, int] = {}  # runs per task name (``inspect stats``' total)
 
     def after_process(self, context: TaskContext, outcome: Outcome) -> None:
+        name = context.task.name
+        self.by_task[name] = self.by_task.get(name, 0) + 1
         if outcome.exception is None:
             self.succeeded += 1
         elif not outcome.retried:

@@ -12,9 +12,14 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rabbitq.errors import GetInsideTaskError, ResultsDisabledError, ResultTimeoutError
+from rabbitq.errors import (
+    ConfigurationError,
+    GetInsideTaskError,
+    ResultsDisabledError,
+    ResultTimeoutError,
+)
 from rabbitq.request import current_request
-from rabbitq.results.meta import FAILURE, SUCCESS, ResultMeta
+from rabbitq.results.meta import FAILURE, REVOKED, SUCCESS, ResultMeta
 
 if TYPE_CHECKING:
     from rabbitq.results.backend import ResultBackend
@@ -92,7 +97,7 @@ class AsyncResult:
     def result(self) -> Any:
         """The value, or the ``TaskError`` of a failure, or ``None`` while not ready."""
         meta = self._meta()
-        return meta.error() if meta.status == FAILURE else meta.result
+        return meta.error() if meta.status in (FAILURE, REVOKED) else meta.result
 
     @property
     def traceback(self) -> str | None:
@@ -106,6 +111,14 @@ class AsyncResult:
 
     def failed(self) -> bool:
         return self._meta().status == FAILURE
+
+    def revoke(self, terminate: bool = False, signal: str | None = None) -> None:
+        """Never start this task, on any worker, also after restarts (``app.control.revoke``);
+        with ``terminate``, also stop it if it is running now."""
+        control = getattr(self.app, "control", None)
+        if control is None:
+            raise ConfigurationError("this result has no app to revoke it through")
+        control.revoke(self.id, terminate=terminate, signal=signal)
 
     def forget(self) -> None:
         """Drop the stored result (Redis key, or this process's unread reply)."""
@@ -218,6 +231,14 @@ class GroupResult:
 
     def failed(self) -> bool:
         return any(leaf.failed() for leaf in self._leaves())
+
+    def revoke(self, terminate: bool = False, signal: str | None = None) -> None:
+        """Never start this task, on any worker, also after restarts (``app.control.revoke``);
+        with ``terminate``, also stop it if it is running now."""
+        control = getattr(self.app, "control", None)
+        if control is None:
+            raise ConfigurationError("this result has no app to revoke it through")
+        control.revoke(self.id, terminate=terminate, signal=signal)
 
     def forget(self) -> None:
         for leaf in self._leaves():

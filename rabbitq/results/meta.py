@@ -84,6 +84,10 @@ def failure(task_id: str, exc: BaseException, traceback: str | None = None) -> R
     )
 
 
+def revoked(task_id: str, exc: BaseException) -> ResultMeta:
+    return ResultMeta(task_id, REVOKED, describe_exception(exc), date_done=utcnow().isoformat())
+
+
 def state_only(task_id: str, status: str, exc: BaseException | None = None) -> ResultMeta:
     """STARTED or RETRY: not ready; RETRY carries the reason, as Celery's does."""
     return ResultMeta(task_id, status, describe_exception(exc) if exc is not None else None)

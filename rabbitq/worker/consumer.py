@@ -35,12 +35,14 @@ from rabbitq.amqp.declare import (
     declare_task_exchange,
     ensure_queue,
 )
+from rabbitq.amqp.revocation_log import RevocationFollower, declare_revocation_log
 from rabbitq.app import App
 from rabbitq.errors import RabbitqError, TopologyConflictError
 from rabbitq.events.dispatcher import BATCH_WINDOW, EventDispatcher
 from rabbitq.events.heartbeat import WorkerHeartbeat
 from rabbitq.events.task_events import TaskEvents
-from rabbitq.middleware import Middleware, WorkerStats
+from rabbitq.middleware import Middleware, MiddlewareStack, WorkerStats
+from rabbitq.middleware.revocations import Revocations
 from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
 from rabbitq.redaction import without_password
 from rabbitq.timeouts import refuse_limits_over_the_ceiling
@@ -50,6 +52,8 @@ from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups
+from rabbitq.worker.mailbox import Mailbox
+from rabbitq.worker.node import WorkerNode
 from rabbitq.worker.pipeline import Pipeline
 from rabbitq.worker.recycling import Recycler, Recycling, end_now
 from rabbitq.worker.time_limits import TimeLimits
@@ -131,9 +135,12 @@ class Consumer:
         )
         if self.task_events:
             own.append(TaskEvents(self.events))
-        if heartbeat:
-            own.append(WorkerHeartbeat(self.events))
-        self.middleware = app.middleware.added(*own, self.stats)
+        self._heartbeat = WorkerHeartbeat(self.events) if heartbeat else None
+        if self._heartbeat is not None:
+            own.append(self._heartbeat)
+        # Revocations come first of all: a revoked task starts no other middleware's work.
+        self.revocations = Revocations()
+        self.middleware = MiddlewareStack((self.revocations, *app.middleware, *own, self.stats))
         self.pipeline = Pipeline(
             app,
             self.middleware,
@@ -151,11 +158,18 @@ class Consumer:
         )
         self.coordinate_chords = coordinate_chords
         self._coordinator: ChordCoordinator | None = None
+        self.node = WorkerNode(self)  # what remote control reads and steers
+        self._mailbox: Mailbox | None = None
+        self._revocation_log: RevocationFollower | None = None
 
     @property
     def active(self) -> int:
         """Tasks running now (a heartbeat's ``active``)."""
         return self.pipeline.running
+
+    @property
+    def publisher(self) -> AsyncPublisher:
+        return self._publisher
 
     @property
     def processed(self) -> int:
@@ -235,14 +249,14 @@ class Consumer:
             await self._coordinator.start()
         else:
             await declare_chord_queues(connection)  # members report there
+        # Every revoke stored before now is known before the first task arrives.
+        await declare_revocation_log(connection, self.app.revocations_kept_for)
+        self._revocation_log = RevocationFollower(connection, self.revocations.apply)
+        await self._revocation_log.start()
+        self._mailbox = Mailbox(self.node, connection)
+        await self._mailbox.start()
         for name in self.queues:
-            # One channel per queue: prefetch is per channel, and a channel error on one
-            # queue does not stop the others.
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=self.prefetch)  # restored on reconnect
-            await self._consume(channel, name)
-            # After a reconnect aio-pika reopens the channel; consume again on the new one.
-            channel.reopen_callbacks.add(partial(self._consume_again, name=name))
+            await self._open_consumer(connection, name)
         log.info(
             "worker %s (pid %d) consuming %s (concurrency %d, prefetch %d, %d tasks registered%s)",
             self.nodename,
@@ -254,6 +268,37 @@ class Consumer:
             ", task events on" if self.task_events else "",
         )
         await self.middleware.emit("worker_start", self)
+
+    async def _open_consumer(self, connection: AbstractRobustConnection, name: str) -> None:
+        # One channel per queue: prefetch is per channel, and a channel error on one
+        # queue does not stop the others.
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)  # restored on reconnect
+        await self._consume(channel, name)
+        # After a reconnect aio-pika reopens the channel; consume again on the new one.
+        channel.reopen_callbacks.add(partial(self._consume_again, name=name))
+
+    async def add_queue(self, name: str) -> None:
+        """Consume ``name`` too (remote control's add_consumer); declared if missing."""
+        assert self._connection is not None
+        await ensure_queue(self._connection, self.app.topology.queue(name))
+        self.queues = (*self.queues, name)
+        await self._open_consumer(self._connection, name)
+        log.info("consuming %s too (remote control)", name)
+
+    async def cancel_queue(self, name: str) -> bool:
+        """Stop consuming ``name`` (cancel_consumer): what it delivered still runs and acks."""
+        if name not in self.queues or name not in self._consumers:
+            return False
+        self.queues = tuple(queue for queue in self.queues if queue != name)
+        underlay, tag = self._consumers.pop(name)
+        await asyncio.wait_for(underlay.basic_cancel(tag), BROKER_CALL_TIMEOUT)
+        log.info("no longer consuming %s (remote control)", name)
+        return True
+
+    def send_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat_now(self)
 
     async def _declare_event_history(
         self, connection: AbstractRobustConnection, history: EventHistory
@@ -293,7 +338,7 @@ class Consumer:
         return {"x-consumer-timeout": int(timeout * 1000)}
 
     async def _consume_again(self, channel: AbstractRobustChannel, *, name: str) -> None:
-        if not self._stopping:
+        if not self._stopping and name in self.queues:
             await self._consume(channel, name)
 
     async def _on_cancelled(
@@ -369,6 +414,10 @@ class Consumer:
             except Exception as exc:  # connection may already be gone
                 log.debug("cancel of %s failed: %s", queue, exc)
         self._consumers.clear()
+        for part in (self._mailbox, self._revocation_log):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(part.close(), BROKER_CALL_TIMEOUT)
         if self._coordinator is not None:
             await self._coordinator.stop()
         try:

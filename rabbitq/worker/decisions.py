@@ -18,6 +18,7 @@ answers; every branch here is a unit test without a broker.
 ``decide_outcome`` — after the task returned or raised:
 
 * returned                                       Succeed
+* raised ``Terminated`` (revoked while running)  Revoked
 * ``self.retry()`` or an ``autoretry_for`` error RetryAt, or DeadLetter("retries-exhausted")
 * stopped at its hard time limit                 DeadLetter("time-limit")
 * anything else, any ``BaseException`` included  DeadLetter("task-failed")
@@ -51,6 +52,7 @@ from rabbitq.errors import (
     ResultEncodeError,
     Retry,
     TaskArgumentsError,
+    Terminated,
     TimeLimitExceeded,
     UnknownTaskError,
     UnsupportedMessageError,
@@ -124,7 +126,16 @@ class RetryFollowups:
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and two of these
 # are made for every task.
 Arrival = Run | DeadLetter | Recount | Later | Stopped
-Verdict = Succeed | RetryAt | DeadLetter
+
+
+@dataclass(slots=True)
+class Revoked:
+    """Revoked while it ran (``terminate=True``): REVOKED, acked, never retried."""
+
+    error: BaseException
+
+
+Verdict = Succeed | RetryAt | DeadLetter | Revoked
 
 
 def decide_arrival(
@@ -204,6 +215,8 @@ def decide_outcome(
     """What follows a run that returned ``value`` or raised ``exception``."""
     if exception is None:
         return Succeed(value)
+    if isinstance(exception, Terminated):  # before autoretry_for: (Exception,) would match
+        return Revoked(exception)
     retry = as_retry(task, exception)
     if retry is None:
         if isinstance(exception, TimeLimitExceeded):

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from rabbitq.errors import TimeLimitExceeded
+from rabbitq.errors import Terminated, TimeLimitExceeded
 from rabbitq.task import Task, TaskRequest, current_request
 from rabbitq.worker.interrupts import (
     INJECTED,
@@ -192,17 +192,19 @@ async def _run_controlled(coroutine: Any, control: RunControl) -> Any:
     assert current is not None
     control.bind_async(current)
     try:
-        if control.soft_limit is None:
-            return await coroutine
+        # Always through the wrapper: a soft limit or a terminate (which any run may get)
+        # is raised at the task's own ``await``, where its ``except`` can hear it.
         return await SoftLimitAware(coroutine, control)
     except asyncio.CancelledError as exc:
-        if not control.hard_requested:
+        if not (control.hard_requested or control.terminate_requested):
             raise
         # Our own cancellation, spent. If the worker cancelled too, its one still counts:
         # then this is the worker's (the broker redelivers), not a time limit.
         if current.uncancel() > 0:
             raise
-        raise _stopped(control) from exc
+        if control.hard_requested:
+            raise _stopped(control) from exc
+        raise Terminated("revoked and terminated") from exc
     finally:
         control.finish_async()
 

@@ -143,6 +143,17 @@ class Followups:
         if outgoing:
             await self.app.apublish_prepared(outgoing, self.publisher)
 
+    async def revoked(self, task: Task, message: TaskMessage, exc: BaseException) -> None:
+        """Never run, or terminated: REVOKED; a chord it belongs to fails, as in Celery (its
+        errbacks are not called: the task did not fail)."""
+        if stores_result(self.app, task, message):
+            await self._answer(message, results.revoked(message.id, exc))
+        member = message.embed_extras.get(CHORD_OPTION)
+        if isinstance(member, dict):
+            info = error_info(message.id, exc, None)
+            part = self._chord_part(member, error={**info, "index": member["index"]})
+            await self.app.apublish_prepared([part], self.publisher)
+
     def errback_messages(
         self, errbacks: list[Any], failed_id: str, info: dict[str, Any], around: Context
     ) -> list[PreparedMessage]:

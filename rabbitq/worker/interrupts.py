@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from rabbitq.errors import SoftTimeLimitExceeded, TimeLimitExceeded
+from rabbitq.errors import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded
 
 
 class Abandoned(Exception):
@@ -47,7 +47,12 @@ class _HardInterrupt(TimeLimitExceeded):
         super().__init__(*(args or ("time limit exceeded",)))
 
 
-INJECTED = (_SoftInterrupt, _HardInterrupt)  # what a thread may receive from us
+class _TerminateInterrupt(Terminated):
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(args or ("revoked and terminated",)))
+
+
+INJECTED = (_SoftInterrupt, _HardInterrupt, _TerminateInterrupt)  # what a thread may receive
 
 # The signals that stop a worker process: the main thread's alone (``process.py``); every
 # task thread blocks them.
@@ -79,13 +84,14 @@ class RunControl:
         "_lock",
         "_on_abandon",
         "_pending",
-        "_soft_to_deliver",
         "_thread_id",
+        "_to_deliver",
         "abandoned",
         "hard_limit",
         "hard_requested",
         "soft_limit",
         "soft_requested",
+        "terminate_requested",
     )
 
     def __init__(self, soft_limit: float | None = None, hard_limit: float | None = None) -> None:
@@ -97,10 +103,11 @@ class RunControl:
         self._pending: type[BaseException] | None = None
         self._finished = False
         self._async_task: asyncio.Task[Any] | None = None
-        self._soft_to_deliver = False
+        self._to_deliver: type[BaseException] | None = None
         self._on_abandon: Callable[[], None] | None = None
         self.soft_requested = False
         self.hard_requested = False
+        self.terminate_requested = False
         self.abandoned = False
 
     # -- asked by a middleware ----------------------------------------------------------------
@@ -114,6 +121,14 @@ class RunControl:
             return
         self.soft_requested = True
         self._interrupt(_SoftInterrupt, soft=True)
+
+    def terminate(self) -> None:
+        """Revoked with ``terminate=True``: ``Terminated`` is raised in the task, the way the
+        soft limit is."""
+        if self._finished or self.terminate_requested:
+            return
+        self.terminate_requested = True
+        self._interrupt(_TerminateInterrupt, soft=True)
 
     def interrupt_hard(self) -> None:
         if self._finished:
@@ -131,7 +146,7 @@ class RunControl:
 
     def _interrupt(self, exception: type[BaseException], *, soft: bool) -> None:
         if self._async_task is not None:
-            self._soft_to_deliver = soft
+            self._to_deliver = exception if soft else None
             self._async_task.cancel()
             return
         with self._lock:
@@ -151,13 +166,11 @@ class RunControl:
         self._finished = True
         self._async_task = None
 
-    def take_soft_cancellation(self) -> bool:
-        """An ``async def`` task was cancelled: was it the soft limit? (Then the cancellation
-        becomes ``SoftTimeLimitExceeded`` in the task's frame.)"""
-        if not self._soft_to_deliver:
-            return False
-        self._soft_to_deliver = False
-        return True
+    def take_delivered(self) -> type[BaseException] | None:
+        """An ``async def`` task was cancelled: for the soft limit or a terminate? (Then the
+        cancellation becomes that exception in the task's frame.)"""
+        exception, self._to_deliver = self._to_deliver, None
+        return exception
 
     def on_abandon(self, callback: Callable[[], None]) -> None:
         self._on_abandon = callback
@@ -192,7 +205,7 @@ class SoftLimitAware:
     """Awaits a task's coroutine; a cancellation that ``control`` says is the soft limit is
     raised in the coroutine as ``SoftTimeLimitExceeded`` instead (and the asyncio task's
     cancellation count restored, so the task's own ``asyncio.timeout`` blocks are not
-    confused). Used only for tasks that have a soft limit."""
+    confused). The same for a terminate (``Terminated``)."""
 
     __slots__ = ("_control", "_coroutine")
 
@@ -214,11 +227,12 @@ class SoftLimitAware:
                 to_send = yield yielded
             except asyncio.CancelledError as cancelled:
                 to_throw = cancelled
-                if self._control.take_soft_cancellation():
+                delivered = self._control.take_delivered()
+                if delivered is not None:
                     current = asyncio.current_task()
                     # Ours, spent; unless the worker cancelled too, whose cancellation goes on.
                     if current is None or current.uncancel() == 0:
-                        to_throw = _SoftInterrupt()
+                        to_throw = delivered()
                         to_throw.__context__ = cancelled
             except BaseException as exc:  # thrown in by the event loop: pass it on
                 to_throw = exc

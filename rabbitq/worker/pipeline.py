@@ -5,7 +5,7 @@ Every path ends in exactly one place, and only after the broker confirmed it:
 * ran once and acked (after its follow-ups were confirmed);
 * retried: the next attempt published through the delay levels, then acked;
 * in a named dead-letter queue with the reason, then acked;
-* skipped by a middleware (``SkipTask``), acked;
+* revoked, or skipped by a middleware (``SkipTask``): REVOKED, then acked;
 * handed back to its queue at shutdown, count unchanged, then acked.
 
 If the process dies anywhere in between, the broker still holds the unacked delivery and
@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 
 from rabbitq.amqp.contract import Publishes as Publisher
 from rabbitq.app import App
-from rabbitq.errors import MessageError, SkipTask, UnroutableError
+from rabbitq.errors import MessageError, SkipTask, TaskRevokedError, UnroutableError
 from rabbitq.message import TaskMessage, decode_task
 from rabbitq.middleware import DeadLettered, MiddlewareStack, Outcome, TaskContext
 from rabbitq.task import Task, TaskRequest, current_request
@@ -43,6 +43,7 @@ from rabbitq.worker.decisions import (
     Recount,
     RetryAt,
     RetryFollowups,
+    Revoked,
     Run,
     Stopped,
     Succeed,
@@ -101,6 +102,7 @@ class Pipeline:
         self.recycle = recycle
         self.end_now = end_now  # ends the process at once (the broker redelivers its work)
         self._running: dict[int, TaskContext] = {}  # by id(): runs that may be interrupted
+        self._waiting: dict[int, TaskContext] = {}  # by id(): received, waiting for a slot
         self._quorum: dict[str, bool] = {}
         self.settle_backoff_first = SETTLE_BACKOFF_FIRST
         self.started = 0  # runs begun in this process
@@ -124,23 +126,28 @@ class Pipeline:
             context = self._context(delivery, action.task, action.message)
             if self._hears_task_received:
                 await self.middleware.emit("task_received", context)
-            if action.wait_s:
-                await asyncio.sleep(action.wait_s)
-            async with self.slots:
-                if self.stopping():
-                    await self.hand_back(delivery)
-                    return
-                if too_late_to_start(
-                    self.app.consumer_timeout, time.monotonic() - delivery.arrived
-                ):
-                    log.warning(
-                        "message %s waited for a slot until the broker's consumer_timeout "
-                        "was near; handing it back to its queue",
-                        action.message.id,
-                    )
-                    await self.hand_back(delivery)
-                    return
-                await self._run(context)
+            self._waiting[id(context)] = context  # ``inspect reserved``
+            try:
+                if action.wait_s:
+                    await asyncio.sleep(action.wait_s)
+                async with self.slots:
+                    del self._waiting[id(context)]
+                    if self.stopping():
+                        await self.hand_back(delivery)
+                        return
+                    if too_late_to_start(
+                        self.app.consumer_timeout, time.monotonic() - delivery.arrived
+                    ):
+                        log.warning(
+                            "message %s waited for a slot until the broker's consumer_timeout "
+                            "was near; handing it back to its queue",
+                            action.message.id,
+                        )
+                        await self.hand_back(delivery)
+                        return
+                    await self._run(context)
+            finally:
+                self._waiting.pop(id(context), None)
         elif type(action) is DeadLetter:
             await self._dead_letter(delivery, action)
         elif type(action) is Later:
@@ -262,6 +269,14 @@ class Pipeline:
         """Tasks running now in this process."""
         return len(self._running)
 
+    def runs(self) -> list[TaskContext]:
+        """The runs going on now (``inspect active``)."""
+        return list(self._running.values())
+
+    def waiting(self) -> list[TaskContext]:
+        """Received and judged runnable, waiting for a slot (``inspect reserved``)."""
+        return list(self._waiting.values())
+
     async def _run(self, context: TaskContext) -> None:
         context.started = time.perf_counter()
         self.started += 1
@@ -273,10 +288,6 @@ class Pipeline:
 
     async def _run_in(self, context: TaskContext) -> None:
         delivery, task, message = context.delivery, context.task, context.message
-        try:
-            await self.followups.started(task, message)
-        except Exception as exc:  # a state report only: the task still runs
-            log.warning("could not record %s[%s] as started: %s", task.name, message.id, exc)
         exception: BaseException | None = None
         value = None
         try:
@@ -286,10 +297,12 @@ class Pipeline:
                     if pending is not None:
                         await pending
                 except SkipTask as skip:  # from a middleware only: the task's own is a failure
-                    self.acks.ack(delivery)
-                    log.info("task %s[%s] skipped: %s", task.name, message.id, skip.reason)
-                    await self.middleware.emit("after_skip", context, skip.reason)
+                    await self._skip(delivery, context, skip)
                     return
+            try:
+                await self.followups.started(task, message)
+            except Exception as exc:  # a state report only: the task still runs
+                log.warning("could not record %s[%s] as started: %s", task.name, message.id, exc)
             value = await self.executor.run(task, context.request, context.control)
             check_result(self.app, task, message, value)
         except Abandoned:
@@ -311,6 +324,21 @@ class Pipeline:
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task's failure only
             exception = exc
         await self._conclude(delivery, context, exception, value)
+
+    async def _skip(self, delivery: Delivery, context: TaskContext, skip: SkipTask) -> None:
+        """Never run (revoked, or skipped by a middleware): REVOKED, and its chord told, before
+        the ack; published again until confirmed, as any successor."""
+        task, message = context.task, context.message
+        log.info("task %s[%s] not run: %s", task.name, message.id, skip.reason)
+        error = TaskRevokedError(skip.reason)
+        if await self._settle(
+            delivery, "revoked state", lambda: self._revoke(delivery, context, error)
+        ):
+            await self.middleware.emit("after_skip", context, skip.reason)
+
+    async def _revoke(self, delivery: Delivery, context: TaskContext, error: BaseException) -> None:
+        await self.followups.revoked(context.task, context.message, error)
+        self.acks.ack(delivery)
 
     def _give_up_if_running(self, context: TaskContext) -> None:
         """A thread whose run the worker cancelled (its message went back to the broker)
@@ -342,6 +370,12 @@ class Pipeline:
             await self._retry(delivery, context, verdict)
         elif type(verdict) is DeadLetter:
             await self._dead_letter(delivery, verdict, context)
+        elif type(verdict) is Revoked:
+            error = verdict.error
+            log.warning("task %s[%s] terminated: %s", *_who(context), error)
+            await self._settle(
+                delivery, "revoked state", lambda: self._revoke(delivery, context, error)
+            )
 
     async def _park(self, delivery: Delivery, context: TaskContext) -> None:
         """The run did not stop at its hard limit and its thread was given up: its message

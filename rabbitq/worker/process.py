@@ -131,7 +131,7 @@ async def serve(config: WorkerConfig) -> bool:
     # A signal that waited through a recycle's exec is counted by now: then no start at all
     # (a start cut short mid-connection would leave a reconnecting connection behind).
     if not signals.arrived:
-        await consume_until_stopped_or_recycled(consumer, signals.stop_requested)
+        await consume_until_stopped_or_recycled(consumer, signals.stop_requested, config.supervised)
     recycle = consumer.recycler.requested.is_set() and not signals.arrived
     left = consumer.recycler.seconds_left()
     if recycle and left is not None:
@@ -154,7 +154,7 @@ async def serve(config: WorkerConfig) -> bool:
 
 
 async def consume_until_stopped_or_recycled(
-    consumer: Consumer, stop_requested: asyncio.Event
+    consumer: Consumer, stop_requested: asyncio.Event, supervised: bool = False
 ) -> None:
     # Starting waits for the broker as long as it takes (with backoff); a signal meanwhile
     # ends the wait instead of a start that would never come.
@@ -168,9 +168,22 @@ async def consume_until_stopped_or_recycled(
     else:
         starting.result()  # a declaration conflict, say: the worker exits with it
         recycling = asyncio.create_task(consumer.recycler.requested.wait())
-        await asyncio.wait({stopping, recycling}, return_when=asyncio.FIRST_COMPLETED)
+        shutdown = asyncio.create_task(consumer.node.shutdown_requested.wait())
+        await asyncio.wait({stopping, recycling, shutdown}, return_when=asyncio.FIRST_COMPLETED)
         recycling.cancel()
+        shutdown.cancel()
+        if consumer.node.shutdown_requested.is_set() and not stop_requested.is_set():
+            stop_whole_worker(supervised)
     stopping.cancel()
+
+
+def stop_whole_worker(supervised: bool) -> None:
+    """Remote control's shutdown: the whole worker stops, not one of its processes (which
+    its supervisor would start again). A supervised process asks the supervisor, which
+    stops every process as for a SIGTERM; a single process just stops."""
+    if supervised:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(os.getppid(), signal.SIGTERM)
 
 
 def run_worker_process(config: WorkerConfig) -> None:

@@ -1,0 +1,138 @@
+"""The revocation log in the broker: the stream ``rabbitq.revocations`` (worker side).
+
+A worker process declares the stream if it is missing, reads it from its first entry, and
+starts consuming its task queues only once it has caught up, so a task revoked while every
+worker was down is still never started. A stream has no end to reach: the reader appends a
+marker of its own (an empty entry with the ``rabbitq-marker`` header) and has caught up when
+it reads it back. It then goes on following, so a revoke reaches running workers within a
+broker round trip. After a reconnect it reads on from the offset after the last entry seen.
+
+The stream's retention (``x-max-age``) is set when it is created, to the revocations' ceiling
+(``App(revocations_kept_for=)``); entries older than their ``keep_until`` are skipped
+anyway. A stream that already exists is used as it is (its retention is changed with a
+policy, not by a worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+
+from rabbitq.errors import MessageDecodeError
+from rabbitq.revocations import CONTENT_TYPE, Revocation, decode_revocation, stream_arguments
+from rabbitq.topology import REVOCATION_STREAM
+
+log = logging.getLogger("rabbitq.worker")
+
+MARKER_HEADER = "rabbitq-marker"
+PREFETCH = 500  # stream consumers must set a prefetch: entries the broker sends ahead
+CATCH_UP_WARNING = 10.0  # seconds: catching up longer than this is said in the log
+
+
+async def declare_revocation_log(
+    connection: aio_pika.abc.AbstractConnection, kept_for: float
+) -> None:
+    """The stream, created with a retention of ``kept_for`` seconds if it does not exist."""
+    try:
+        async with connection.channel() as channel:
+            await channel.declare_queue(REVOCATION_STREAM, passive=True)
+        return
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        pass
+    async with connection.channel() as channel:
+        await channel.declare_queue(
+            REVOCATION_STREAM, durable=True, arguments=stream_arguments(kept_for)
+        )
+
+
+def revocation_message(revocation: Revocation) -> aio_pika.Message:
+    return aio_pika.Message(
+        revocation.encode(),
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+class RevocationFollower:
+    """Reads the log from its start, then follows it; calls ``on_revocation`` for each entry
+    (on the worker's loop)."""
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        on_revocation: Callable[[Revocation], object],
+    ) -> None:
+        self.connection = connection
+        self.on_revocation = on_revocation
+        self.read = 0  # entries read (a worker restart reads them all again)
+        self._marker = uuid.uuid4().hex
+        self._caught_up = asyncio.Event()
+        self._next_offset: int | None = None  # after the last entry seen
+        self._channel: AbstractRobustChannel | None = None
+
+    async def start(self) -> None:
+        """Consume the log, and return once everything stored before now has been read."""
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=PREFETCH)
+        # aio-pika reopens the channel after a reconnect but does not consume on it again.
+        channel.reopen_callbacks.add(self._consume_again)
+        self._channel = channel
+        await self._consume(channel)
+        await self._append_marker()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._caught_up.wait()), CATCH_UP_WARNING)
+        except TimeoutError:
+            log.warning(
+                "still reading the revocation log after %.0fs (%d entries so far); tasks are "
+                "consumed once it is read",
+                CATCH_UP_WARNING,
+                self.read,
+            )
+            await self._caught_up.wait()
+        log.info("revocation log read: %d entries", self.read)
+
+    async def _consume(self, channel: AbstractRobustChannel) -> None:
+        queue = await channel.get_queue(REVOCATION_STREAM, ensure=False)
+        offset: str | int = "first" if self._next_offset is None else self._next_offset
+        await queue.consume(self._on_entry, arguments={"x-stream-offset": offset})
+
+    async def _consume_again(self, channel: AbstractRobustChannel | None) -> None:
+        if channel is not None:
+            await self._consume(channel)
+
+    async def _append_marker(self) -> None:
+        async with self.connection.channel(publisher_confirms=True) as channel:
+            await channel.default_exchange.publish(
+                aio_pika.Message(b"", headers={MARKER_HEADER: self._marker}),
+                routing_key=REVOCATION_STREAM,
+            )
+
+    async def _on_entry(self, message: AbstractIncomingMessage) -> None:
+        # Acks are a stream's credit: without them the broker stops after PREFETCH.
+        await message.ack()
+        headers = message.headers or {}
+        offset = headers.get("x-stream-offset")
+        if isinstance(offset, int):
+            self._next_offset = offset + 1
+        mark = headers.get(MARKER_HEADER)
+        if mark is not None:
+            if mark == self._marker:
+                self._caught_up.set()
+            return  # another reader's marker
+        self.read += 1
+        try:
+            revocation = decode_revocation(message.body)
+        except MessageDecodeError as exc:
+            log.warning("revocation log entry skipped: %s", exc)
+            return
+        self.on_revocation(revocation)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
