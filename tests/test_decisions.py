@@ -22,6 +22,7 @@ from rabbitq.worker.decisions import (
     Later,
     RetryAt,
     RetryFollowups,
+    Revoked,
     Run,
     Stopped,
     decide_arrival,
@@ -148,3 +149,11 @@ def test_a_parked_copy_of_a_stopped_run_is_concluded_without_running() -> None:
     tasks = application.tasks
     action = decide_arrival(envelope, redelivered=False, tasks=tasks, redelivery_limit=5)
     assert isinstance(action, Stopped) and "1s in 1@host" in str(action.error)
+
+
+def test_a_run_terminated_by_a_revoke_is_revoked_not_retried_even_if_autoretry_matches() -> None:
+    application = make_app()
+    task = application.task(name="stopped", autoretry_for=(Exception,))(lambda: None)
+    message = decode_task(task_envelope("stopped"))
+    verdict = decide_outcome(task, message, rabbitq.Terminated("revoked and terminated"))
+    assert isinstance(verdict, Revoked)

@@ -223,3 +223,40 @@ async def test_the_workers_own_cancellation_during_a_soft_limit_is_not_translate
     run_it.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run_it
+
+
+@app.task(name="spins_and_hears_terminate")
+def spins_and_hears_terminate(seconds: float) -> str:
+    try:
+        spin(seconds)
+    except rabbitq.Terminated:
+        seen.append("thread heard terminate")
+        raise
+    return "finished"
+
+
+@app.task(name="awaits_and_hears_terminate")
+async def awaits_and_hears_terminate(seconds: float) -> str:
+    try:
+        await asyncio.sleep(seconds)
+    except rabbitq.Terminated:
+        seen.append("coroutine heard terminate")
+        raise
+    return "finished"
+
+
+async def test_a_thread_task_told_to_terminate_hears_terminated_inside_it() -> None:
+    executor, control = Executor(2), RunControl()
+    later(0.05, control.terminate)
+    with pytest.raises(rabbitq.Terminated):
+        await run(executor, "spins_and_hears_terminate", 5, control=control)
+    assert "thread heard terminate" in seen
+    executor.shutdown()
+
+
+async def test_an_async_task_without_a_soft_limit_hears_terminated_at_its_await() -> None:
+    executor, control = Executor(2), RunControl()
+    later(0.05, control.terminate)
+    with pytest.raises(rabbitq.Terminated):
+        await run(executor, "awaits_and_hears_terminate", 5, control=control)
+    assert "coroutine heard terminate" in seen

@@ -12,11 +12,15 @@ import pytest
 
 import rabbitq
 from rabbitq import dead_letters
+from rabbitq.chords import decode_part
 from rabbitq.delays import EXCHANGE_PREFIX
 from rabbitq.errors import PublishTimeoutError, UnroutableError
 from rabbitq.message import Envelope, decode_task
+from rabbitq.middleware import MiddlewareStack
+from rabbitq.middleware.revocations import Revocations
 from rabbitq.redelivery import QUORUM_DELIVERY_COUNT_HEADER, REDELIVERY_COUNT_HEADER
 from rabbitq.retries import RetryPolicy
+from rabbitq.revocations import Revocation
 from rabbitq.topology import QueueSpec, Topology
 from tests.pipeline_support import (
     FakeChannel,
@@ -553,3 +557,42 @@ async def test_a_hand_back_the_broker_does_not_confirm_is_left_unacked_not_retri
     assert attempts == ["work"]  # one try: shutdown is not held up
     assert h.acks.acked == []  # the broker takes it back when the worker closes
     assert ran == []
+
+
+# -- revoked and terminated -----------------------------------------------------------------
+
+
+def revoking(*ids: str) -> Revocations:
+    revocations = Revocations()
+    revocations.apply(Revocation.now(ids, 60))
+    return revocations
+
+
+async def test_a_revoked_task_is_acked_without_running_and_its_chord_told() -> None:
+    app = app_with_tasks()
+    ran: list[str] = []
+
+    @app.task(name="member")
+    def member() -> None:
+        ran.append("ran")
+
+    h = harness(app, middleware=MiddlewareStack((revoking("m-1"), *app.middleware)))
+    chord = {"id": "c-1", "index": 0, "size": 2, "body": {"task": "body"}}
+    delivery = await h.deliver(
+        task_envelope("member", id="m-1", embed_extras={"rabbitq_chord": chord})
+    )
+    assert ran == [] and h.acks.acked == [delivery.tag] and h.dead() == []
+    (part,) = h.publisher.to("rabbitq.chords")
+    assert decode_part(part.envelope).error["exc_type"] == "TaskRevokedError"
+
+
+async def test_a_terminated_task_is_acked_not_retried_even_when_autoretry_matches() -> None:
+    app = app_with_tasks()
+
+    @app.task(name="stopped", autoretry_for=(Exception,))
+    def stopped() -> None:
+        raise rabbitq.Terminated("revoked and terminated")
+
+    h = harness(app)
+    delivery = await h.deliver(task_envelope("stopped"))
+    assert h.acks.acked == [delivery.tag] and h.dead() == [] and h.publisher.published == []
