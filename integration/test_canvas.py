@@ -144,6 +144,21 @@ def test_a_failing_member_fails_the_chord_and_names_it(canvas: CanvasSetup) -> N
     assert not [r for r in recorded(canvas) if r.startswith("never")]
 
 
+def test_a_revoked_member_fails_the_chord_and_its_body_never_runs(canvas: CanvasSetup) -> None:
+    body = canvas_app.collect.s("never")
+    body.link_error(canvas_app.errback.s("chord-revoked"))
+    revoked_id = str(uuid.uuid4())
+    header = [canvas_app.record_member.s(i, f"member-{i}") for i in range(3)]
+    header[1] = header[1].set(task_id=revoked_id)
+    rabbitq.chord(header, body).apply_async()
+    canvas.app.control.revoke(revoked_id)  # before any worker runs: kept in the broker
+    with canvas.worker():
+        (line,) = wait_recorded(canvas, "chord-revoked")
+        time.sleep(1.0)
+    assert "TaskRevokedError" in line
+    assert not [r for r in recorded(canvas) if r.startswith(("never", "member-1"))]
+
+
 def test_a_chain_containing_a_group_becomes_a_chord(rpc_canvas: CanvasSetup) -> None:
     workflow = (
         canvas_app.inc.s(0)

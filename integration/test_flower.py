@@ -123,3 +123,27 @@ def test_flower_lists_a_rabbitq_worker_and_follows_its_tasks_to_their_ends(
         )
     # Stopped: its worker-offline event marks it offline.
     wait_for(lambda: workers()[node]["status"] is False, 30, workers)
+
+
+def test_flower_s_worker_pages_are_filled_by_the_node_s_remote_control_answers(
+    flower: Flower, broker_url: str, events_app: rabbitq.App, unique_name: str, tmp_path: Path
+) -> None:
+    node = f"{unique_name}@{HOST}"
+    with running_worker(
+        broker_url, unique_name, tmp_path, "-E", "-n", f"{unique_name}@%h",
+        app="integration.apps.events_app", env={"RABBITQ_TEST_QUEUE": unique_name},
+    ):  # fmt: skip
+        events_app.tasks["ev.add"].delay(1, 2)
+
+        def inspected() -> dict[str, Any]:
+            found: dict[str, Any] = flower.get("/api/workers?refresh=1").get(node, {})
+            return found
+
+        wait_for(lambda: "stats" in inspected(), 30, inspected)
+        seen = inspected()
+        assert "ev.add" in seen["registered"]
+        assert [queue["name"] for queue in seen["active_queues"]] == [unique_name]
+        assert seen["stats"]["broker"]["transport"] == "amqp" and "total" in seen["stats"]
+        assert "broker_url" in seen["conf"]
+        page = flower.get(f"/worker/{node}")
+        assert node in page and "ev.add" in page and unique_name in page

@@ -52,7 +52,7 @@ class Control:
     def node(self, name: str) -> str:
         return f"{name}-{self.queue}@test"
 
-    def worker(self, name: str, *args: str) -> WorkerProcess:
+    def worker(self, name: str, *args: str, processes: int = 1) -> WorkerProcess:
         worker = WorkerProcess(
             self.broker_url,
             self.queue,
@@ -64,7 +64,7 @@ class Control:
             env=self.env,
             app=CONTROL_APP,
         )
-        worker.wait_until_consuming()
+        worker.wait_until_consuming(count=processes)  # each process: a node with a mailbox
         return worker
 
     def app(self) -> rabbitq.App:
@@ -218,7 +218,7 @@ def test_add_consumer_and_cancel_consumer_change_what_the_node_consumes(
 
 @pytest.mark.parametrize("program", ["celery", "rabbitq"])
 def test_control_shutdown_stops_the_whole_worker_gracefully(control: Control, program: str) -> None:
-    worker = control.worker("a", "--processes", "2")
+    worker = control.worker("a", "--processes", "2", processes=2)
     node = control.node("a").replace("@", "-1@", 1)
     control.run(program, "control", "shutdown", "-d", node)
     assert worker.process.wait(timeout=60) == 0

@@ -24,15 +24,20 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 
-from rabbitq.errors import MessageDecodeError
-from rabbitq.revocations import CONTENT_TYPE, Revocation, decode_revocation, stream_arguments
+from rabbitq.amqp.contract import Publishes
+from rabbitq.errors import MessageDecodeError, PublishError
+from rabbitq.message import Envelope
+from rabbitq.revocations import Revocation, decode_revocation, stream_arguments
 from rabbitq.topology import REVOCATION_STREAM
 
 log = logging.getLogger("rabbitq.worker")
 
 MARKER_HEADER = "rabbitq-marker"
 PREFETCH = 500  # stream consumers must set a prefetch: entries the broker sends ahead
+ACK_EVERY = 100  # while catching up; well under PREFETCH, so the broker never waits for one
 CATCH_UP_WARNING = 10.0  # seconds: catching up longer than this is said in the log
+MARKER_TIMEOUT = 5.0  # seconds to store the marker before reading until quiet instead
+QUIET = 1.0  # seconds without an entry after which an unmarked log counts as read
 
 
 async def declare_revocation_log(
@@ -51,14 +56,6 @@ async def declare_revocation_log(
         )
 
 
-def revocation_message(revocation: Revocation) -> aio_pika.Message:
-    return aio_pika.Message(
-        revocation.encode(),
-        content_type=CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
-
-
 class RevocationFollower:
     """Reads the log from its start, then follows it; calls ``on_revocation`` for each entry
     (on the worker's loop)."""
@@ -66,14 +63,18 @@ class RevocationFollower:
     def __init__(
         self,
         connection: AbstractRobustConnection,
+        publisher: Publishes,
         on_revocation: Callable[[Revocation], object],
     ) -> None:
         self.connection = connection
+        self.publisher = publisher
         self.on_revocation = on_revocation
+        self._quiet_task: asyncio.Task[None] | None = None
         self.read = 0  # entries read (a worker restart reads them all again)
         self._marker = uuid.uuid4().hex
         self._caught_up = asyncio.Event()
         self._next_offset: int | None = None  # after the last entry seen
+        self._unacked = 0
         self._channel: AbstractRobustChannel | None = None
 
     async def start(self) -> None:
@@ -103,24 +104,48 @@ class RevocationFollower:
         await queue.consume(self._on_entry, arguments={"x-stream-offset": offset})
 
     async def _consume_again(self, channel: AbstractRobustChannel | None) -> None:
+        self._unacked = 0  # what the closed channel held unacked is no longer counted
         if channel is not None:
             await self._consume(channel)
 
     async def _append_marker(self) -> None:
-        async with self.connection.channel(publisher_confirms=True) as channel:
-            await channel.default_exchange.publish(
-                aio_pika.Message(b"", headers={MARKER_HEADER: self._marker}),
-                routing_key=REVOCATION_STREAM,
+        """Through the publisher's connection: one that publishes while the broker blocks
+        publishers (a memory or disk alarm) is not read by the broker at all, and this one
+        carries the worker's acks. If the marker cannot be stored now, what the stream holds
+        is taken as read once a ``QUIET`` second passes without an entry."""
+        marker = Envelope(b"", {MARKER_HEADER: self._marker})
+        try:
+            await self.publisher.publish(
+                REVOCATION_STREAM, marker, exchange="", timeout=MARKER_TIMEOUT
             )
+        except PublishError as exc:
+            log.warning(
+                "could not mark the end of the revocation log (%s); reading it until it has "
+                "been quiet for %.0fs",
+                exc,
+                QUIET,
+            )
+            self._quiet_task = asyncio.create_task(self._caught_up_when_quiet())
+
+    async def _caught_up_when_quiet(self) -> None:
+        seen = -1
+        while seen != self.read:
+            seen = self.read
+            await asyncio.sleep(QUIET)
+        self._caught_up.set()
 
     async def _on_entry(self, message: AbstractIncomingMessage) -> None:
-        # Acks are a stream's credit: without them the broker stops after PREFETCH.
-        await message.ack()
+        # Acks are a stream's credit: without them the broker stops after PREFETCH. One
+        # ack for many (``multiple``) costs a frame per ACK_EVERY entries instead of each.
+        self._unacked += 1
         headers = message.headers or {}
+        mark = headers.get(MARKER_HEADER)
+        if self._unacked >= ACK_EVERY or mark is not None or self._caught_up.is_set():
+            self._unacked = 0
+            await message.ack(multiple=True)
         offset = headers.get("x-stream-offset")
         if isinstance(offset, int):
             self._next_offset = offset + 1
-        mark = headers.get(MARKER_HEADER)
         if mark is not None:
             if mark == self._marker:
                 self._caught_up.set()
@@ -134,5 +159,7 @@ class RevocationFollower:
         self.on_revocation(revocation)
 
     async def close(self) -> None:
+        if self._quiet_task is not None:
+            self._quiet_task.cancel()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()

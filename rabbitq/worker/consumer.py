@@ -251,9 +251,11 @@ class Consumer:
             await declare_chord_queues(connection)  # members report there
         # Every revoke stored before now is known before the first task arrives.
         await declare_revocation_log(connection, self.app.revocations_kept_for)
-        self._revocation_log = RevocationFollower(connection, self.revocations.apply)
+        self._revocation_log = RevocationFollower(
+            connection, self._publisher, self.revocations.apply
+        )
         await self._revocation_log.start()
-        self._mailbox = Mailbox(self.node, connection)
+        self._mailbox = Mailbox(self.node, connection, self._publisher)
         await self._mailbox.start()
         for name in self.queues:
             await self._open_consumer(connection, name)

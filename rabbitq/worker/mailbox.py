@@ -2,11 +2,10 @@
 
 Each process consumes ``<nodename>.celery.pidbox`` (exclusive: it dies with the connection,
 and aio-pika declares it again, with its binding and consumer, after a reconnect), answers
-what ``control/commands.py`` answers, and sends the reply to the asker's queue, fire and
-forget (a reply is transient: the asker waits a second for it, and a lost one is a node that
-did not answer in time). A node name already in use by another live worker is refused by the
-broker (405 RESOURCE_LOCKED): this process then runs without a mailbox and says why.
-"""
+what ``control/commands.py`` answers, and sends the reply to the asker's queue, confirmed,
+on the publisher's connection (a reply whose asker is gone is unroutable and dropped: the
+asker has timed out). A node name already in use by another live worker is refused by the
+broker (405 RESOURCE_LOCKED): this process then runs without a mailbox and says why."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 
-from rabbitq.amqp.aio import to_aio_message
+from rabbitq.amqp.contract import Publishes
 from rabbitq.control import commands, pidbox
 from rabbitq.errors import MessageError
 from rabbitq.message import envelope_from_properties
@@ -25,14 +24,20 @@ from rabbitq.topology import CONTROL_EXCHANGE, CONTROL_REPLY_EXCHANGE
 
 log = logging.getLogger("rabbitq.worker")
 
+REPLY_TIMEOUT = 5.0  # seconds: the asker waits a second or so; a later reply is no use
+
 
 class Mailbox:
-    def __init__(self, node: commands.Node, connection: AbstractRobustConnection) -> None:
+    def __init__(
+        self, node: commands.Node, connection: AbstractRobustConnection, publisher: Publishes
+    ) -> None:
         self.node = node
         self.connection = connection
+        # Replies go out on the publisher's connection: one that publishes while the broker
+        # blocks publishers is not read at all, and the consumer's carries the task acks.
+        self.publisher = publisher
         self.answered = 0
         self._channel: AbstractRobustChannel | None = None
-        self._replies: aio_pika.abc.AbstractExchange | None = None
 
     async def start(self) -> bool:
         """Consume the node's queue; False (and an error in the log) if the name is taken."""
@@ -42,7 +47,7 @@ class Mailbox:
             requests = await channel.declare_exchange(
                 CONTROL_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=False, auto_delete=False
             )
-            self._replies = await channel.declare_exchange(
+            await channel.declare_exchange(
                 CONTROL_REPLY_EXCHANGE,
                 aio_pika.ExchangeType.DIRECT,
                 durable=False,
@@ -81,7 +86,7 @@ class Mailbox:
             await self._reply(request, value)
 
     async def _reply(self, request: pidbox.Request, value: Any) -> None:
-        assert self._replies is not None and request.reply_routing_key is not None
+        assert request.reply_routing_key is not None
         try:
             envelope = pidbox.encode_reply(request, self.node.nodename, value, self.node.clock)
         except (TypeError, ValueError) as exc:  # a value the serializer cannot carry
@@ -89,10 +94,15 @@ class Mailbox:
                 request, self.node.nodename, {"error": f"reply not encodable: {exc}"}
             )
         try:
-            await self._replies.publish(to_aio_message(envelope), request.reply_routing_key)
+            await self.publisher.publish(
+                request.reply_routing_key,
+                envelope,
+                exchange=request.reply_exchange or CONTROL_REPLY_EXCHANGE,
+                timeout=REPLY_TIMEOUT,
+            )
             self.answered += 1
         except Exception as exc:  # the asker is told nothing either way: it times out
-            log.warning("remote-control reply to %s not sent: %s", request.method, exc)
+            log.info("remote-control reply to %s not sent: %s", request.method, exc)
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
