@@ -126,9 +126,10 @@ def main() -> None:
         empty, _ = asyncio.run(catch_up(url))
         fill_log(url, options.entries)
         full, read = asyncio.run(catch_up(url))
+        rate = options.entries / max(full - empty, 1e-9)
         print(f"worker start, log read       {empty * 1000:7.1f} ms with the log as it was; "
               f"{full * 1000:7.1f} ms with {options.entries} entries more "
-              f"({read} read, {options.entries / max(full - empty, 1e-9):,.0f} entries/s)")  # fmt: skip
+              f"({read} read, {rate:,.0f} entries/s)")  # fmt: skip
     finally:
         if broker is not None:
             broker.stop()
