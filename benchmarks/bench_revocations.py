@@ -37,14 +37,14 @@ from rabbitq.revocations import Revocation  # noqa: E402
 from rabbitq.testing import LocalBroker  # noqa: E402
 from rabbitq.topology import REVOCATION_STREAM  # noqa: E402
 
-APP_SOURCE = '''
+APP_SOURCE = """
 import rabbitq
 app = rabbitq.App("bench-revoke")
 
 @app.task(name="bench.noop", queue="bench-revoke")
 def noop():
     return None
-'''
+"""
 
 
 def round_trips(app: rabbitq.App, node: str, count: int) -> tuple[list[float], list[float]]:

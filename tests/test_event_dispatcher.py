@@ -35,7 +35,7 @@ class Sink:
         return self.takes
 
 
-async def test_task_events_of_one_loop_turn_leave_as_one_task_multi_list() -> None:
+async def test_task_events_of_one_window_leave_as_one_task_multi_list() -> None:
     sink = Sink()
     dispatcher = EventDispatcher(
         "n@h", sink, schedule=lambda flush: asyncio.get_running_loop().call_soon(flush)

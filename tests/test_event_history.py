@@ -31,6 +31,22 @@ def test_since_refuses_anything_else_saying_what_it_takes() -> None:
         parse_since("yesterday", NOW)
 
 
+@pytest.mark.parametrize("text", ["", "   "])
+def test_since_refuses_an_empty_time_instead_of_reading_everything(text: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"90s, 30m"):
+        parse_since(text, NOW)
+
+
+def test_since_refuses_a_time_in_the_future_whose_read_would_never_end() -> None:
+    with pytest.raises(ConfigurationError, match="in the future"):
+        parse_since("2027-01-01T00:00:00", NOW)
+
+
+def test_since_refuses_a_time_ago_before_any_date() -> None:
+    with pytest.raises(ConfigurationError, match="further back than any date"):
+        parse_since("999999999999w", NOW)
+
+
 def test_an_id_keeps_that_task_only() -> None:
     wanted = EventFilter(task_id="a")
     assert wanted.keep({"type": "task-started", "uuid": "a"})

@@ -352,8 +352,10 @@ class BlockingPublisher:
         self._flush_events()
 
     def _flush_events(self) -> None:
-        """Send the buffered events (I/O thread); the first opens the event channel."""
-        if not self._ready or not len(self.events):
+        """Send the buffered events (I/O thread); the first opens the event channel. Not
+        while the broker blocks the connection: pika would only pile them up in its own
+        unbounded buffer; they wait in ours (bounded, dropped and counted) until unblocked."""
+        if not self._ready or not len(self.events) or self._blocked_reason is not None:
             return
         channel = self._event_channel
         if channel is None:
@@ -444,6 +446,7 @@ class BlockingPublisher:
     def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
         log.info("broker unblocked the publisher connection")
         self._blocked_reason = None
+        self._flush_events()
 
     def _flush(self) -> None:
         if not self._ready or self._channel is None:

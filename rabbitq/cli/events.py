@@ -45,7 +45,7 @@ def events(
     file's events.history), then new ones with --follow; without a history, --follow prints
     live events."""
     try:
-        start = parse_since(since, dt.datetime.now(dt.UTC)) if since else None
+        start = parse_since(since, dt.datetime.now(dt.UTC)) if since is not None else None
     except RabbitqError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     wanted = EventFilter(since=start, task=task, task_id=task_id, heartbeats=heartbeats)

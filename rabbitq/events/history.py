@@ -27,17 +27,25 @@ REMEMBERED_IDS = 1_000_000
 def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     """``90s``, ``30m``, ``1h``, ``2d``, ``1w`` ago, or an ISO 8601 time (UTC if it has no
     offset)."""
+    usage = (
+        f"{text!r}: give a time ago (90s, 30m, 1h, 2d, 1w) or an ISO 8601 time "
+        "(2026-12-04T10:00:00+01:00)"
+    )
     match = _AGO.fullmatch(text.strip())
     if match:
-        return now - dt.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        try:
+            return now - dt.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        except OverflowError:  # 999999999999w: before the first year there is
+            raise ConfigurationError(f"{text!r} is further back than any date") from None
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigurationError(
-            f"--since {text!r}: give a time ago (90s, 30m, 1h, 2d, 1w) or an ISO 8601 time "
-            "(2026-12-04T10:00:00+01:00)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+        raise ConfigurationError(usage) from None
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    if moment > now:
+        # Nothing can be stored after now: without --follow the read would never end.
+        raise ConfigurationError(f"{text!r} is in the future")
+    return moment
 
 
 @dataclass

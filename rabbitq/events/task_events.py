@@ -13,7 +13,7 @@ Where each comes from::
                     task-rejected   any other (requeue=False: it is in <queue>.dead)
     after_skip      task-revoked    a middleware skipped it (SkipTask)
 
-Each is sent with the others of the same loop turn as one message and never waits for the
+Each is sent with the others of its 0.1 s window as one message and never waits for the
 broker (``dispatcher.py``), so events cost a task a few microseconds and never its time.
 """
 
