@@ -9,22 +9,33 @@ reason, never ignored.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import logging
 import os
 import platform
 import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from rabbitq.middleware.middleware import TaskContext
 from rabbitq.redaction import without_password
 from rabbitq.revocations import Revocation
 
 log = logging.getLogger("rabbitq.worker")
 
 BUILTIN_PREFIXES = ("celery.", "rabbitq.")
+
+
+class Run(Protocol):
+    """A run or a waiting task, as the middleware's ``TaskContext`` has it."""
+
+    @property
+    def message(self) -> Any: ...
+    @property
+    def delivery(self) -> Any: ...
+    @property
+    def runtime(self) -> float: ...
 
 
 class CommandRefused(Exception):
@@ -45,8 +56,8 @@ class Node(Protocol):
     @property
     def clock(self) -> int: ...
 
-    def running(self) -> list[TaskContext]: ...
-    def waiting(self) -> list[TaskContext]: ...
+    def running(self) -> Sequence[Run]: ...
+    def waiting(self) -> Sequence[Run]: ...
     def totals(self) -> dict[str, int]: ...
     def revoked_ids(self) -> list[str]: ...
     def revoke(self, revocation: Revocation, *, log_it: bool) -> Awaitable[list[str]]: ...
@@ -180,10 +191,12 @@ def hello(node: Node, from_node: str | None = None, revoked: Any = None, **_: An
 
 
 def report(node: Node, **_: Any) -> dict[str, Any]:
-    import rabbitq
-
+    try:
+        version = importlib.metadata.version("rabbitq")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
     return ok(
-        f"rabbitq {getattr(rabbitq, '__version__', '?')} on Python {platform.python_version()} "
+        f"rabbitq {version} on Python {platform.python_version()} "
         f"({platform.platform()}); node {node.nodename}, queues {', '.join(node.queues)}"
     )
 
@@ -353,7 +366,7 @@ async def dispatch(node: Node, method: str, arguments: dict[str, Any]) -> Any:
 # -- shapes -------------------------------------------------------------------------------------
 
 
-def task_info(node: Node, context: TaskContext, safe: bool, started: bool) -> dict[str, Any]:
+def task_info(node: Node, context: Run, safe: bool, started: bool) -> dict[str, Any]:
     message, delivery = context.message, context.delivery
     headers = delivery.envelope.headers
     if safe:
