@@ -5,10 +5,11 @@
 Runs no-op deliveries (an ``async def`` task, so no thread hand-off blurs the figure) through
 ``worker/pipeline.py`` with an in-memory publisher and acker, three ways, interleaved, and
 prints the median of R runs for each: no middleware at all; the default stack without time
-limits (Celery's signals and the worker's counters); the default stack (with the time limits,
-which give every run a RunControl and a timer for the consumer-timeout ceiling: what every
-worker runs); the same with a soft and a hard limit on the task (two timers, and the
-coroutine awaited through the soft-limit wrapper); the default stack plus five user
+limits (Celery's signals and the worker's counters); the default stack (the revocations
+first, and the time limits, which give every run a RunControl, a timer for the
+consumer-timeout ceiling and the interruptible wrapper around the coroutine: what every
+worker runs); the same with a soft and a hard limit on the task (two timers); the
+default stack plus five user
 middleware that override every worker hook with a plain no-op. The first against the
 default is what the seam costs a worker that uses nothing; divide a difference by a real
 worker's time per no-op task (``bench_core.py``) for its share.
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import rabbitq  # noqa: E402
 from rabbitq.middleware import MiddlewareStack, WorkerStats  # noqa: E402
+from rabbitq.middleware.revocations import Revocations  # noqa: E402
 from rabbitq.worker.time_limits import TimeLimits  # noqa: E402
 from tests.pipeline_support import harness, make_app, task_envelope  # noqa: E402
 
@@ -54,7 +56,8 @@ def build(kind: str) -> Any:
     stacks = {
         "none": MiddlewareStack(()),
         "no limits": app.middleware.added(WorkerStats()),
-        "default": app.middleware.added(limits, WorkerStats()),  # as a worker runs it
+        # As a worker runs it: revocations first, then the app's, the limits and the counters.
+        "default": MiddlewareStack((Revocations(), *app.middleware, limits, WorkerStats())),
         "limited": app.middleware.added(limits, WorkerStats()),
         "five more": app.middleware.added(limits, WorkerStats(), *(NoOp() for _ in range(5))),
     }
