@@ -9,6 +9,7 @@ from typing import Any
 
 import rabbitq
 from rabbitq.control import commands
+from rabbitq.errors import PublishTimeoutError
 from rabbitq.middleware.middleware import TaskContext
 from rabbitq.revocations import Revocation
 
@@ -32,6 +33,7 @@ class Node:
     logged: list[bool] = field(default_factory=list)
     events_on: bool | None = None
     stopped: bool = False
+    log_refuses: bool = False
 
     def running(self) -> list[TaskContext]:
         return []
@@ -47,6 +49,8 @@ class Node:
 
     async def revoke(self, revocation: Revocation, *, log_it: bool) -> list[str]:
         self.revocations.append(revocation)
+        if log_it and self.log_refuses:
+            raise PublishTimeoutError("no publisher confirm within 5s")
         self.logged.append(log_it)
         return []
 
@@ -175,3 +179,10 @@ def test_add_consumer_and_cancel_consumer_answer_as_celery_does() -> None:
         "ok": "no longer consuming from reports"
     }
     assert ask(node, "cancel_consumer", queue="other") == {"error": "not consuming from 'other'"}
+
+
+def test_a_revoke_the_log_does_not_take_says_it_holds_on_this_node_only() -> None:
+    node = Node(log_refuses=True)
+    reply = ask(node, "revoke", task_id="a")
+    assert "on this node only" in reply["error"] and "no publisher confirm" in reply["error"]
+    assert node.revoked_ids() == ["a"]

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from rabbitq.errors import PublishError
 from rabbitq.redaction import without_password
 from rabbitq.revocations import Revocation
 
@@ -220,7 +221,13 @@ async def revoke(
     )
     # A Celery client broadcasts only: the node writes the revoke into the log for the
     # others, and for after a restart. rabbitq's client has written it already.
-    terminated = await node.revoke(revocation, log_it=not rabbitq_logged)
+    try:
+        terminated = await node.revoke(revocation, log_it=not rabbitq_logged)
+    except PublishError as exc:
+        raise CommandRefused(
+            f"tasks {set(ids)!r} flagged as revoked on this node only: not stored in the "
+            f"revocation log ({exc}); revoke them again once the broker takes publishes"
+        ) from exc
     if terminate:
         return ok(
             f"terminate: {', '.join(terminated)}" if terminated else "terminate: tasks unknown"

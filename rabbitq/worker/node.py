@@ -20,6 +20,8 @@ from rabbitq.topology import REVOCATION_STREAM
 
 log = logging.getLogger("rabbitq.worker")
 
+LOG_TIMEOUT = 5.0  # seconds to store a Celery revoke in the log: the asker waits for the reply
+
 
 class Runs(Protocol):
     def runs(self) -> list[TaskContext]: ...
@@ -86,7 +88,9 @@ class WorkerNode:
             # that are down now, and outlives this one. Each node that got the broadcast
             # writes it; the copies are one revoke to a reader.
             envelope = Envelope(revocation.encode(), {}, content_type=CONTENT_TYPE)
-            await self._consumer.publisher.publish(REVOCATION_STREAM, envelope, exchange="")
+            await self._consumer.publisher.publish(
+                REVOCATION_STREAM, envelope, exchange="", timeout=LOG_TIMEOUT
+            )
         return terminated
 
     async def add_consumer(self, queue: str) -> None:
