@@ -358,3 +358,26 @@ def _queues_with_messages(control: Control) -> str:
         for name in (control.queue, f"{control.queue}.dead")
         if queue_depth(control.broker_url, name)
     )
+
+
+def test_revoking_a_group_result_revokes_every_member(control: Control) -> None:
+    app = control.app()
+    members = [
+        rabbitq.Signature("ctl.record", (f"member-{i}",), options={"queue": control.queue}, app=app)
+        for i in range(3)
+    ]
+    result = rabbitq.group(members).apply_async()  # revoked before any worker runs
+    assert isinstance(result, rabbitq.GroupResult)
+    result.revoke()
+    worker = control.worker("a")
+    try:
+        leaves = [member for member in result.results if isinstance(member, rabbitq.AsyncResult)]
+        assert len(leaves) == 3
+
+        def states() -> list[str]:
+            return [state_of(leaf) for leaf in leaves]
+
+        wait_for(lambda: states() == ["REVOKED"] * 3, 60, lambda: str(states()))
+        assert not [label for label in control.labels() if label.startswith("member-")]
+    finally:
+        worker.stop()

@@ -233,12 +233,11 @@ class GroupResult:
         return any(leaf.failed() for leaf in self._leaves())
 
     def revoke(self, terminate: bool = False, signal: str | None = None) -> None:
-        """Never start this task, on any worker, also after restarts (``app.control.revoke``);
-        with ``terminate``, also stop it if it is running now."""
+        """Revoke every member (one log entry for all), as Celery's ``GroupResult.revoke``."""
         control = getattr(self.app, "control", None)
         if control is None:
             raise ConfigurationError("this result has no app to revoke it through")
-        control.revoke(self.id, terminate=terminate, signal=signal)
+        control.revoke([leaf.id for leaf in self._leaves()], terminate=terminate, signal=signal)
 
     def forget(self) -> None:
         for leaf in self._leaves():
