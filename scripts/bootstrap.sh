@@ -48,6 +48,9 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/
 # psycopg (pure Python) loads the system's libpq; postgresql brings it, a client-only box may not.
 compgen -G '/usr/lib/*/libpq.so.5' >/dev/null || compgen -G '/usr/lib/libpq.so.5' >/dev/null \
     || missing+=(libpq5)
+# The dashboard's browser spec drives Debian's Chromium through Playwright (Playwright's own
+# browser download is not reachable here).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     if is_root && command -v apt-get >/dev/null; then
         say "installing ${missing[*]} (apt-get)"
