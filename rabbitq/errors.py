@@ -8,6 +8,7 @@
     ├── BrokerError                 talking to RabbitMQ failed
     │   ├── BrokerConnectionError   could not connect, or the connection was lost for good
     │   ├── TopologyConflictError   a queue exists with different arguments
+    │   ├── QueueNotFoundError      a queue the caller named does not exist
     │   └── EventHistoryMissingError the broker keeps no event history (rabbitq events)
     ├── PublishError                a message was not accepted by the broker
     │   ├── UnroutableError         no queue is bound for the routing key (mandatory return)
@@ -80,6 +81,10 @@ class BrokerConnectionError(BrokerError):
 
 class TopologyConflictError(BrokerError):
     """A queue or exchange already exists with arguments that differ from ours."""
+
+
+class QueueNotFoundError(BrokerError):
+    """A queue the caller named (``rabbitq dead``, the dashboard) does not exist."""
 
 
 class EventHistoryMissingError(BrokerError):

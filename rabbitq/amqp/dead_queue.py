@@ -30,7 +30,7 @@ from rabbitq.dead_letters import (
     replay_envelope,
     replay_target,
 )
-from rabbitq.errors import BrokerError, PublishError
+from rabbitq.errors import BrokerConnectionError, BrokerError, PublishError, QueueNotFoundError
 from rabbitq.message import Envelope, envelope_from_properties
 from rabbitq.topology import DeadLetterQueueSpec
 
@@ -94,7 +94,11 @@ class DeadQueue:
             self._depth = self._channel.queue_declare(queue, passive=True).method.message_count
             self.kind = self._probe_kind()
         except pika.exceptions.ChannelClosedByBroker as exc:
-            raise BrokerError(f"queue {queue!r} does not exist ({exc.reply_text})") from None
+            if exc.reply_code == 404:
+                raise QueueNotFoundError(f"queue {queue!r} does not exist") from None
+            raise BrokerError(f"cannot open {queue!r}: {exc.reply_text}") from None
+        except pika.exceptions.AMQPConnectionError as exc:
+            raise BrokerConnectionError(f"cannot reach the broker: {exc!r}") from None
         except pika.exceptions.AMQPError as exc:
             raise BrokerError(f"cannot open {queue!r}: {exc!r}") from None
         version = self._connection._impl.server_properties.get("version", b"")
