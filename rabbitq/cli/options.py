@@ -14,6 +14,14 @@ broker_option = click.option(
     help="AMQP URL [env: RABBITQ_BROKER_URL].",
 )
 
+management_url_option = click.option(
+    "--management-url",
+    envvar="RABBITQ_MANAGEMENT_URL",
+    default=None,
+    help="Management API URL [env: RABBITQ_MANAGEMENT_URL; default: same host as --broker, "
+    "port 15672].",
+)
+
 routing_option = click.option(
     "--routing",
     type=click.Path(dir_okay=False),

@@ -13,7 +13,7 @@ from rabbitq.amqp.management import (
     management_url_for,
     vhost_of,
 )
-from rabbitq.cli.options import broker_option
+from rabbitq.cli.options import broker_option, management_url_option
 from rabbitq.errors import RabbitqError
 from rabbitq.routing import load_routing
 from rabbitq.topology import TASK_EXCHANGE
@@ -22,14 +22,6 @@ from rabbitq.topology import TASK_EXCHANGE
 @click.group()
 def topology() -> None:
     """Declare and inspect exchanges, queues and bindings."""
-
-
-management_url_option = click.option(
-    "--management-url",
-    envvar="RABBITQ_MANAGEMENT_URL",
-    default=None,
-    help="Management API URL [default: same host as --broker, port 15672].",
-)
 
 
 @topology.command()
