@@ -11,9 +11,9 @@ import click
 
 from rabbitq.amqp.dead_queue import DeadLetter, DeadQueue
 from rabbitq.cli.options import broker_option
+from rabbitq.dead_letter_details import DeadLetterDetails, ReplaySelection
 from rabbitq.dead_letters import dead_queue_name
 from rabbitq.errors import RabbitqError
-from rabbitq.message import decode_task
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -71,17 +71,15 @@ def show(queue: str, task_id: str, broker: str) -> None:
 
 
 def _show(letter: DeadLetter) -> None:
-    headers = letter.envelope.headers
-    for key in sorted(headers):
-        if key != "rabbitq_traceback":
-            click.echo(f"{key}: {headers[key]}")
-    try:
-        message = decode_task(letter.envelope)
-        click.echo(f"args: {message.args!r}\nkwargs: {message.kwargs!r}")
-    except RabbitqError as exc:
-        click.echo(f"body: {letter.envelope.body[:500]!r} ({exc})")
-    if "rabbitq_traceback" in headers:
-        click.echo("\n" + str(headers["rabbitq_traceback"]))
+    details = DeadLetterDetails.of(letter.envelope)
+    for key, value in details.headers:
+        click.echo(f"{key}: {value}")
+    if details.body_problem is None:
+        click.echo(f"args: {details.args}\nkwargs: {details.kwargs}")
+    else:
+        click.echo(f"body: {details.body_problem}")
+    if details.traceback is not None:
+        click.echo("\n" + details.traceback)
 
 
 @dead.command()
@@ -94,26 +92,20 @@ def replay(
     queue: str, broker: str, task_ids: tuple[str, ...], replay_all: bool, task_name: str | None
 ) -> None:
     """Put dead letters back on the queue they came from (confirmed before removal)."""
-    if not (task_ids or replay_all or task_name):
+    selection = ReplaySelection(frozenset(task_ids), task_name, replay_all)
+    if selection.is_empty:
         raise click.UsageError("say which: --id ID (repeatable), --task NAME, or --all")
-    wanted = set(task_ids)
-
-    def select(letter: DeadLetter) -> bool:
-        summary = letter.summary
-        return (not wanted or summary.id in wanted) and (
-            task_name is None or summary.task == task_name
-        )
-
     # Replaying everything hands nothing back (only a copy the broker refused), so it needs
     # no browsing; a selection hands back every dead letter it passes over.
-    everything = replay_all and not task_name and not task_ids
-    with _open(broker, queue, browse=not everything) as dead_queue:
+    with _open(broker, queue, browse=not selection.everything) as dead_queue:
         bar: ProgressBar[int] = click.progressbar(
             length=dead_queue.depth, label=f"replaying from {dead_queue.queue}", file=sys.stderr
         )
         with bar:
             try:
-                replayed, problems = dead_queue.replay(select, bar.update)
+                replayed, problems = dead_queue.replay(
+                    lambda letter: selection.takes(letter.summary), bar.update
+                )
             except RabbitqError as exc:
                 raise click.ClickException(str(exc)) from None
     click.echo(f"replayed {replayed} dead letter(s)")
