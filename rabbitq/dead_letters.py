@@ -25,12 +25,13 @@ it describes deliveries of the original, and a replayed message must start from 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
 from rabbitq.delays import ROUTE, decode_delay
-from rabbitq.message import BROKER_DEATH_HEADERS, Envelope
+from rabbitq.message import BROKER_DEATH_HEADERS, SENT_AT_HEADER, Envelope, sent_at_ms
 from rabbitq.redelivery import COUNT_HEADERS, QUORUM_DELIVERY_COUNT_HEADER
 from rabbitq.timeouts import STOPPED_HEADER
 from rabbitq.topology import DEAD_SUFFIX, TASK_EXCHANGE
@@ -200,8 +201,10 @@ def replay_target(dead: Envelope, dead_queue: str, routing_key: str) -> ReplayTa
     return ReplayTarget("", dead_queue.removesuffix(DEAD_SUFFIX))
 
 
-def replay_envelope(dead: Envelope) -> Envelope:
-    """The message as it was, with a fresh start: retries and redelivery count reset."""
+def replay_envelope(dead: Envelope, now: float | None = None) -> Envelope:
+    """The message as it was, with a fresh start: retries and redelivery count reset, and
+    its sent-at (if it has one) set to ``now`` (``time.time()``): a replay is a new publish,
+    and its wait for a worker starts there, not at the original's."""
     restored = restored_envelope(dead)
     headers = {
         k: v
@@ -211,4 +214,6 @@ def replay_envelope(dead: Envelope) -> Envelope:
     if "retries" in headers:
         headers["retries"] = 0
     headers.pop("eta", None)  # replayed means "run now"
+    if SENT_AT_HEADER in headers:
+        headers[SENT_AT_HEADER] = sent_at_ms(time.time() if now is None else now)
     return replace(restored, headers=headers)

@@ -7,7 +7,8 @@ whose body is ``[args, kwargs, embed]``::
                 delivery_mode = 2 (persistent), reply_to, priority
     headers:    lang, task, id, root_id, parent_id, group, eta, expires (ISO 8601),
                 retries, timelimit [hard, soft], argsrepr, kwargsrepr, origin,
-                plus rabbitq_* headers that Celery ignores
+                plus rabbitq_* headers that Celery ignores, among them rabbitq_sent_at:
+                when it was published (epoch milliseconds; ``SENT_AT_HEADER``)
     body:       [args, kwargs, {"callbacks", "errbacks", "chain", "chord"}]
 
 Speaking Celery's protocol lets a team move one queue at a time between Celery and rabbitq.
@@ -45,6 +46,25 @@ BROKER_DEATH_HEADERS = frozenset(
         "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
     }
 )  # fmt: skip
+
+# When rabbitq published the message, in whole milliseconds since the epoch: an integer
+# because pika's AMQP tables have no float. The worker's queue-wait metric reads it (a
+# Celery producer's messages carry none, and are left out of that metric).
+SENT_AT_HEADER = "rabbitq_sent_at"
+
+
+def sent_at_ms(now: float) -> int:
+    """``now`` (``time.time()``) as the value of ``SENT_AT_HEADER``."""
+    return int(now * 1000)
+
+
+def sent_at_of(headers: Mapping[str, Any]) -> float | None:
+    """The publish time in ``headers`` (epoch seconds), or None when it carries none."""
+    value = headers.get(SENT_AT_HEADER)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value / 1000
+    return None
+
 
 _repr = reprlib.Repr()
 _repr.maxstring = 256

@@ -9,6 +9,7 @@ the call, never from a dead letter.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rabbitq.canvas import CHORD_OPTION, signature_dicts
 from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
 from rabbitq.errors import ConfigurationError
-from rabbitq.message import Envelope, TaskMessage, encode_task, utcnow
+from rabbitq.message import SENT_AT_HEADER, Envelope, TaskMessage, encode_task, sent_at_ms, utcnow
 from rabbitq.publish_options import PublishOptions, absolute_time, eta_of
 from rabbitq.routing import route_for_task, validate_routing_key
 from rabbitq.serializers import Serializer, serializer_named
@@ -147,7 +148,13 @@ def prepare(
         errbacks=signature_dicts(options.link_error),
         chain=list(reversed(canvas.continuation)) or None,
         embed_extras={CHORD_OPTION: canvas.chord_member} if canvas.chord_member else {},
-        headers={**canvas.headers, **(options.headers or {})},
+        # Sent-at last: a follow-up's headers may carry its parent's, and this is a publish
+        # of its own (the worker's queue-wait metric counts from it).
+        headers={
+            **canvas.headers,
+            **(options.headers or {}),
+            SENT_AT_HEADER: sent_at_ms(time.time()),
+        },
     )
     try:
         envelope = encode_task(message, serializer)
