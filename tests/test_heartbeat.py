@@ -16,6 +16,9 @@ WORKER_FIELDS = {"freq", "active", "processed", "loadavg", "sw_ident", "sw_ver",
 class Worker:
     active = 2
     processed = 41
+    concurrency = 8
+    queues = ("emails", "reports")
+    chords_in_flight = 3
 
 
 async def test_a_worker_goes_online_beats_and_goes_offline_with_celerys_fields() -> None:
@@ -36,6 +39,18 @@ async def test_a_worker_goes_online_beats_and_goes_offline_with_celerys_fields()
         assert set(event) >= WORKER_FIELDS
         assert event["active"] == 2 and event["processed"] == 41 and event["freq"] == 0.05
         assert event["sw_ident"] == "py-rabbitq" and len(event["loadavg"]) == 3
+
+
+async def test_a_heartbeat_carries_the_slots_queues_and_chords_rabbitq_status_shows() -> None:
+    sent: list[Any] = []
+    heartbeat = WorkerHeartbeat(
+        EventDispatcher("rabbitq@h", lambda _rk, e: sent.append(json.loads(e.body)) or True),
+        interval=0.02,
+    )
+    heartbeat.beat_now(Worker())
+    assert sent[0]["rabbitq_concurrency"] == 8
+    assert sent[0]["rabbitq_queues"] == ["emails", "reports"]
+    assert sent[0]["rabbitq_chords"] == 3
 
 
 async def test_after_offline_no_heartbeat_follows() -> None:

@@ -36,6 +36,7 @@ from rabbitq.delays import (
     level_ttl_ms,
 )
 from rabbitq.errors import BrokerConnectionError, TopologyConflictError
+from rabbitq.status.newest import NEWEST_QUEUE_ARGUMENTS, newest_queue_name
 from rabbitq.topology import (
     EVENT_EXCHANGE,
     EVENT_HISTORY_BINDINGS,
@@ -181,6 +182,7 @@ async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> list
         )
         if await _declare_one(connection, name, arguments, earlier)
     ]
+    await _declare_one(connection, newest_queue_name(dead.name), NEWEST_QUEUE_ARGUMENTS)
     await bind_queue(connection, spec)
     return adopted
 
@@ -211,6 +213,8 @@ async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
     dead = spec.dead_letter_spec()
     if not await _exists(connection, dead.name):
         await _declare_one(connection, dead.name, dead.arguments())
+    if not await _exists(connection, newest_queue_name(dead.name)):
+        await _declare_one(connection, newest_queue_name(dead.name), NEWEST_QUEUE_ARGUMENTS)
     await bind_queue(connection, spec)
 
 

@@ -6,9 +6,11 @@ import click
 
 from rabbitq.cli.beat import beat
 from rabbitq.cli.control import control, inspect
+from rabbitq.cli.dashboard import dashboard
 from rabbitq.cli.dead import dead
 from rabbitq.cli.dev_broker import dev_broker
 from rabbitq.cli.events import events
+from rabbitq.cli.status import status
 from rabbitq.cli.topology import topology
 from rabbitq.cli.worker import worker
 
@@ -23,10 +25,12 @@ cli.add_command(worker)
 cli.add_command(topology)
 cli.add_command(dev_broker)
 cli.add_command(dead)
+cli.add_command(dashboard)
 cli.add_command(beat)
 cli.add_command(events)
 cli.add_command(inspect)
 cli.add_command(control)
+cli.add_command(status)
 
 
 def main() -> None:

@@ -2,6 +2,11 @@
 seconds, ``worker-offline`` when the worker stops; sent unless ``--without-heartbeat``, with
 or without ``-E``, as Celery does. Flower and ``rabbitq status`` list a node by them, and
 count it offline when two heartbeats are missed.
+
+Besides Celery's fields each carries three of rabbitq's (Celery's readers ignore them), so
+``rabbitq status`` needs no remote-control round trip: ``rabbitq_concurrency`` (task slots),
+``rabbitq_queues`` (the queues it consumes) and ``rabbitq_chords`` (chords this process
+tallies as the chord coordinator; 0 on every process but the coordinating one).
 """
 
 from __future__ import annotations
@@ -26,6 +31,15 @@ class Beating(Protocol):
 
     @property
     def processed(self) -> int: ...
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def queues(self) -> tuple[str, ...]: ...
+
+    @property
+    def chords_in_flight(self) -> int: ...
 
 
 class WorkerHeartbeat(Middleware):
@@ -65,4 +79,7 @@ class WorkerHeartbeat(Middleware):
             processed=worker.processed,
             loadavg=load_average(),
             **software_info(),
+            rabbitq_concurrency=worker.concurrency,
+            rabbitq_queues=list(worker.queues),
+            rabbitq_chords=worker.chords_in_flight,
         )

@@ -74,6 +74,7 @@ class WorkerFigures:
     last_seen: float  # time.time() of its newest event
     online: bool  # heard from within two heartbeat intervals, and not gone offline
     queues: tuple[str, ...] = ()
+    chords_in_flight: int | None = None  # None: a worker that does not report it (Celery's)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups
 from rabbitq.worker.mailbox import Mailbox
+from rabbitq.worker.newest_dead_letter import NewestDeadLetterRecord
 from rabbitq.worker.node import WorkerNode
 from rabbitq.worker.pipeline import Pipeline
 from rabbitq.worker.recycling import Recycler, Recycling, end_now
@@ -117,7 +118,14 @@ class Consumer:
         self.recycler = Recycler(self.hostname, recycle_within or STUCK_RECYCLE_WITHIN)
         # The worker's own middleware ride on the app's, after the user's: time limits arm
         # their timers right before the task, and the counters see every outcome.
-        own: list[Middleware] = [TimeLimits(app.consumer_timeout)]
+        own: list[Middleware] = [
+            TimeLimits(app.consumer_timeout),
+            NewestDeadLetterRecord(
+                lambda key, envelope, timeout: self._publisher.publish(
+                    key, envelope, exchange="", timeout=timeout
+                )
+            ),
+        ]
         if max_tasks_per_child is not None or max_memory_per_child is not None:
             own.append(
                 Recycling(
@@ -166,6 +174,11 @@ class Consumer:
     def active(self) -> int:
         """Tasks running now (a heartbeat's ``active``)."""
         return self.pipeline.running
+
+    @property
+    def chords_in_flight(self) -> int:
+        """Chords this process tallies as chord coordinator (heartbeats: ``rabbitq_chords``)."""
+        return self._coordinator.in_flight if self._coordinator is not None else 0
 
     @property
     def publisher(self) -> AsyncPublisher:

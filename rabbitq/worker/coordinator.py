@@ -102,6 +102,11 @@ class ChordCoordinator:
         self._stopping = False
         self._ticker: asyncio.Task[None] | None = None
 
+    @property
+    def in_flight(self) -> int:
+        """Chords this coordinator tallies now (0 unless it is the queue's active consumer)."""
+        return len(self._tallies)
+
     async def start(self) -> None:
         await declare_chord_queues(self.connection)
         channel = await self.connection.channel()

@@ -1,0 +1,61 @@
+"""``rabbitq status``: queues, workers, dead letters, delays, chords and the beat on one screen."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from rabbitq.amqp.status_collector import StatusCollector
+from rabbitq.cli.options import broker_option, management_url_option
+from rabbitq.status.render import render_text
+from rabbitq.status.snapshot import snapshot_to_json
+
+CLEAR = "\x1b[H\x1b[2J"
+
+
+@click.command()
+@broker_option
+@management_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as one JSON object.")
+@click.option(
+    "--watch",
+    type=float,
+    default=None,
+    is_flag=False,
+    flag_value=2.0,
+    metavar="[SECONDS]",
+    help="Refresh every SECONDS (2 when given alone) until interrupted.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Also empty dead queues and other queues.")
+@click.option("--beat-group", default="", help="The beat group to show (default: the default).")
+def status(
+    broker: str,
+    management_url: str | None,
+    as_json: bool,
+    watch: float | None,
+    show_all: bool,
+    beat_group: str,
+) -> None:
+    """One picture of the system: queues, workers (from heartbeats), dead letters with the
+    newest reason, delay levels, chords in flight, the beat's leader and next ticks.
+
+    Everything is read from RabbitMQ; the first picture takes about one heartbeat interval
+    (2.5 s), to hear every worker."""
+    if watch is not None and watch <= 0:
+        raise click.BadParameter("must be more than 0 seconds", param_hint="--watch")
+    with StatusCollector(broker, management_url, beat_group=beat_group) as collector:
+        while True:
+            snapshot = collector.collect()
+            if as_json:
+                click.echo(json.dumps(snapshot_to_json(snapshot)))
+            else:
+                prefix = CLEAR if watch is not None else ""
+                click.echo(prefix + render_text(snapshot, show_all=show_all))
+            if watch is None:
+                return
+            try:
+                time.sleep(watch)
+            except KeyboardInterrupt:
+                return

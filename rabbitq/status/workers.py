@@ -1,0 +1,64 @@
+"""Workers known from their events: the newest ``worker-*`` event of each node. Pure.
+
+A node is online from its ``worker-online`` or a heartbeat until its ``worker-offline``, or
+until it misses two heartbeats (Flower's rule); a node gone quiet is forgotten after
+``FORGET_AFTER`` seconds, so a status screen does not fill with every process that ever ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rabbitq.status.snapshot import WorkerFigures
+
+FORGET_AFTER = 300.0  # seconds after its last event
+DEFAULT_FREQ = 2.0  # a heartbeat event without ``freq``: Celery's default interval
+
+
+class WorkerTable:
+    def __init__(self) -> None:
+        self._newest: dict[str, tuple[float, Mapping[str, Any]]] = {}  # node -> (heard, event)
+
+    def take(self, event: Mapping[str, Any], heard_at: float) -> None:
+        """Take one event (non-worker events are ignored)."""
+        kind = str(event.get("type", ""))
+        hostname = event.get("hostname")
+        if not kind.startswith("worker-") or not isinstance(hostname, str):
+            return
+        self._newest[hostname] = (heard_at, event)
+
+    def figures(self, now: float) -> tuple[WorkerFigures, ...]:
+        for hostname, (heard, _event) in list(self._newest.items()):
+            if now - heard > FORGET_AFTER:
+                del self._newest[hostname]
+        return tuple(
+            _figures(hostname, heard, event, now)
+            for hostname, (heard, event) in sorted(self._newest.items())
+        )
+
+
+def _figures(hostname: str, heard: float, event: Mapping[str, Any], now: float) -> WorkerFigures:
+    freq = event.get("freq")
+    interval = float(freq) if isinstance(freq, int | float) and freq > 0 else DEFAULT_FREQ
+    # Two missed heartbeats, plus a second for the trip, as Flower counts a node offline.
+    online = event.get("type") != "worker-offline" and now - heard <= 2 * interval + 1
+    loadavg = event.get("loadavg") or ()
+    queues = event.get("rabbitq_queues") or ()
+    return WorkerFigures(
+        hostname=hostname,
+        pid=_int_or_none(event.get("pid")),
+        concurrency=_int_or_none(event.get("rabbitq_concurrency")),
+        active=_int_or_none(event.get("active")) or 0,
+        processed=_int_or_none(event.get("processed")) or 0,
+        loadavg=tuple(float(x) for x in loadavg if isinstance(x, int | float)),
+        software=f"{event.get('sw_ident', '')} {event.get('sw_ver', '')}".strip(),
+        last_seen=heard,
+        online=online,
+        queues=tuple(str(queue) for queue in queues if isinstance(queue, str)),
+        chords_in_flight=_int_or_none(event.get("rabbitq_chords")),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
