@@ -1,0 +1,17 @@
+"""``rabbitq dashboard``: a small web app (Starlette on uvicorn, Jinja2 pages) showing what
+``rabbitq status`` shows, live, and looking after dead letters.
+
+One module per job:
+
+    config.py        what the dashboard was started with; the bind rule (pure)
+    sessions.py      the signed session cookie and the CSRF token derived from it (pure)
+    auth.py          the token gate, the login page, the CSRF check
+    status_feed.py   where snapshots come from (StatusCollector, in a thread)
+    dead_queues.py   dead-queue reads and actions, blocking, one at a time
+    overview.py      the overview page and ``/api/status``
+    dead_pages.py    dead letters: list, show, replay, purge (confirmed)
+    app.py           the app factory that wires them together
+
+Importing this package imports nothing: Starlette, Jinja2 and uvicorn come with the
+``rabbitq[dashboard]`` extra and are imported by the modules that need them.
+"""

@@ -1,0 +1,124 @@
+"""The dashboard's pages over a snapshot built by hand and dead queues in memory."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from rabbitq.errors import BrokerConnectionError
+from tests.dashboard_support import (
+    FixedStatus,
+    MemoryDeadQueues,
+    csrf_of,
+    dashboard,
+    dead_letter,
+)
+
+
+def _embedded_status(page: str) -> dict[str, object]:
+    found = re.search(r'<script type="application/json" id="initial-status">(.*?)</script>', page)
+    assert found
+    document: dict[str, object] = json.loads(found.group(1))
+    return document
+
+
+def test_api_status_is_the_status_json() -> None:
+    with dashboard() as client:
+        document = client.get("/api/status").json()
+    assert document["totals"] == {"dead_letters": 1, "delayed": 0, "workers_online": 1}
+    assert document["queues"][0]["name"] == "emails"
+    assert document["dead_queues"][0]["newest"]["reason"] == "task-failed"
+
+
+def test_the_overview_page_carries_the_first_snapshot_and_the_flower_link() -> None:
+    with dashboard(flower="http://flower.local:5555/") as client:
+        page = client.get("/").text
+    assert _embedded_status(page)["broker_version"] == "4.0.5"
+    assert 'data-flower="http://flower.local:5555"' in page
+    assert 'href="http://flower.local:5555/"' in page
+
+
+def test_an_unreachable_broker_is_a_message_not_a_500() -> None:
+    status = FixedStatus(BrokerConnectionError("connection refused"))
+    with dashboard(status=status) as client:
+        api = client.get("/api/status")
+        page = client.get("/")
+    assert api.status_code == 503 and "connection refused" in api.json()["error"]
+    assert page.status_code == 200 and "connection refused" in _embedded_status(page.text)["error"]
+
+
+def test_the_dead_queue_page_lists_its_dead_letters() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1"), dead_letter("id-2")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        for name in ("emails", "emails.dead"):
+            page = client.get(f"/dead/{name}")
+            assert page.status_code == 200
+            assert "id-1" in page.text and "id-2" in page.text and "task-failed" in page.text
+
+
+def test_a_dead_letter_page_shows_headers_arguments_and_traceback() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        page = client.get("/dead/emails.dead/letters/id-1").text
+    assert "args: [0, &#39;/fixed&#39;]" in page
+    assert "rabbitq_reason" in page and "FileNotFoundError" in page
+    assert "raise FileNotFoundError" in page
+
+
+def test_unknown_queues_and_ids_are_404_pages() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        for path in ("/dead/nope", "/dead/nope/letters/id-1", "/dead/emails/letters/nope",
+                     "/dead/nope/purge", "/nowhere"):  # fmt: skip
+            page = client.get(path)
+            assert page.status_code == 404, path
+            assert "Traceback" not in page.text
+
+
+def test_an_unreachable_broker_on_a_dead_queue_page_is_a_503_message() -> None:
+    with dashboard(dead_queues=MemoryDeadQueues(unreachable=True)) as client:
+        page = client.get("/dead/emails")
+    assert page.status_code == 503 and "cannot reach the broker" in page.text
+
+
+def test_replaying_one_needs_the_confirmation_field() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1"), dead_letter("id-2")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        confirm = client.get("/dead/emails/replay?id=id-1")
+        assert confirm.status_code == 200 and "id-1" in confirm.text
+        csrf = csrf_of(confirm.text)
+        unconfirmed = client.post("/dead/emails/replay", data={"csrf": csrf, "id": "id-1"})
+        assert unconfirmed.status_code == 400 and dead_queues.replays == []
+        done = client.post(
+            "/dead/emails/replay", data={"csrf": csrf, "id": "id-1", "confirm": "yes"}
+        )
+    assert done.status_code == 200 and "Replayed 1 dead letter(s)" in done.text
+    assert [d.summary.id for d in dead_queues.queues["emails.dead"]] == ["id-2"]
+
+
+def test_replaying_all_and_purging_after_confirmation() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1"), dead_letter("id-2")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        csrf = csrf_of(client.get("/dead/emails/replay?all=1").text)
+        done = client.post("/dead/emails/replay", data={"csrf": csrf, "all": "1", "confirm": "yes"})
+        assert "Replayed 2" in done.text and dead_queues.replays[0].everything
+        dead_queues.queues["emails.dead"].append(dead_letter("id-3"))
+        assert client.post("/dead/emails/purge", data={"csrf": csrf}).status_code == 400
+        purged = client.post("/dead/emails/purge", data={"csrf": csrf, "confirm": "yes"})
+    assert "Deleted 1 message(s)" in purged.text and dead_queues.queues["emails.dead"] == []
+
+
+def test_a_replay_that_names_nothing_is_refused() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        assert client.get("/dead/emails/replay").status_code == 400
+        csrf = csrf_of(client.get("/dead/emails/purge").text)
+        refused = client.post("/dead/emails/replay", data={"csrf": csrf, "confirm": "yes"})
+    assert refused.status_code == 400 and dead_queues.replays == []
+
+
+def test_the_status_source_is_closed_with_the_app() -> None:
+    status = FixedStatus()
+    with dashboard(status=status):
+        pass
+    assert status.closed
