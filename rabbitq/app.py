@@ -87,6 +87,8 @@ class App:
         worker_send_task_events: bool = False,
         task_send_sent_event: bool = False,
         revocations_kept_for: float | None = None,
+        metrics_port: int | None = None,
+        metrics_bind: str = "0.0.0.0",
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -146,6 +148,12 @@ class App:
         if kept_for is not None and kept_for <= 0:
             raise ConfigurationError("revocations_kept_for must be positive")
         self.revocations_kept_for: float = kept_for or 86400.0
+        # ``rabbitq worker`` serves /metrics on this port (``--metrics-port`` wins; None:
+        # no metrics), on this address (``metrics/endpoint.py``: why all interfaces).
+        if metrics_port is not None and not 0 < metrics_port < 65536:
+            raise ConfigurationError(f"metrics_port must be 1..65535, got {metrics_port}")
+        self.metrics_port = metrics_port
+        self.metrics_bind = metrics_bind
         self._control: Control | None = None
         self._backend: ResultBackend | None = None
         self._backend_lock = threading.Lock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
@@ -101,6 +102,19 @@ from rabbitq.worker.supervisor import Supervisor
     is_flag=True,
     help="Do not stand as chord coordinator (consume rabbitq.chords) in this worker.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port at /metrics (the supervisor serves all "
+    "processes' sum) [default: App(metrics_port), else none].",
+)
+@click.option(
+    "--metrics-bind",
+    default=None,
+    metavar="ADDRESS",
+    help="Address for --metrics-port [default: App(metrics_bind), 0.0.0.0].",
+)
 def worker(
     app_path: str,
     queues: str,
@@ -116,6 +130,8 @@ def worker(
     task_events: bool | None,
     without_heartbeat: bool,
     no_chords: bool,
+    metrics_port: int | None,
+    metrics_bind: str | None,
 ) -> None:
     """Consume QUEUES and run their tasks (acks after each task finishes)."""
     if "" not in sys.path:
@@ -144,6 +160,11 @@ def worker(
         # Refused here, once, rather than in every child its supervisor would restart.
         app = load_configured_app(config)
         refuse_limits_over_the_ceiling(app.tasks, app.consumer_timeout)
+        config = replace(
+            config,
+            metrics_port=metrics_port if metrics_port is not None else app.metrics_port,
+            metrics_bind=metrics_bind if metrics_bind is not None else app.metrics_bind,
+        )
         if processes == 1:
             run_worker_process(config)
         else:

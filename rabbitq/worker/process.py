@@ -55,6 +55,8 @@ class WorkerConfig:
     processes: int = 1
     task_events: bool | None = None  # -E; None: App(worker_send_task_events=)
     heartbeat: bool = True  # worker-online/heartbeat/offline events
+    metrics_port: int | None = None  # /metrics (``metrics/endpoint.py``); None: no metrics
+    metrics_bind: str = "0.0.0.0"
     # A supervised child leaves SIGINT (Ctrl-C hits the whole process group) to its
     # supervisor, which forwards one SIGTERM; otherwise Ctrl-C would count as two signals.
     supervised: bool = False
@@ -113,6 +115,12 @@ class StopSignals:
 async def serve(config: WorkerConfig) -> bool:
     """Run until told to stop (False) or to recycle the process (True)."""
     app = load_configured_app(config)
+    if config.metrics_port is not None:
+        # Imported only here: a worker without metrics never loads prometheus-client, and
+        # a supervised child does only after its supervisor set the multiprocess directory.
+        from rabbitq.metrics.worker_metrics import WorkerMetrics
+
+        app.add_middleware(WorkerMetrics())
     consumer = Consumer(
         app,
         config.queues,
@@ -192,7 +200,17 @@ def run_worker_process(config: WorkerConfig) -> None:
     # old image (``Recycler.recycle_by`` in ``recycling.py``): this one starts clean.
     signal.setitimer(signal.ITIMER_REAL, 0)
     configure_logging(config.loglevel)
-    if asyncio.run(serve(config)):
+    endpoint = None
+    if config.metrics_port is not None and not config.supervised:
+        from rabbitq.metrics.endpoint import MetricsEndpoint
+
+        endpoint = MetricsEndpoint.single_process(config.metrics_port, config.metrics_bind)
+    try:
+        recycle = asyncio.run(serve(config))
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+    if recycle:
         replace_process(config)
 
 

@@ -5,6 +5,9 @@ A child that recycles itself (``process.py``) is replaced at once, without the b
 slows down the restart of one that keeps dying.
 The first SIGTERM/SIGINT is forwarded to every child as SIGTERM (each finishes its running
 tasks); a second one kills them, and the broker redelivers their unacked messages.
+With ``--metrics-port`` the supervisor serves ``/metrics`` for all of them, in
+prometheus-client's multiprocess mode (``metrics/endpoint.py``): set up before the first
+child is spawned, told of every child that exits, removed at exit.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import time
 from dataclasses import replace
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from rabbitq.worker.process import (
     EXIT_NOW_CODE,
@@ -26,6 +30,9 @@ from rabbitq.worker.process import (
     configure_logging,
     run_worker_process,
 )
+
+if TYPE_CHECKING:
+    from rabbitq.metrics.endpoint import MetricsEndpoint
 
 log = logging.getLogger("rabbitq.supervisor")
 
@@ -42,6 +49,7 @@ class Supervisor:
         self._started_at: dict[int, float] = {}
         self._quick_deaths: dict[int, int] = {}
         self._signals = 0
+        self._metrics: MetricsEndpoint | None = None
 
     def run(self) -> int:
         # Its own lines (starts, restarts, recycles) are as much the worker's log as its
@@ -49,17 +57,34 @@ class Supervisor:
         configure_logging(self.config.loglevel)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        for slot in range(self.processes):
-            self._start(slot)
-        while self._signals == 0:
-            time.sleep(0.2)
-            for slot, child in list(self._children.items()):
-                if not child.is_alive() and self._signals == 0:
-                    self._restart(slot, child.exitcode)
-        for child in self._children.values():
-            child.join()
-        log.info("all worker processes stopped")
+        if self.config.metrics_port is not None:
+            from rabbitq.metrics.endpoint import MetricsEndpoint
+
+            # Before the first spawn: every child must find the directory in its environment.
+            self._metrics = MetricsEndpoint.supervising(
+                self.config.metrics_port, self.config.metrics_bind
+            )
+        try:
+            for slot in range(self.processes):
+                self._start(slot)
+            while self._signals == 0:
+                time.sleep(0.2)
+                for slot, child in list(self._children.items()):
+                    if not child.is_alive() and self._signals == 0:
+                        self._exited(child)
+                        self._restart(slot, child.exitcode)
+            for child in self._children.values():
+                child.join()
+                self._exited(child)
+            log.info("all worker processes stopped")
+        finally:
+            if self._metrics is not None:
+                self._metrics.close()
         return 0
+
+    def _exited(self, child: multiprocessing.process.BaseProcess) -> None:
+        if self._metrics is not None and child.pid is not None:
+            self._metrics.process_exited(child.pid)
 
     def _start(self, slot: int) -> None:
         # Each process is a node of its own (``nodename.py``): index 1..N, kept by its slot.
@@ -111,6 +136,8 @@ class Supervisor:
         else:
             log.warning("second signal: killing worker processes")
             self._send_all(signal.SIGKILL)
+            if self._metrics is not None:
+                self._metrics.discard()
             os._exit(EXIT_NOW_CODE)
 
     def _send_all(self, signum: int) -> None:
