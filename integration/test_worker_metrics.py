@@ -1,0 +1,170 @@
+"""A real ``rabbitq worker --processes 2 --metrics-port`` scraped over HTTP: the supervisor's
+``/metrics`` adds up what both processes ran, and keeps what a recycled process counted."""
+
+from __future__ import annotations
+
+import re
+import socket
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import rabbitq
+from integration.apps import core_app
+from integration.support import WorkerProcess, running_worker, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+PREFETCH = 5
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Scrape:
+    """One scrape of ``/metrics``: its samples, summed over the labels not asked for."""
+
+    def __init__(self, port: int) -> None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            self.text = answer.read().decode()
+        self.samples = [
+            sample
+            for family in text_string_to_metric_families(self.text)
+            for sample in family.samples
+        ]
+
+    def total(self, name: str, **labels: str) -> float:
+        return sum(
+            sample.value
+            for sample in self.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+
+@contextmanager
+def metered_worker(
+    queue: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[WorkerProcess, int]]:
+    port = free_port()
+    with running_worker(
+        core_app.app.broker_url,
+        queue,
+        tmp_path,
+        "--processes", "2", "--prefetch", str(PREFETCH),
+        "--metrics-port", str(port), "--metrics-bind", "127.0.0.1",
+        *extra,
+        env=env,
+    ) as worker:  # fmt: skip
+        worker.wait_until_consuming(count=2)
+        yield worker, port
+
+
+def test_a_two_process_worker_s_metrics_add_up_to_exactly_what_ran(
+    app: rabbitq.App, unique_name: str, tmp_path: Path
+) -> None:
+    (tmp_path / "tmp").mkdir()
+    with metered_worker(unique_name, tmp_path, env={"TMPDIR": str(tmp_path / "tmp")}) as (
+        worker,
+        port,
+    ):
+        for n in range(20):
+            core_app.record.apply_async((f"ok{n}",), queue=unique_name)
+        for n in range(5):
+            core_app.fail.apply_async((f"bad{n}",), queue=unique_name)
+        for n in range(4):
+            core_app.flaky.apply_async((f"flaky{n}", 1, 0), queue=unique_name)
+        seen: list[float] = []
+
+        def settled() -> bool:
+            scrape = Scrape(port)
+            ended = scrape.total("rabbitq_tasks_total", outcome="succeeded") + scrape.total(
+                "rabbitq_dead_letters_total"
+            )
+            seen.append(ended)
+            return ended >= 29
+
+        wait_for(settled, 60, worker.log)
+        assert seen == sorted(seen)  # scraped while they ran: never backwards
+        scrape = Scrape(port)
+        assert scrape.total("rabbitq_tasks_total", task="it.record", outcome="succeeded") == 20
+        assert scrape.total("rabbitq_tasks_total", task="it.fail", outcome="failed") == 5
+        assert scrape.total("rabbitq_tasks_total", task="it.flaky", outcome="retried") == 4
+        assert scrape.total("rabbitq_tasks_total", task="it.flaky", outcome="succeeded") == 4
+        assert scrape.total("rabbitq_tasks_total") == 33
+        dead = {"task": "it.fail", "queue": unique_name, "reason": "task-failed"}
+        assert scrape.total("rabbitq_dead_letters_total", **dead) == 5
+        assert scrape.total("rabbitq_dead_letters_total") == 5
+        assert scrape.total("rabbitq_task_runtime_seconds_count") == 33
+        # Every message here was published by rabbitq: each run has its wait.
+        assert scrape.total("rabbitq_task_queue_wait_seconds_count") == 33
+        # Both processes' live gauges, summed.
+        assert scrape.total("rabbitq_worker_processes") == 2
+        assert scrape.total("rabbitq_worker_prefetch", queue=unique_name) == 2 * PREFETCH
+    # The private multiprocess directory went with the worker.
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_recycled_process_s_counts_stay_and_its_live_gauges_go(
+    app: rabbitq.App, unique_name: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    with metered_worker(unique_name, tmp_path, "--max-tasks-per-child", "3", env=env) as (
+        worker,
+        port,
+    ):
+        for n in range(12):
+            core_app.record.apply_async((f"ok{n}",), queue=unique_name)
+        seen: list[float] = []
+
+        def all_ran() -> bool:
+            seen.append(Scrape(port).total("rabbitq_tasks_total", outcome="succeeded"))
+            return seen[-1] >= 12
+
+        wait_for(all_ran, 90, worker.log)
+        assert seen == sorted(seen) and seen[-1] == 12
+
+        def live_gauges_only_of_the_two_processes_alive() -> bool:
+            alive = {pid for pid in children_started(worker) if is_alive(pid)}
+            return (
+                len(alive) == 2
+                and pids_of(directory, "gauge_livesum") == alive
+                and Scrape(port).total("rabbitq_worker_processes") == 2
+            )
+
+        # Without mark_process_dead, each recycled process's live gauges would stay forever.
+        wait_for(live_gauges_only_of_the_two_processes_alive, 60, worker.log)
+        assert worker.log().count("recycled; starting a fresh one") >= 2
+        scrape = Scrape(port)
+        assert scrape.total("rabbitq_tasks_total", outcome="succeeded") == 12
+        assert scrape.total("rabbitq_worker_prefetch", queue=unique_name) == 2 * PREFETCH
+        # The gone processes' counters are still there: they are what keeps the total.
+        assert len(pids_of(directory, "counter")) > 2
+
+
+def pids_of(directory: Path, kind: str) -> set[int]:
+    """The processes with a multiprocess file of ``kind`` (``counter_<pid>.db``)."""
+    return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob(f"{kind}_*.db")}
+
+
+def children_started(worker: WorkerProcess) -> set[int]:
+    return {
+        int(pid) for pid in re.findall(r"started worker process \S+ \(pid (\d+)\)", worker.log())
+    }
+
+
+def is_alive(pid: int) -> bool:
+    """Running (not a zombie its supervisor has yet to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
