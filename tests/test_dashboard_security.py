@@ -1,0 +1,187 @@
+"""The dashboard's security model, without a broker: loopback by default, a token elsewhere,
+CSRF on every POST, nothing changed by a GET, nothing read through another host name."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from starlette.routing import Route
+
+from rabbitq.cli.main import cli
+from rabbitq.dashboard.app import create_app
+from rabbitq.dashboard.auth import safe_next
+from rabbitq.dashboard.config import DashboardConfig, bind_refusal, is_loopback
+from rabbitq.dashboard.sessions import Session, SessionSigner
+from tests.dashboard_support import (
+    TOKEN,
+    FixedStatus,
+    MemoryDeadQueues,
+    TestClient,
+    csrf_of,
+    dashboard,
+    dead_letter,
+)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_addresses_need_no_token(host: str) -> None:
+    assert is_loopback(host) and bind_refusal(host, None) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "dashboard.example.com"])
+def test_any_other_address_is_refused_without_a_token(host: str) -> None:
+    refusal = bind_refusal(host, None)
+    assert refusal is not None and "RABBITQ_DASHBOARD_TOKEN" in refusal
+    assert bind_refusal(host, TOKEN) is None
+
+
+def test_the_command_refuses_a_non_loopback_bind_without_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RABBITQ_DASHBOARD_TOKEN", raising=False)
+    result = CliRunner().invoke(cli, ["dashboard", "--bind", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "not a loopback address" in result.output and "RABBITQ_DASHBOARD_TOKEN" in result.output
+
+
+def test_an_empty_token_in_the_environment_is_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RABBITQ_DASHBOARD_TOKEN", "")
+    result = CliRunner().invoke(cli, ["dashboard", "--bind", "0.0.0.0"])
+    assert result.exit_code == 2 and "not a loopback address" in result.output
+
+
+def test_without_a_token_pages_answer_only_loopback_host_names() -> None:
+    """DNS rebinding: a page at evil.example resolving to 127.0.0.1 must read nothing."""
+    config = DashboardConfig("amqp://127.0.0.1:1/")
+    app = create_app(config, FixedStatus(), dead_queues=MemoryDeadQueues())  # type: ignore[arg-type]
+    with TestClient(app, base_url="http://evil.example") as client:
+        assert client.get("/api/status").status_code == 400
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        assert client.get("/api/status").status_code == 200
+
+
+def test_with_a_token_a_request_without_it_is_refused() -> None:
+    with dashboard(token=TOKEN) as client:
+        api = client.get("/api/status")
+        assert api.status_code == 401 and "token" in api.json()["error"]
+        page = client.get("/dead/emails")
+        assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
+
+
+def test_a_wrong_bearer_token_is_refused_and_the_right_one_admitted() -> None:
+    with dashboard(token=TOKEN) as client:
+        wrong = client.get("/api/status", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = client.get("/api/status", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert right.status_code == 200 and right.json()["totals"]["dead_letters"] == 1
+
+
+def test_logging_in_with_the_token_admits_the_session() -> None:
+    with dashboard(token=TOKEN) as client:
+        form = client.get("/login?next=/api/status")
+        assert form.status_code == 200
+        csrf = csrf_of(form.text)
+        refused = client.post("/login", data={"csrf": csrf, "token": "nope", "next": "/"})
+        assert refused.status_code == 401 and client.get("/api/status").status_code == 401
+        login = client.post("/login", data={"csrf": csrf, "token": TOKEN, "next": "/api/status"})
+        assert login.status_code == 303 and login.headers["location"] == "/api/status"
+        assert client.get("/api/status").status_code == 200
+
+
+def test_logging_out_ends_the_session() -> None:
+    with dashboard(token=TOKEN) as client:
+        csrf = csrf_of(client.get("/login").text)
+        client.post("/login", data={"csrf": csrf, "token": TOKEN, "next": "/"})
+        page = client.get("/")
+        client.post("/logout", data={"csrf": csrf_of(page.text)})
+        assert client.get("/api/status").status_code == 401
+
+
+def test_a_login_without_the_csrf_token_is_refused() -> None:
+    with dashboard(token=TOKEN) as client:
+        client.get("/login")
+        refused = client.post("/login", data={"token": TOKEN, "next": "/"})
+        assert refused.status_code == 403
+        assert client.get("/api/status").status_code == 401
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil", ""])
+def test_after_login_only_a_path_of_the_dashboard_is_followed(target: str) -> None:
+    assert safe_next(target) == "/"
+
+
+def _post_routes() -> list[str]:
+    app = create_app(DashboardConfig("amqp://127.0.0.1:1/"), FixedStatus())
+    return sorted(
+        route.path.replace("{queue}", "emails")
+        for route in app.routes
+        if isinstance(route, Route) and "POST" in (route.methods or ())
+    )
+
+
+def test_every_post_refuses_a_missing_or_wrong_csrf_token() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    paths = _post_routes()
+    assert "/dead/emails/replay" in paths and "/dead/emails/purge" in paths
+    with dashboard(dead_queues=dead_queues) as client:
+        client.get("/")
+        for path in paths:
+            form = {"confirm": "yes", "all": "1", "token": TOKEN}
+            assert client.post(path, data=form).status_code == 403, path
+            assert client.post(path, data={**form, "csrf": "0" * 64}).status_code == 403, path
+    assert dead_queues.replays == [] and dead_queues.purges == []
+    assert len(dead_queues.queues["emails.dead"]) == 1
+
+
+def test_a_csrf_token_of_another_session_is_refused() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    with dashboard(dead_queues=dead_queues) as other:
+        stolen = csrf_of(other.get("/dead/emails/purge").text)
+    with dashboard(dead_queues=dead_queues) as client:
+        client.get("/")
+        refused = client.post("/dead/emails/purge", data={"csrf": stolen, "confirm": "yes"})
+        assert refused.status_code == 403
+    assert dead_queues.purges == []
+
+
+def test_a_bearer_request_needs_no_csrf_token() -> None:
+    """A browser never adds an Authorization header by itself, so it cannot be forged."""
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    with dashboard(token=TOKEN, dead_queues=dead_queues) as client:
+        done = client.post(
+            "/dead/emails/purge",
+            data={"confirm": "yes"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert done.status_code == 200
+    assert dead_queues.purges == ["emails.dead"]
+
+
+def test_a_get_never_changes_anything() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        assert client.get("/dead/emails/replay?all=1").status_code == 200
+        assert client.get("/dead/emails/purge").status_code == 200
+    assert dead_queues.replays == [] and dead_queues.purges == []
+
+
+def test_a_forged_or_altered_session_cookie_is_not_believed() -> None:
+    signer = SessionSigner(b"k" * 32)
+    cookie = signer.dump(Session("abc", logged_in=False))
+    assert signer.load(cookie) == Session("abc", False)
+    assert signer.load(cookie.replace(".0.", ".1.")) is None
+    assert SessionSigner(b"other" * 8).load(cookie) is None
+    assert signer.load("garbage") is None
+
+
+def test_pages_may_not_be_framed() -> None:
+    with dashboard() as client:
+        headers = client.get("/").headers
+    assert headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def test_the_session_cookie_is_http_only_and_same_site_strict() -> None:
+    with dashboard() as client:
+        cookie = client.get("/").headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
