@@ -235,6 +235,19 @@ def test_a_quorum_dead_queue_that_browsing_could_empty_is_not_browsed_and_says_w
     shown = httpx.get(f"{dashboard.base}/dead/{dead}/letters/anything", timeout=30)
     assert shown.status_code == 409 and "does not look" in shown.text
     assert queue_depth(broker_url, dead) == 1
+    # Its count is in the overview's figures and the dashboard's /metrics, which never peek.
+    wait_for(
+        lambda: (
+            f'rabbitq_dead_letter_messages{{queue="{dead}",source="{unique_name}"}} 1.0'
+            in _scrape(dashboard)
+        ),
+        30,
+        lambda: _scrape(dashboard),
+    )
+
+
+def _scrape(dashboard: Dashboard) -> str:
+    return httpx.get(dashboard.base + "/metrics", timeout=30).text
 
 
 def test_an_unknown_dead_queue_is_a_404_page(dashboard: Dashboard, unique_name: str) -> None:

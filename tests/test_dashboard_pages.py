@@ -122,3 +122,11 @@ def test_the_status_source_is_closed_with_the_app() -> None:
     with dashboard(status=status):
         pass
     assert status.closed
+
+
+def test_metrics_serves_the_queue_gauges_of_the_same_snapshot() -> None:
+    with dashboard() as client:
+        scrape = client.get("/metrics")
+    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+    assert "rabbitq_status_up 1.0" in scrape.text
+    assert 'queue="emails"' in scrape.text

@@ -185,3 +185,10 @@ def test_the_session_cookie_is_http_only_and_same_site_strict() -> None:
     with dashboard() as client:
         cookie = client.get("/").headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
+
+
+def test_with_a_token_metrics_needs_it_too() -> None:
+    with dashboard(token=TOKEN) as client:
+        assert client.get("/metrics").status_code == 401
+        scrape = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert scrape.status_code == 200

@@ -10,6 +10,9 @@ One module per job:
     dead_queues.py   dead-queue reads and actions, blocking, one at a time
     overview.py      the overview page and ``/api/status``
     dead_pages.py    dead letters: list, show, replay, purge (confirmed)
+    login.py         /login and /logout, when there is a token
+    pages.py         rendering a template with what every page needs
+    metrics.py       /metrics: the queue-level Prometheus gauges
     app.py           the app factory that wires them together
 
 Importing this package imports nothing: Starlette, Jinja2 and uvicorn come with the

@@ -12,13 +12,14 @@ from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from rabbitq.dashboard import dead_pages, login, overview
 from rabbitq.dashboard.auth import Guard
 from rabbitq.dashboard.config import DashboardConfig
 from rabbitq.dashboard.dead_queues import DeadQueues
+from rabbitq.dashboard.metrics import metrics_routes
 from rabbitq.dashboard.pages import STATIC, message_page, templates
 from rabbitq.dashboard.sessions import SessionSigner
 from rabbitq.dashboard.status_feed import StatusSource
@@ -41,7 +42,6 @@ def create_app(
     dead_queues: DeadQueues | None = None,
     signer: SessionSigner | None = None,
     allowed_hosts: tuple[str, ...] | None = None,
-    extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -53,7 +53,7 @@ def create_app(
             *overview.routes,
             *dead_pages.routes,
             *login.routes,
-            *(extra_routes or []),
+            *metrics_routes(status),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[
