@@ -10,6 +10,7 @@ from rabbitq.cli.dashboard import dashboard
 from rabbitq.cli.dead import dead
 from rabbitq.cli.dev_broker import dev_broker
 from rabbitq.cli.events import events
+from rabbitq.cli.exporter import exporter
 from rabbitq.cli.status import status
 from rabbitq.cli.topology import topology
 from rabbitq.cli.worker import worker
@@ -31,6 +32,7 @@ cli.add_command(events)
 cli.add_command(inspect)
 cli.add_command(control)
 cli.add_command(status)
+cli.add_command(exporter)
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ class MetricsEndpoint:
         elif not os.path.isdir(directory):
             raise ConfigurationError(f"${MULTIPROC_ENV} names {directory}, not a directory")
         try:
-            server, thread = _serve(_multiprocess_registry(directory), port, bind)
+            server, thread = serve_registry(_multiprocess_registry(directory), port, bind)
         except BaseException:
             if owned:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -87,7 +87,7 @@ class MetricsEndpoint:
 
         directory = os.environ.get(MULTIPROC_ENV) or None
         registry = _multiprocess_registry(directory) if directory else prometheus_client.REGISTRY
-        server, thread = _serve(registry, port, bind)
+        server, thread = serve_registry(registry, port, bind)
         log.info("serving metrics on http://%s:%d/metrics", bind, port)
         return cls(server, thread, directory, owned=False)
 
@@ -122,7 +122,9 @@ def _multiprocess_registry(directory: str) -> Any:
     return registry
 
 
-def _serve(registry: Any, port: int, bind: str) -> tuple[Any, threading.Thread]:
+def serve_registry(registry: Any, port: int, bind: str) -> tuple[Any, threading.Thread]:
+    """``registry`` at ``http://bind:port/metrics`` on a daemon thread (prometheus-client's
+    server): the server (``shutdown()`` it) and its thread."""
     from rabbitq.metrics.prometheus import prometheus_client
 
     try:
