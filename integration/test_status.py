@@ -251,3 +251,26 @@ def test_status_answers_within_a_heartbeat_or_so(broker_url: str, management_url
     assert status(broker_url, management_url).returncode == 0
     # Not a threshold on speed: a status that hangs on a missing beat or queue would time out.
     assert time.monotonic() - started < 60
+
+
+def test_queue_rates_show_a_steady_stream_of_publishes(
+    broker_url: str, management_url: str, status_queue: str
+) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    for name in (status_queue, status_queue + ".dead"):
+        channel.queue_declare(name, durable=True)
+    seen: list[dict[str, Any]] = []
+
+    def publishing_shows() -> bool:
+        for _ in range(20):  # about 40 a second, while the management API samples
+            channel.basic_publish("", status_queue, b"x")
+            connection.sleep(0.025)
+        seen.append(status_json(broker_url, management_url))
+        return queue(seen[-1], status_queue).get("publish_rate", 0) > 0
+
+    try:
+        wait_for(publishing_shows, 60, lambda: json.dumps(queue(seen[-1], status_queue)))
+    finally:
+        channel.queue_delete(status_queue)
+        connection.close()
