@@ -1,6 +1,6 @@
 """The middleware seam's cost per delivery: the worker's pipeline, in memory, no broker.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--deliveries N] [--runs R]
+    .venv/bin/python benchmarks/bench_pipeline.py [--deliveries N] [--runs R] [--multiprocess]
 
 Runs no-op deliveries (an ``async def`` task, so no thread hand-off blurs the figure) through
 ``worker/pipeline.py`` with an in-memory publisher and acker, three ways, interleaved, and
@@ -10,7 +10,9 @@ first, and the time limits, which give every run a RunControl, a timer for the
 consumer-timeout ceiling and the interruptible wrapper around the coroutine: what every
 worker runs); the same with a soft and a hard limit on the task (two timers); the
 default stack plus five user
-middleware that override every worker hook with a plain no-op. The first against the
+middleware that override every worker hook with a plain no-op; the default stack plus the
+Prometheus metrics (``rabbitq worker --metrics-port``; ``--multiprocess`` writes them to
+prometheus-client's multiprocess files, as under ``--processes N``). The first against the
 default is what the seam costs a worker that uses nothing; divide a difference by a real
 worker's time per no-op task (``bench_core.py``) for its share.
 """
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import rabbitq  # noqa: E402
+from rabbitq.message import SENT_AT_HEADER, sent_at_ms  # noqa: E402
 from rabbitq.middleware import MiddlewareStack, WorkerStats  # noqa: E402
 from rabbitq.middleware.revocations import Revocations  # noqa: E402
 from rabbitq.worker.time_limits import TimeLimits  # noqa: E402
@@ -61,13 +66,27 @@ def build(kind: str) -> Any:
         "limited": app.middleware.added(limits, WorkerStats()),
         "five more": app.middleware.added(limits, WorkerStats(), *(NoOp() for _ in range(5))),
     }
+    if kind == "metrics":
+        # Imported here: --multiprocess must set its directory before prometheus-client loads.
+        import prometheus_client
+
+        from rabbitq.metrics.worker_metrics import WorkerMetrics, WorkerMetricSet
+
+        metrics = WorkerMetrics(WorkerMetricSet(prometheus_client.CollectorRegistry()))
+        stacks["metrics"] = MiddlewareStack(
+            (Revocations(), *app.middleware, metrics, limits, WorkerStats())
+        )
     h = harness(app, middleware=stacks[kind])
     return h
 
 
 async def rate(kind: str, deliveries: int) -> float:
     h = build(kind)
-    envelope = task_envelope("limited" if kind == "limited" else "noop")
+    # Sent-at as every rabbitq publish carries it (the metrics' queue wait reads it).
+    envelope = task_envelope(
+        "limited" if kind == "limited" else "noop",
+        headers={SENT_AT_HEADER: sent_at_ms(time.time())},
+    )
     started = time.perf_counter()
     for _ in range(deliveries):
         await h.deliver(envelope)
@@ -80,8 +99,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--multiprocess",
+        action="store_true",
+        help="the metrics in prometheus-client's multiprocess files (as --processes N writes)",
+    )
     options = parser.parse_args()
-    kinds = ("none", "no limits", "default", "limited", "five more")
+    if options.multiprocess:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-metrics-")
+    kinds = ("none", "no limits", "default", "limited", "five more", "metrics")
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     for kind in kinds:  # warm-up, not counted: imports, caches, the first thread pool
         asyncio.run(rate(kind, options.deliveries // 10))

@@ -113,7 +113,10 @@ class Pipeline:
 
     async def handle(self, delivery: Delivery) -> None:
         if self._hears_receipts:
-            await self.middleware.emit("message_received", delivery)
+            # notify, not emit: plain hooks (the metrics') then cost no coroutine.
+            pending = self.middleware.notify("message_received", delivery)
+            if pending is not None:
+                await pending
         quorum = self._is_quorum(delivery.queue)
         action = decide_arrival(
             delivery.envelope,
@@ -125,7 +128,9 @@ class Pipeline:
         if type(action) is Run:
             context = self._context(delivery, action.task, action.message)
             if self._hears_task_received:
-                await self.middleware.emit("task_received", context)
+                pending = self.middleware.notify("task_received", context)
+                if pending is not None:
+                    await pending
             self._waiting[id(context)] = context  # ``inspect reserved``
             try:
                 if action.wait_s:
