@@ -231,7 +231,8 @@ def test_a_dead_letter_is_kept_when_its_record_is_refused(
         status_app.boom.delay("no-record")
         status_app.ok.delay("after")
         status_app.app.close()
-        wait_for(lambda: "after" in (tmp_path / "ran.txt").read_text(), 30, worker.log)
+        ran = tmp_path / "ran.txt"
+        wait_for(lambda: ran.exists() and "after" in ran.read_text(), 30, worker.log)
         snapshot = settled(
             broker_url,
             management_url,
