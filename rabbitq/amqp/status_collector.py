@@ -174,7 +174,11 @@ class StatusCollector:
         self, queues: tuple[QueueFigures, ...], existing: set[str], problems: list[str]
     ) -> tuple[DeadQueueFigures, ...]:
         dead = [queue for queue in queues if queue.role == "dead"]
-        with_records = [q.name for q in dead if newest_queue_name(q.name) in existing]
+        # An empty dead queue has no newest dead letter, whatever its record says (it was
+        # replayed or purged since).
+        with_records = [
+            q.name for q in dead if q.messages and newest_queue_name(q.name) in existing
+        ]
         try:
             newest = _read_newest(self.broker_url, with_records) if with_records else {}
         except CONNECTION_ERRORS as exc:
