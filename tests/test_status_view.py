@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from rabbitq.status.classify import delay_levels, queue_figures, role_of, source_of
 from rabbitq.status.newest import decode_newest, encode_newest, newest_queue_name
 from rabbitq.status.render import render_text
@@ -196,3 +198,26 @@ def test_the_json_snapshot_carries_totals() -> None:
     document = snapshot_to_json(SNAPSHOT)
     assert document["totals"] == {"dead_letters": 3, "delayed": 0, "workers_online": 0}
     assert document["dead_queues"][0]["newest"]["reason"] == "task-failed"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"loadavg": 3},
+        {"loadavg": True},
+        {"loadavg": [1.0, "x", float("nan")]},
+        {"freq": float("nan")},
+        {"freq": True},
+        {"pid": float("inf")},
+        {"active": "many"},
+        {"rabbitq_queues": "emails"},
+        {"rabbitq_concurrency": float("nan")},
+    ],
+)
+def test_a_malformed_heartbeat_is_shown_with_what_is_usable_and_never_raises(
+    bad: dict[str, Any],
+) -> None:
+    table = WorkerTable()
+    table.take(heartbeat("odd@h", **bad), 1.0)
+    [worker] = table.figures(1.0)
+    assert worker.hostname == "odd@h" and worker.online

@@ -19,6 +19,8 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from rabbitq.amqp.blocking import to_pika_properties
+from rabbitq.amqp.pika_support import CONNECTION_ERRORS as PIKA_CONNECTION_ERRORS
+from rabbitq.amqp.pika_support import quick_parameters
 from rabbitq.beat.state import (
     CONTENT_TYPE,
     BeatState,
@@ -43,7 +45,7 @@ log = logging.getLogger("rabbitq.beat")
 RESOURCE_LOCKED = 405
 NOT_FOUND = 404
 # Errors that mean "this connection is gone": the beat drops leadership and reconnects.
-CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
+CONNECTION_ERRORS = PIKA_CONNECTION_ERRORS
 
 
 class BeatLink:
@@ -145,13 +147,16 @@ class BeatStatus:
 def read_status(url: str, group: str = "") -> BeatStatus:
     """Whether a beat leads, and the last state it wrote; changes nothing."""
     try:
-        connection = pika.BlockingConnection(pika.URLParameters(url))
+        connection = pika.BlockingConnection(quick_parameters(url))
     except CONNECTION_ERRORS as exc:
-        raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
+        raise BrokerConnectionError(f"cannot connect to the broker: {exc!r}") from exc
     try:
         return BeatStatus(_lease_held(connection, group), _peek_state(connection, group))
+    except CONNECTION_ERRORS as exc:
+        raise BrokerConnectionError(f"lost the broker while reading the beat: {exc!r}") from exc
     finally:
-        connection.close()
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            connection.close()
 
 
 def _lease_held(connection: Any, group: str) -> bool:

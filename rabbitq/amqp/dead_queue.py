@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pika
 import pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from rabbitq.amqp.blocking import BlockingPublisher
 from rabbitq.dead_letters import (
@@ -97,7 +98,7 @@ class DeadQueue:
             if exc.reply_code == 404:
                 raise QueueNotFoundError(f"queue {queue!r} does not exist") from None
             raise BrokerError(f"cannot open {queue!r}: {exc.reply_text}") from None
-        except pika.exceptions.AMQPConnectionError as exc:
+        except (pika.exceptions.AMQPConnectionError, AMQPConnectorException, OSError) as exc:
             raise BrokerConnectionError(f"cannot reach the broker: {exc!r}") from None
         except pika.exceptions.AMQPError as exc:
             raise BrokerError(f"cannot open {queue!r}: {exc!r}") from None

@@ -27,6 +27,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from rabbitq.amqp.beat_link import read_status
 from rabbitq.amqp.management import ManagementClient, management_url_for, vhost_of
+from rabbitq.amqp.pika_support import CONNECTION_ERRORS, quick_parameters
 from rabbitq.beat.schedules import format_time
 from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE
 from rabbitq.errors import RabbitqError
@@ -52,7 +53,6 @@ log = logging.getLogger("rabbitq.status")
 
 LISTEN_FIRST = HEARTBEAT_INTERVAL + 0.5  # seconds: every live worker beats once in this time
 RECONNECT_PAUSE = 2.0
-CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
 PEEK_AT_MOST = 4
 
 
@@ -82,12 +82,16 @@ class HeartbeatWatcher:
             try:
                 self._listen()
             except CONNECTION_ERRORS as exc:
-                self.problem = f"worker events not heard: {exc or type(exc).__name__}"
+                self.problem = f"worker events not heard: {exc!r}"
                 log.debug("status listener: %s", self.problem)
+                self._stop.wait(RECONNECT_PAUSE)
+            except Exception as exc:  # the listener must outlive anything: reconnect
+                self.problem = f"worker events not heard: {exc!r}"
+                log.exception("status listener failed; listening again")
                 self._stop.wait(RECONNECT_PAUSE)
 
     def _listen(self) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(self._url))
+        connection = pika.BlockingConnection(quick_parameters(self._url))
         try:
             channel = connection.channel()
             channel.exchange_declare(EVENT_EXCHANGE, "topic", durable=True)
@@ -192,7 +196,7 @@ class StatusCollector:
     def _beat(self, problems: list[str]) -> BeatFigures | None:
         try:
             found = read_status(self.broker_url, self.beat_group)
-        except RabbitqError as exc:
+        except (RabbitqError, *CONNECTION_ERRORS) as exc:
             problems.append(f"beat status not read: {exc}")
             return None
         state = found.state
@@ -221,12 +225,17 @@ class StatusCollector:
 
 def _read_newest(url: str, dead_queues: list[str]) -> dict[str, NewestDeadLetter]:
     """Each dead queue's newest record: taken and handed back (classic queues count nothing)."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = pika.BlockingConnection(quick_parameters(url))
     try:
         channel = connection.channel()
         found: dict[str, NewestDeadLetter] = {}
         for dead_queue in dead_queues:
-            record = _peek(channel, newest_queue_name(dead_queue))
+            try:
+                record = _peek(channel, newest_queue_name(dead_queue))
+            except pika.exceptions.ChannelClosedByBroker:
+                # Deleted since the listing (404): this one has no record; the others may.
+                channel = connection.channel()
+                continue
             if record is not None:
                 found[dead_queue] = record
         return found

@@ -46,16 +46,16 @@ def status(
     if watch is not None and watch <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--watch")
     with StatusCollector(broker, management_url, beat_group=beat_group) as collector:
-        while True:
-            snapshot = collector.collect()
-            if as_json:
-                click.echo(json.dumps(snapshot_to_json(snapshot)))
-            else:
-                prefix = CLEAR if watch is not None else ""
-                click.echo(prefix + render_text(snapshot, show_all=show_all))
-            if watch is None:
-                return
-            try:
+        try:
+            while True:
+                snapshot = collector.collect()
+                if as_json:
+                    click.echo(json.dumps(snapshot_to_json(snapshot)))
+                else:
+                    prefix = CLEAR if watch is not None else ""
+                    click.echo(prefix + render_text(snapshot, show_all=show_all))
+                if watch is None:
+                    return
                 time.sleep(watch)
-            except KeyboardInterrupt:
-                return
+        except KeyboardInterrupt:
+            return  # Ctrl-C ends a watch, whenever it comes: exit 0

@@ -7,8 +7,9 @@ until it misses two heartbeats (Flower's rule); a node gone quiet is forgotten a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from rabbitq.status.snapshot import WorkerFigures
 
@@ -40,18 +41,19 @@ class WorkerTable:
 
 def _figures(hostname: str, heard: float, event: Mapping[str, Any], now: float) -> WorkerFigures:
     freq = event.get("freq")
-    interval = float(freq) if isinstance(freq, int | float) and freq > 0 else DEFAULT_FREQ
+    interval = float(freq) if _finite(freq) and 0 < freq < 3600 else DEFAULT_FREQ
     # Two missed heartbeats, plus a second for the trip, as Flower counts a node offline.
     online = event.get("type") != "worker-offline" and now - heard <= 2 * interval + 1
-    loadavg = event.get("loadavg") or ()
-    queues = event.get("rabbitq_queues") or ()
+    # Anyone may publish on celeryev: a field of the wrong type is left out, never raised.
+    loadavg = _sequence(event.get("loadavg"))
+    queues = _sequence(event.get("rabbitq_queues"))
     return WorkerFigures(
         hostname=hostname,
         pid=_int_or_none(event.get("pid")),
         concurrency=_int_or_none(event.get("rabbitq_concurrency")),
         active=_int_or_none(event.get("active")) or 0,
         processed=_int_or_none(event.get("processed")) or 0,
-        loadavg=tuple(float(x) for x in loadavg if isinstance(x, int | float)),
+        loadavg=tuple(float(x) for x in loadavg if _finite(x)),
         software=f"{event.get('sw_ident', '')} {event.get('sw_ver', '')}".strip(),
         last_seen=heard,
         online=online,
@@ -60,5 +62,13 @@ def _figures(hostname: str, heard: float, event: Mapping[str, Any], now: float) 
     )
 
 
+def _sequence(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else ()
+
+
+def _finite(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return int(value) if _finite(value) else None
