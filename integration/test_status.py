@@ -275,3 +275,23 @@ def test_queue_rates_show_a_steady_stream_of_publishes(
     finally:
         channel.queue_delete(status_queue)
         connection.close()
+
+
+def test_reading_the_beat_leaves_an_unreadable_state_copy_where_it_is(
+    broker_url: str, management_url: str
+) -> None:
+    from rabbitq.beat.state import state_queue_name
+
+    group = f"g{uuid.uuid4().hex[:6]}"
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    channel.queue_declare(state_queue_name(group), durable=True)
+    channel.basic_publish("", state_queue_name(group), b"not a state")
+    try:
+        for _ in range(2):
+            assert status_json(broker_url, management_url, "--beat-group", group)["beat"] is None
+        depth = channel.queue_declare(state_queue_name(group), passive=True).method.message_count
+        assert depth == 1
+    finally:
+        channel.queue_delete(state_queue_name(group))
+        connection.close()

@@ -169,7 +169,7 @@ def _peek_state(connection: Any, group: str) -> BeatState | None:
     if _passive_declare(connection, queue) == NOT_FOUND:
         return None
     channel = connection.channel()
-    states = [state for _, state in _get_states(channel, queue)]
+    states = [state for _, state in _get_states(channel, queue, drop_unreadable=False)]
     channel.close()  # everything peeked at goes back to the queue
     return newest(states)
 
@@ -185,9 +185,11 @@ def _passive_declare(connection: Any, queue: str) -> int | None:
     return None
 
 
-def _get_states(channel: BlockingChannel, queue: str) -> list[tuple[int, BeatState]]:
+def _get_states(
+    channel: BlockingChannel, queue: str, *, drop_unreadable: bool = True
+) -> list[tuple[int, BeatState]]:
     """Every state copy in ``queue``, held unacked (delivery tag, state). An unreadable copy
-    is logged and removed."""
+    is logged and, by the leader (``drop_unreadable``), removed; a reader leaves it."""
     held: list[tuple[int, BeatState]] = []
     while True:
         method, _properties, body = channel.basic_get(queue, auto_ack=False)
@@ -196,5 +198,6 @@ def _get_states(channel: BlockingChannel, queue: str) -> list[tuple[int, BeatSta
         try:
             held.append((method.delivery_tag, decode_state(body)))
         except MessageDecodeError as exc:
-            log.error("dropping an unreadable beat state message: %s", exc)
-            channel.basic_ack(method.delivery_tag)
+            if drop_unreadable:
+                log.error("dropping an unreadable beat state message: %s", exc)
+                channel.basic_ack(method.delivery_tag)
