@@ -37,7 +37,11 @@ class ManagementClient:
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         parts = urllib.parse.urlsplit(url)
         self._base = f"{parts.scheme}://{parts.hostname}:{parts.port or DEFAULT_MANAGEMENT_PORT}"
-        credentials = f"{parts.username or 'guest'}:{parts.password or 'guest'}"
+        # A URL's credentials are percent-encoded (a password with '@' or '%'); Basic auth
+        # wants them as they are.
+        user = urllib.parse.unquote(parts.username or "guest")
+        password = urllib.parse.unquote(parts.password or "guest")
+        credentials = f"{user}:{password}"
         self._auth = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
         self._timeout = timeout
 
