@@ -1,5 +1,6 @@
 """A real ``rabbitq worker --processes 2 --metrics-port`` scraped over HTTP: the supervisor's
-``/metrics`` adds up what both processes ran, and keeps what a recycled process counted."""
+``/metrics`` adds up what both processes ran, and keeps what a recycled process counted
+while deleting its files."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_a_two_process_worker_s_metrics_add_up_to_exactly_what_ran(
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_a_recycled_process_s_counts_stay_and_its_live_gauges_go(
+def test_a_recycled_process_s_counts_stay_while_its_live_gauges_and_files_go(
     app: rabbitq.App, unique_name: str, tmp_path: Path
 ) -> None:
     directory = tmp_path / "multiproc"
@@ -104,27 +105,34 @@ def test_a_recycled_process_s_counts_stay_and_its_live_gauges_go(
         wait_for(all_ran, 90, worker.log)
         assert seen == sorted(seen) and seen[-1] == 12
 
-        def live_gauges_only_of_the_two_processes_alive() -> bool:
+        def files_only_of_the_two_processes_alive() -> bool:
             alive = {pid for pid in children_started(worker) if is_alive(pid)}
             return (
                 len(alive) == 2
                 and pids_of(directory, "gauge_livesum") == alive
+                and pids_of(directory, "*") <= alive
                 and Scrape(port).total("rabbitq_worker_processes") == 2
             )
 
-        # Without mark_process_dead, each recycled process's live gauges would stay forever.
-        wait_for(live_gauges_only_of_the_two_processes_alive, 60, worker.log)
-        assert worker.log().count("recycled; starting a fresh one") >= 2
+        # Each recycled process's files would otherwise stay as long as the supervisor.
+        wait_for(files_only_of_the_two_processes_alive, 60, worker.log)
+        started = children_started(worker)
+        assert worker.log().count("recycled; starting a fresh one") >= 2 and len(started) > 2
+        assert not pids_of(directory, "*") & started - {p for p in started if is_alive(p)}
+        # The gone processes' counts are in the supervisor's archive: the totals still add up.
+        assert (directory / "counter_archive.db").exists()
+        assert (directory / "histogram_archive.db").exists()
         scrape = Scrape(port)
         assert scrape.total("rabbitq_tasks_total", outcome="succeeded") == 12
+        assert scrape.total("rabbitq_task_runtime_seconds_count") == 12
         assert scrape.total("rabbitq_worker_prefetch", queue=unique_name) == 2 * PREFETCH
-        # The gone processes' counters are still there: they are what keeps the total.
-        assert len(pids_of(directory, "counter")) > 2
 
 
 def pids_of(directory: Path, kind: str) -> set[int]:
-    """The processes with a multiprocess file of ``kind`` (``counter_<pid>.db``)."""
-    return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob(f"{kind}_*.db")}
+    """The processes with a multiprocess file of ``kind`` (``counter_<pid>.db``; ``*``: any
+    kind), the supervisor's archives (``counter_archive.db``) left out."""
+    owners = (path.stem.rsplit("_", 1)[1] for path in directory.glob(f"{kind}_*.db"))
+    return {int(owner) for owner in owners if owner.isdigit()}
 
 
 def children_started(worker: WorkerProcess) -> set[int]:

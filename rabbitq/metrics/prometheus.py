@@ -11,6 +11,7 @@ from rabbitq.errors import ConfigurationError
 try:
     import prometheus_client
     import prometheus_client.core
+    import prometheus_client.mmap_dict
     import prometheus_client.multiprocess
     import prometheus_client.registry
 except ImportError as exc:  # pragma: no cover - the extra is installed for the tests

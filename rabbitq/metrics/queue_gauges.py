@@ -152,7 +152,7 @@ def _workers(snapshot: Snapshot) -> Iterator[Any]:
     )
     last_seen = GaugeMetricFamily(
         "rabbitq_worker_last_seen_timestamp_seconds",
-        "When a worker node's newest event was sent (epoch seconds).",
+        "When the newest event from a worker node was heard (epoch seconds).",
         labels=("hostname",),
     )
     for worker in snapshot.workers:
