@@ -1,9 +1,11 @@
 """``rabbitq dashboard`` as a process against a real broker, driven by a real browser
 (Playwright's driver with Debian's Chromium): a dead letter appears, is opened, replayed (and
-runs), purged; a dashboard with a token refuses whoever has not got it."""
+runs), purged; a dashboard with a token refuses whoever has not got it; the overview's refresh
+never piles requests up and says what the server said; another site's page reads nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pika
@@ -40,9 +43,9 @@ TOKEN = "integration-token-0123456789"
 
 
 class Dashboard:
-    def __init__(self, process: LoggedProcess, port: int) -> None:
+    def __init__(self, process: LoggedProcess, port: int, host: str = "127.0.0.1") -> None:
         self.process = process
-        self.base = f"http://127.0.0.1:{port}"
+        self.base = f"http://{host}:{port}"
 
     def answers(self) -> bool:
         try:
@@ -53,16 +56,17 @@ class Dashboard:
 
 
 def start_dashboard(
-    broker_url: str, management_url: str, tmp_path: Path, *extra: str, token: str | None = None
-) -> Dashboard:
+    broker_url: str, management_url: str, tmp_path: Path, *extra: str, token: str | None = None,
+    bind: str = "127.0.0.1",
+) -> Dashboard:  # fmt: skip
     port = free_port()
     process = LoggedProcess(
-        [sys.executable, "-m", "rabbitq", "dashboard", "--port", str(port),
+        [sys.executable, "-m", "rabbitq", "dashboard", "--port", str(port), "--bind", bind,
          "--broker", broker_url, "--management-url", management_url, *extra],
         tmp_path / f"dashboard-{port}.log",
         {"RABBITQ_DASHBOARD_TOKEN": token or ""},
     )  # fmt: skip
-    dashboard = Dashboard(process, port)
+    dashboard = Dashboard(process, port, bind)
     try:
         wait_for(dashboard.answers, 60, lambda: f"dashboard did not answer:\n{process.log()}")
     except AssertionError:
@@ -254,3 +258,108 @@ def test_an_unknown_dead_queue_is_a_404_page(dashboard: Dashboard, unique_name: 
     missing = httpx.get(f"{dashboard.base}/dead/{unique_name}", timeout=30)
     assert missing.status_code == 404
     assert "There is no dead queue" in missing.text and f"{unique_name}.dead" in missing.text
+
+
+def test_a_loopback_bind_other_than_127_0_0_1_answers_on_its_address(
+    broker_url: str, management_url: str, tmp_path: Path
+) -> None:
+    other = start_dashboard(broker_url, management_url, tmp_path, bind="127.0.0.2")
+    try:
+        answer = httpx.get(other.base + "/api/status", timeout=30)
+        assert answer.status_code == 200 and "totals" in answer.json()
+    finally:
+        other.process.stop(10)
+
+
+def _classic_dead_letter(broker_url: str, dead: str, task_id: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    channel.queue_declare(dead, durable=True)
+    channel.confirm_delivery()
+    envelope = encode_task(TaskMessage(task="it.record", args=[1], id=task_id), MSGPACK)
+    envelope.headers["rabbitq_reason"] = "task-failed"
+    channel.basic_publish(
+        "", dead, envelope.body,
+        pika.BasicProperties(headers=envelope.headers, content_type=envelope.content_type,
+                             message_id=envelope.message_id, delivery_mode=2),
+    )  # fmt: skip
+    connection.close()
+
+
+def test_a_dead_queue_and_a_task_id_holding_a_slash_open_in_the_browser(
+    broker_url: str, dashboard: Dashboard, page: Any, unique_name: str
+) -> None:
+    dead = f"{unique_name}/billing.dead"
+    _classic_dead_letter(broker_url, dead, "import/42")
+    try:
+        page.goto(f"{dashboard.base}/dead/{quote(dead, safe='')}")
+        expect(page.locator("#letters tbody tr")).to_have_count(1)
+        page.get_by_role("link", name="import/42").click()
+        expect(page.locator("#letter-id")).to_have_text("import/42")
+        expect(page.locator("#letter-task")).to_have_text("it.record")
+    finally:
+        connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+        connection.channel().queue_delete(dead)
+        connection.close()
+
+
+def test_the_overview_shows_the_servers_error_not_a_syntax_error(
+    dashboard: Dashboard, page: Any
+) -> None:
+    page.goto(dashboard.base + "/")
+    expect(page.locator("#total-dead")).to_be_visible(timeout=WAIT_MS)
+    page.route(
+        "**/api/status",
+        lambda route: route.fulfill(
+            status=503, content_type="application/json",
+            body=json.dumps({"error": "cannot read the broker's status: it is away"}),
+        ),
+    )  # fmt: skip
+    expect(page.locator("#problems")).to_have_text(
+        "cannot read the broker's status: it is away", timeout=WAIT_MS
+    )
+    expect(page.locator("#stale")).to_be_visible()
+    page.unroute("**/api/status")
+    page.route(
+        "**/api/status",
+        lambda route: route.fulfill(status=502, content_type="text/html", body="<h1>proxy</h1>"),
+    )
+    expect(page.locator("#problems")).to_contain_text("The dashboard answered 502", timeout=WAIT_MS)
+    expect(page.locator("#problems")).not_to_contain_text("SyntaxError")
+
+
+def test_the_overview_never_piles_requests_up_and_gives_up_on_one_after_10_s(
+    dashboard: Dashboard, page: Any
+) -> None:
+    page.goto(dashboard.base + "/")
+    expect(page.locator("#total-dead")).to_be_visible(timeout=WAIT_MS)
+    held: list[Any] = []
+    page.route("**/api/status", lambda route: held.append(route))  # never answered: it hangs
+    expect(page.locator("#problems")).to_contain_text("did not answer within 10 s", timeout=WAIT_MS)
+    # With a fixed 2 s interval five more would have been sent meanwhile; one waits at a time.
+    assert len(held) == 1
+    page.unroute("**/api/status")
+    expect(page.locator("#stale")).to_be_hidden(timeout=WAIT_MS)  # and it recovers
+
+
+def test_a_link_on_another_sites_page_does_not_make_the_dashboard_browse_a_dead_queue(
+    broker_url: str, dashboard: Dashboard, page: Any, unique_name: str
+) -> None:
+    """Chromium already blocks <img src="http://127.0.0.1:..."> on a public page (Private
+    Network Access); a navigation it lets through, with Sec-Fetch-Site: cross-site."""
+    dead = unique_name + ".dead"
+    _classic_dead_letter(broker_url, dead, "id-1")
+    target = f"{dashboard.base}/dead/{dead}"
+    page.route(
+        "http://elsewhere.example/**",
+        lambda route: route.fulfill(
+            content_type="text/html", body=f'<a id="go" href="{target}">dead letters</a>'
+        ),
+    )
+    page.goto("http://elsewhere.example/")
+    with page.expect_response(target, timeout=WAIT_MS) as answered:
+        page.locator("#go").click()
+    assert answered.value.status == 403
+    expect(page.locator("body")).to_contain_text("another site's page")
+    typed = page.goto(target)  # typed in the address bar: Sec-Fetch-Site: none
+    assert typed is not None and typed.status == 200

@@ -13,9 +13,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from starlette.routing import Route
+
 from rabbitq.dashboard.app import create_app
 from rabbitq.dashboard.config import DashboardConfig
 from rabbitq.dashboard.dead_queues import Listing, Replayed
+from rabbitq.dashboard.sessions import SessionSigner
 from rabbitq.dead_letter_details import DeadLetterDetails, ReplaySelection
 from rabbitq.dead_letters import dead_letter_envelope, dead_queue_name
 from rabbitq.errors import BrokerConnectionError, QueueNotFoundError
@@ -56,8 +59,10 @@ class FixedStatus:
     def __init__(self, problem: Exception | None = None) -> None:
         self.problem = problem
         self.closed = False
+        self.collected = 0
 
     def collect(self) -> Snapshot:
+        self.collected += 1
         if self.problem is not None:
             raise self.problem
         return snapshot()
@@ -84,10 +89,15 @@ class MemoryDeadQueues:
 
     queues: dict[str, list[DeadLetterDetails]] = field(default_factory=dict)
     unreachable: bool = False
+    failure: Exception | None = None  # raised by every read or action, when set
     replays: list[ReplaySelection] = field(default_factory=list)
     purges: list[str] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)  # every queue read or acted on
 
     def _letters(self, queue: str) -> list[DeadLetterDetails]:
+        self.opened.append(queue)
+        if self.failure is not None:
+            raise self.failure
         if self.unreachable:
             raise BrokerConnectionError("cannot reach the broker: connection refused")
         name = dead_queue_name(queue)
@@ -129,16 +139,34 @@ def dashboard(
     status: FixedStatus | None = None,
     dead_queues: MemoryDeadQueues | None = None,
     flower: str | None = None,
+    signer: SessionSigner | None = None,
+    routes: tuple[Route, ...] = (),
+    raise_server_exceptions: bool = True,
 ) -> Iterator[TestClient]:
+    """The app under a test client; ``routes`` are added to it (a route that fails, say)."""
     config = DashboardConfig("amqp://guest:guest@127.0.0.1:1/", flower_url=flower, token=token)
     app = create_app(
         config,
         status or FixedStatus(),
         dead_queues=dead_queues or MemoryDeadQueues(),  # type: ignore[arg-type]
+        signer=signer,
         allowed_hosts=None if token else ("testserver",),
     )
-    with TestClient(app, follow_redirects=False) as client:
+    app.router.routes[:0] = routes
+    with TestClient(
+        app, follow_redirects=False, raise_server_exceptions=raise_server_exceptions
+    ) as client:
         yield client
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def csrf_of(page: str) -> str:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+
+import pytest
+from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from rabbitq.errors import BrokerConnectionError
 from tests.dashboard_support import (
@@ -47,6 +51,23 @@ def test_an_unreachable_broker_is_a_message_not_a_500() -> None:
     assert page.status_code == 200 and "connection refused" in _embedded_status(page.text)["error"]
 
 
+def test_any_exception_from_the_status_collector_is_a_503_not_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """pika raises some failures outside its AMQPError tree, AMQPConnectorStackTimeout one."""
+    status = FixedStatus(AMQPConnectorStackTimeout("handshake took too long"))
+    with caplog.at_level(logging.ERROR, "rabbitq.dashboard"), dashboard(status=status) as client:
+        api = client.get("/api/status")
+        page = client.get("/")
+    assert api.status_code == 503
+    assert api.json()["error"] == (
+        "cannot read the broker's status: AMQPConnectorStackTimeout: handshake took too long"
+    )
+    assert page.status_code == 200
+    assert "AMQPConnectorStackTimeout" in _embedded_status(page.text)["error"]
+    assert any(record.exc_info for record in caplog.records), "logged with its traceback"
+
+
 def test_the_dead_queue_page_lists_its_dead_letters() -> None:
     dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1"), dead_letter("id-2")]})
     with dashboard(dead_queues=dead_queues) as client:
@@ -79,6 +100,36 @@ def test_an_unreachable_broker_on_a_dead_queue_page_is_a_503_message() -> None:
     with dashboard(dead_queues=MemoryDeadQueues(unreachable=True)) as client:
         page = client.get("/dead/emails")
     assert page.status_code == 503 and "cannot reach the broker" in page.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/dead/emails", "/dead/emails/letters/id-1", "/dead/emails/replay?all=1"]
+)
+def test_any_exception_from_a_dead_queue_is_a_503_page_logged_with_its_traceback(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead_queues = MemoryDeadQueues(failure=AMQPConnectorStackTimeout("handshake took too long"))
+    with (
+        caplog.at_level(logging.ERROR, "rabbitq.dashboard"),
+        dashboard(dead_queues=dead_queues) as client,
+    ):
+        page = client.get(path)
+    assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+    assert "The broker could not be read" in page.text
+    assert "AMQPConnectorStackTimeout: handshake took too long" in page.text
+    assert "Traceback" not in page.text
+    assert any(record.exc_info for record in caplog.records), "logged with its traceback"
+
+
+def test_a_failing_replay_post_is_a_503_page_too() -> None:
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        csrf = csrf_of(client.get("/dead/emails/replay?id=id-1").text)
+        dead_queues.failure = AMQPConnectorStackTimeout("handshake took too long")
+        done = client.post(
+            "/dead/emails/replay", data={"csrf": csrf, "id": "id-1", "confirm": "yes"}
+        )
+    assert done.status_code == 503 and "The broker could not be read" in done.text
 
 
 def test_replaying_one_needs_the_confirmation_field() -> None:
@@ -115,6 +166,56 @@ def test_a_replay_that_names_nothing_is_refused() -> None:
         csrf = csrf_of(client.get("/dead/emails/purge").text)
         refused = client.post("/dead/emails/replay", data={"csrf": csrf, "confirm": "yes"})
     assert refused.status_code == 400 and dead_queues.replays == []
+
+
+def test_a_replay_of_all_that_also_names_ids_is_refused_on_the_confirm_page_and_the_post() -> None:
+    """all=1 replays every dead letter: a page naming one id must not say it, nor do it."""
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1"), dead_letter("id-2")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        confirm = client.get("/dead/emails/replay?all=1&id=id-1")
+        assert confirm.status_code == 400
+        assert "not both" in confirm.text and "every dead letter" not in confirm.text
+        csrf = csrf_of(client.get("/dead/emails/purge").text)
+        form = {"csrf": csrf, "confirm": "yes", "all": "1", "id": "id-1"}
+        refused = client.post("/dead/emails/replay", data=form)
+    assert refused.status_code == 400 and "not both" in refused.text
+    assert dead_queues.replays == [] and len(dead_queues.queues["emails.dead"]) == 2
+
+
+def test_a_queue_name_and_a_task_id_with_a_slash_open_replay_and_purge() -> None:
+    dead_queues = MemoryDeadQueues({"billing/emails.dead": [dead_letter("import/42")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        listing = client.get("/dead/billing%2Femails")
+        assert listing.status_code == 200 and "import/42" in listing.text
+        letter_link = "/dead/billing%2Femails.dead/letters/import%2F42"
+        assert f'href="{letter_link}"' in listing.text
+        assert 'href="/dead/billing%2Femails.dead/purge"' in listing.text
+        letter = client.get(letter_link)
+        assert letter.status_code == 200 and "import/42" in letter.text
+        assert 'href="/dead/billing%2Femails.dead/replay?id=import%2F42"' in letter.text
+        confirm = client.get("/dead/billing%2Femails.dead/replay?id=import%2F42")
+        assert 'action="/dead/billing%2Femails.dead/replay"' in confirm.text
+        done = client.post(
+            "/dead/billing%2Femails.dead/replay",
+            data={"csrf": csrf_of(confirm.text), "id": "import/42", "confirm": "yes"},
+        )
+        assert "Replayed 1 dead letter(s)" in done.text
+        purged = client.post(
+            "/dead/billing%2Femails.dead/purge",
+            data={"csrf": csrf_of(confirm.text), "confirm": "yes"},
+        )
+        assert purged.status_code == 200
+    assert dead_queues.purges == ["billing/emails.dead"]
+
+
+def test_a_percent_sign_in_a_queue_name_is_kept_as_it_is() -> None:
+    """A queue literally named "a%2Fb" is not the queue "a/b"."""
+    dead_queues = MemoryDeadQueues({"a%2Fb.dead": [dead_letter("id-1")], "a/b.dead": []})
+    with dashboard(dead_queues=dead_queues) as client:
+        page = client.get("/dead/a%252Fb")
+        assert page.status_code == 200 and "id-1" in page.text
+        assert 'href="/dead/a%252Fb.dead/letters/id-1"' in page.text
+    assert dead_queues.opened == ["a%2Fb.dead"]
 
 
 def test_the_status_source_is_closed_with_the_app() -> None:

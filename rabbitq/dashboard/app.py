@@ -21,6 +21,8 @@ from rabbitq.dashboard.config import DashboardConfig
 from rabbitq.dashboard.dead_queues import DeadQueues
 from rabbitq.dashboard.metrics import metrics_routes
 from rabbitq.dashboard.pages import STATIC, message_page, templates
+from rabbitq.dashboard.path_segments import KeepEncodedSlashes
+from rabbitq.dashboard.security_headers import SecurityHeaders, with_security_headers
 from rabbitq.dashboard.sessions import SessionSigner
 from rabbitq.dashboard.status_feed import StatusSource
 
@@ -56,10 +58,12 @@ def create_app(
             *metrics_routes(status),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[
+        middleware=[  # outermost first
+            Middleware(SecurityHeaders),
             Middleware(
                 TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or config.allowed_hosts)
             ),
+            Middleware(KeepEncodedSlashes),
             Middleware(Guard, signer=signer or SessionSigner(), token=config.token),
         ],
         exception_handlers={HTTPException: _http_problem, Exception: _unexpected},
@@ -81,7 +85,10 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    # Logged with its traceback for the operator; the page says only that it failed.
+    # Logged with its traceback for the operator; the answer says only that it failed. Starlette
+    # calls this outside every middleware, so it adds the security headers itself.
     logger.exception("dashboard: %s %s failed", request.method, request.url.path, exc_info=exc)
     text = f"The dashboard failed to answer: {type(exc).__name__}: {exc}. See its log."
-    return Response(text, status_code=500, media_type="text/plain")
+    if request.url.path.startswith("/api/"):
+        return with_security_headers(JSONResponse({"error": text}, status_code=500))
+    return with_security_headers(Response(text, status_code=500, media_type="text/plain"))

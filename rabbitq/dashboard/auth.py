@@ -1,10 +1,14 @@
-"""Who may use the dashboard, and which POSTs it believes.
+"""Who may use the dashboard, and which requests and POSTs it believes.
 
-``Guard`` (a middleware) gives every request a session (``sessions.py``) and, when the
-dashboard has a token, lets through only requests that carry it: ``Authorization: Bearer
-<token>`` (scripts), or a session logged in through ``/login`` (people). It also sets the
-headers that keep the pages out of frames (a confirm button under someone else's page) and
-scripts to the dashboard's own.
+``Guard`` (a middleware) first refuses (403) any request a browser says another site's page
+made (``Sec-Fetch-Site`` other than ``same-origin`` or ``none``): without a token an
+``<img src="http://127.0.0.1:8080/dead/emails">`` on any page would otherwise make the
+dashboard browse a dead queue. A request without the header (curl, Prometheus, an old browser)
+is let through. Static files are exempt: they read nothing from the broker.
+
+It then gives every request a session (``sessions.py``) and, when the dashboard has a token,
+lets through only requests that carry it: ``Authorization: Bearer <token>`` (scripts), or a
+session logged in through ``/login`` (people).
 
 Every POST handler reads its form through ``checked_form``, which refuses (403) one without the
 session's CSRF token. A request authorised by its ``Authorization`` header needs none: a
@@ -20,18 +24,15 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp
 
 from rabbitq.dashboard.sessions import COOKIE, Session, SessionSigner, token_matches
 
 OPEN_PATHS = ("/login", "/static/")  # reachable before logging in
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
+# Sec-Fetch-Site values of requests the dashboard's own pages make, or a person typing its
+# address or opening a bookmark ("none"). A missing header is let through too (not a browser).
+OWN_FETCH_SITES = ("same-origin", "none")
 
 
 class Guard(BaseHTTPMiddleware):
@@ -43,6 +44,8 @@ class Guard(BaseHTTPMiddleware):
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        if _from_another_site(request):
+            return _cross_site_refusal(request)
         loaded = self.signer.load(request.cookies.get(COOKIE))
         request.state.session = loaded or self.signer.new()
         request.state.signer = self.signer
@@ -56,12 +59,11 @@ class Guard(BaseHTTPMiddleware):
             response.set_cookie(
                 COOKIE,
                 self.signer.dump(session),
+                max_age=self.signer.max_age,
                 httponly=True,
                 samesite="strict",
                 secure=request.url.scheme == "https",
             )
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
         return response
 
     def _bearer_ok(self, request: Request) -> bool:
@@ -77,6 +79,23 @@ class Guard(BaseHTTPMiddleware):
             return True
         path = request.url.path
         return path == OPEN_PATHS[0] or path.startswith(OPEN_PATHS[1])
+
+
+def _from_another_site(request: Request) -> bool:
+    site = request.headers.get("sec-fetch-site")
+    if site is None or request.url.path.startswith(OPEN_PATHS[1]):
+        return False
+    return site.lower() not in OWN_FETCH_SITES
+
+
+def _cross_site_refusal(request: Request) -> Response:
+    text = (
+        "The dashboard does not answer requests made by another site's page (Sec-Fetch-Site: "
+        f"{request.headers.get('sec-fetch-site')}). Open it by its address or a bookmark."
+    )
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": text}, status_code=403)
+    return PlainTextResponse(text, status_code=403)
 
 
 def _refusal(request: Request) -> Response:
@@ -115,7 +134,11 @@ def csrf_token(request: Request) -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after logging in: a path of this dashboard, never another site."""
+    """Where to go after logging in: a path of this dashboard, never another site. A control
+    character is refused too: browsers drop tabs and newlines from a URL, so ``/<tab>/evil.com``
+    would become ``//evil.com``, another site."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
         return "/"
     return target

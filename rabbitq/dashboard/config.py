@@ -28,12 +28,31 @@ class DashboardConfig:
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
-        """Host headers to answer. Without a token, only loopback names: a page elsewhere
-        that points a DNS name at 127.0.0.1 (DNS rebinding) must not be able to read the
-        dashboard, nor its CSRF token."""
+        """Host headers to answer (without the port, as ``TrustedHostMiddleware`` compares
+        them). Without a token, only loopback names, and the bind address when it is a
+        loopback IP (``--bind 127.0.0.2``): a page elsewhere that points a DNS name at
+        127.0.0.1 (DNS rebinding) must not be able to read the dashboard, nor its CSRF
+        token."""
         if self.token:
             return ("*",)
-        return ("localhost", "127.0.0.1", "[::1]", "::1")
+        hosts = ["localhost", "127.0.0.1", "[::1]", "::1"]
+        for host in _loopback_ip_hosts(self.bind):
+            if host not in hosts:
+                hosts.append(host)
+        return tuple(hosts)
+
+
+def _loopback_ip_hosts(bind: str) -> list[str]:
+    """How a Host header names ``bind``, when it is a loopback IP: as given and in its
+    normal form, an IPv6 one in brackets (``[::1]``)."""
+    try:
+        address = ipaddress.ip_address(bind.strip("[]"))
+    except ValueError:
+        return []  # a name: localhost is allowed already, and no other name is
+    if not address.is_loopback:
+        return []
+    forms = dict.fromkeys([bind.strip("[]").lower(), address.compressed])
+    return [f"[{form}]" if address.version == 6 else form for form in forms]
 
 
 def is_loopback(host: str) -> bool:

@@ -1,9 +1,13 @@
 """Dead letters: a queue's list, one letter (headers, arguments, traceback), and replay and
 purge, each behind a confirm page whose form says ``confirm=yes``: a POST without it, or
-without the session's CSRF token (``auth.checked_form``), changes nothing."""
+without the session's CSRF token (``auth.checked_form``), changes nothing.
+
+A queue name or task id may hold ``/``: it is one path segment (``path_segments.py``).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,11 +21,13 @@ from starlette.routing import Route
 from rabbitq.dashboard.auth import checked_form
 from rabbitq.dashboard.dead_queues import DeadQueues
 from rabbitq.dashboard.pages import render
+from rabbitq.dashboard.path_segments import path_param
 from rabbitq.dead_letter_details import ReplaySelection
 from rabbitq.dead_letters import dead_queue_name
 from rabbitq.errors import BrokerConnectionError, BrokerError, QueueNotFoundError
 
 T = TypeVar("T")
+logger = logging.getLogger("rabbitq.dashboard")
 
 
 async def _call(request: Request, action: Callable[..., T], *args: object) -> T:
@@ -34,10 +40,19 @@ async def _call(request: Request, action: Callable[..., T], *args: object) -> T:
         raise HTTPException(503, str(exc)) from None
     except BrokerError as exc:
         raise HTTPException(409, str(exc)) from None
+    except Exception as exc:
+        # pika raises some failures outside every tree we know (AMQPConnectorStackTimeout):
+        # the page says the broker could not be read, the log has the traceback.
+        logger.exception("dashboard: %s %s failed", request.method, request.url.path)
+        raise HTTPException(
+            503,
+            f"The broker could not be read ({type(exc).__name__}: {exc}). "
+            "The dashboard's log has the details.",
+        ) from None
 
 
 def _queue(request: Request) -> str:
-    return dead_queue_name(str(request.path_params["queue"]))
+    return dead_queue_name(path_param(request, "queue"))
 
 
 def _dead_queues(request: Request) -> DeadQueues:
@@ -51,7 +66,7 @@ async def list_page(request: Request) -> Response:
 
 
 async def letter_page(request: Request) -> Response:
-    task_id = str(request.path_params["task_id"])
+    task_id = path_param(request, "task_id")
     queue = _queue(request)
     details = await _call(request, _dead_queues(request).find, queue, task_id)
     if details is None:
@@ -60,7 +75,15 @@ async def letter_page(request: Request) -> Response:
 
 
 def _selection(ids: list[str], everything: bool) -> ReplaySelection:
-    selection = ReplaySelection(frozenset(i for i in ids if i), all=everything)
+    named = frozenset(i for i in ids if i)
+    if everything and named:
+        # all=1 replays every dead letter, whatever the ids say: asking both is a mistake.
+        raise HTTPException(
+            400,
+            "Say either which dead letters to replay (id=...) or all of them (all=1), not both: "
+            "nothing was replayed.",
+        )
+    selection = ReplaySelection(named, all=everything)
     if selection.is_empty:
         raise HTTPException(400, "Say which dead letters to replay: an id, or all of them.")
     return selection

@@ -1,5 +1,5 @@
-"""The overview: what ``rabbitq status`` shows, refreshed in the page every 2 s from
-``/api/status`` (the same JSON as ``rabbitq status --json``)."""
+"""The overview: what ``rabbitq status`` shows, refreshed in the page from ``/api/status``
+(the same JSON as ``rabbitq status --json``) 2 s after each answer (``static/overview.js``)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 
 from rabbitq.dashboard.auth import csrf_token
 from rabbitq.dashboard.config import DashboardConfig
+from rabbitq.dashboard.path_segments import segment
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -19,7 +20,10 @@ STATIC = HERE / "static"
 
 
 def templates() -> Jinja2Templates:
-    return Jinja2Templates(directory=TEMPLATES)
+    page_templates = Jinja2Templates(directory=TEMPLATES)
+    # A queue name or task id in a link: one segment, its "/" escaped (path_segments.py).
+    page_templates.env.filters["segment"] = segment
+    return page_templates
 
 
 def render(

@@ -1,9 +1,12 @@
 // The overview draws itself from the status document (the same JSON as `rabbitq status
-// --json`): first the one embedded in the page, then /api/status every 2 s. Text goes in
-// through textContent only, never as HTML.
+// --json`): first the one embedded in the page, then /api/status 2 s after the previous
+// answer (or failure). Never two requests at once, however slow the broker: the next one is
+// scheduled only when the last has finished, and one that takes longer than 10 s is aborted.
+// Text goes in through textContent only, never as HTML.
 "use strict";
 (function () {
   const REFRESH_MS = 2000;
+  const TIMEOUT_MS = 10000;
   const root = document.getElementById("overview");
   const flower = root.dataset.flower;
 
@@ -49,8 +52,7 @@
 
   function render(doc) {
     if (doc.error) {
-      showProblems([doc.error]);
-      document.getElementById("stale").hidden = false;
+      showStale(doc.error);
       return;
     }
     document.getElementById("stale").hidden = true;
@@ -101,21 +103,45 @@
       : el("p", { class: "empty" }, "No beat."));
   }
 
-  async function refresh() {
+  function showStale(problem) {
+    showProblems([problem]);
+    document.getElementById("stale").hidden = false;
+  }
+
+  // What went wrong, from an answer that is not a 2xx: the server's own words when it sent
+  // {"error": ...} (a 503 when the broker cannot be read), else its status line.
+  async function failure(response) {
     try {
-      const response = await fetch("/api/status", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      const body = await response.json();
+      if (body && typeof body.error === "string") return body.error;
+    } catch (_notJson) { /* a proxy's HTML page, say: fall back to the status */ }
+    return "The dashboard answered " + response.status + " " + (response.statusText || "") + ".";
+  }
+
+  async function refresh() {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+    try {
+      const response = await fetch("/api/status", {
+        headers: { Accept: "application/json" }, credentials: "same-origin", signal: controller.signal,
+      });
       if (response.status === 401) {
-        showProblems(["This dashboard asks for its token again: reload the page to log in."]);
-        document.getElementById("stale").hidden = false;
-        return;
+        showStale("This dashboard asks for its token again: reload the page to log in.");
+      } else if (!response.ok) {
+        showStale(await failure(response));
+      } else {
+        render(await response.json());
       }
-      render(await response.json());
     } catch (error) {
-      showProblems(["The dashboard does not answer: " + error]);
-      document.getElementById("stale").hidden = false;
+      showStale(error.name === "AbortError"
+        ? "The dashboard did not answer within " + TIMEOUT_MS / 1000 + " s; trying again."
+        : "The dashboard does not answer: " + error.message);
+    } finally {
+      clearTimeout(timer);
+      setTimeout(refresh, REFRESH_MS);
     }
   }
 
   render(JSON.parse(document.getElementById("initial-status").textContent));
-  setInterval(refresh, REFRESH_MS);
+  setTimeout(refresh, REFRESH_MS);
 })();
