@@ -362,3 +362,18 @@ def test_static_files_are_served_whoever_asks() -> None:
     with dashboard() as client:
         script = client.get("/static/dashboard.css", headers={"Sec-Fetch-Site": "cross-site"})
     assert script.status_code == 200
+
+
+def test_a_link_from_another_site_opens_the_overview_and_nothing_else() -> None:
+    navigation = {
+        "Sec-Fetch-Site": "cross-site",
+        "Sec-Fetch-Mode": "navigate",
+        "Sec-Fetch-Dest": "document",
+    }
+    dead_queues = MemoryDeadQueues({"emails.dead": [dead_letter("id-1")]})
+    with dashboard(dead_queues=dead_queues) as client:
+        assert client.get("/", headers=navigation).status_code == 200
+        assert client.get("/dead/emails", headers=navigation).status_code == 403
+        image = {**navigation, "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
+        assert client.get("/", headers=image).status_code == 403
+    assert dead_queues.opened == []

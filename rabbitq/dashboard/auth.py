@@ -1,9 +1,10 @@
 """Who may use the dashboard, and which requests and POSTs it believes.
 
 ``Guard`` (a middleware) first refuses (403) any request a browser says another site's page
-made (``Sec-Fetch-Site`` other than ``same-origin`` or ``none``): without a token an
-``<img src="http://127.0.0.1:8080/dead/emails">`` on any page would otherwise make the
-dashboard browse a dead queue. A request without the header (curl, Prometheus, an old browser)
+made (``Sec-Fetch-Site`` other than ``same-origin`` or ``none``), except a link followed to
+the overview (a top-level navigation to ``/``, which changes and browses nothing). Without a
+token an ``<img src="http://127.0.0.1:8080/dead/emails">`` on any page would otherwise make
+the dashboard browse a dead queue. A request without the header (curl, Prometheus, an old browser)
 is let through. Static files are exempt: they read nothing from the broker.
 
 It then gives every request a session (``sessions.py``) and, when the dashboard has a token,
@@ -85,7 +86,21 @@ def _from_another_site(request: Request) -> bool:
     site = request.headers.get("sec-fetch-site")
     if site is None or request.url.path.startswith(OPEN_PATHS[1]):
         return False
+    if _link_to_the_overview(request):
+        return False
     return site.lower() not in OWN_FETCH_SITES
+
+
+def _link_to_the_overview(request: Request) -> bool:
+    """A person following a link to the overview from Grafana, Flower or a wiki: a top-level
+    navigation that changes nothing and browses no dead queue (its figures come from the
+    status snapshot). Every other page still needs the dashboard's own origin."""
+    return (
+        request.method == "GET"
+        and request.url.path == "/"
+        and request.headers.get("sec-fetch-mode") == "navigate"
+        and request.headers.get("sec-fetch-dest") == "document"
+    )
 
 
 def _cross_site_refusal(request: Request) -> Response:
