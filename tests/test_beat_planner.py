@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from rabbitq.beat.planner import Planner, Tick
-from rabbitq.beat.schedules import Crontab, Every, PeriodicEntry
+from rabbitq.beat.schedules import CatchUp, Crontab, Every, PeriodicEntry, Schedule
 from rabbitq.beat.state import BeatState, EntryRecord, decode_state, encode_state, newest
 from rabbitq.canvas import Signature
 from rabbitq.errors import MessageDecodeError
@@ -19,8 +19,29 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def every_second() -> PeriodicEntry:
-    return PeriodicEntry("tick", Signature("t"), Every(1))
+def every_second(catch_up: CatchUp = "once", grace: float = 60) -> PeriodicEntry:
+    return periodic(Every(1), catch_up, grace)
+
+
+def periodic(schedule: Schedule, catch_up: CatchUp = "once", grace: float = 60) -> PeriodicEntry:
+    return PeriodicEntry(
+        "tick", Signature("t"), schedule, catch_up=catch_up, grace=dt.timedelta(seconds=grace)
+    )
+
+
+def restarted(entry: PeriodicEntry, last: dt.datetime, now: dt.datetime) -> Planner:
+    """A leader starting at ``now`` from a state whose last tick of ``entry`` was ``last``."""
+    record = EntryRecord(last, entry.schedule.describe())
+    return Planner([entry], BeatState(seq=1, entries={entry.name: record}), now, "b")
+
+
+def scheduled(ticks: list[Tick]) -> list[dt.datetime]:
+    return [tick.scheduled for tick in ticks]
+
+
+def seconds_from(first: str, last: str) -> list[dt.datetime]:
+    start, end = at(first), at(last)
+    return [start + dt.timedelta(seconds=n) for n in range(int((end - start).total_seconds()) + 1)]
 
 
 def run_leader(planner: Planner, start: dt.datetime, end: dt.datetime) -> list[Tick]:
@@ -78,6 +99,103 @@ def test_the_tick_in_flight_at_a_kill_is_sent_again_with_the_same_id() -> None:
     resent = second.due(at("2026-01-01 00:00:05"))
     assert [t.id for t in in_flight] == [resent[0].id]
     assert [t.scheduled.second for t in resent] == [4, 5]
+
+
+# -- after an outage, after a failover ---------------------------------------------------------
+
+
+def test_a_beat_restarted_after_an_outage_longer_than_grace_sends_one_catch_up_tick() -> None:
+    # Every beat down from 00:00:05 to 00:01:15.3: 70 s, more than the 60 s grace.
+    planner = restarted(every_second(), at("2026-01-01 00:00:05"), at("2026-01-01 00:01:15.3"))
+    assert [t.id for t in planner.due(at("2026-01-01 00:01:15.3"))] == ["tick@2026-01-01T00:01:15Z"]
+
+
+def test_after_the_catch_up_tick_the_grid_resumes() -> None:
+    planner = restarted(every_second(), at("2026-01-01 00:00:05"), at("2026-01-01 00:01:15.3"))
+    sent = run_leader(planner, at("2026-01-01 00:01:15.3"), at("2026-01-01 00:01:19"))
+    assert scheduled(sent) == seconds_from("2026-01-01 00:01:15", "2026-01-01 00:01:19")
+
+
+def test_a_successor_does_not_send_the_catch_up_tick_again() -> None:
+    first = restarted(every_second(), at("2026-01-01 00:00:05"), at("2026-01-01 00:01:15.3"))
+    first.due(at("2026-01-01 00:01:15.3"))
+    first.commit()
+    state = decode_state(encode_state(first.snapshot(at("2026-01-01 00:01:15.3"))))
+    second = Planner([every_second()], state, at("2026-01-01 00:01:15.8"), "c")
+    assert second.due(at("2026-01-01 00:01:15.8")) == []
+    assert scheduled(second.due(at("2026-01-01 00:01:16"))) == [at("2026-01-01 00:01:16")]
+
+
+@pytest.mark.parametrize("catch_up", ["once", "all", "skip"])
+def test_a_standby_taking_over_within_grace_sends_every_missed_tick(catch_up: CatchUp) -> None:
+    # The oldest missed tick, 00:00:06, is 58.5 s late: a standby took over, nothing is skipped.
+    entry = every_second(catch_up)
+    planner = restarted(entry, at("2026-01-01 00:00:05"), at("2026-01-01 00:01:04.5"))
+    sent = run_leader(planner, at("2026-01-01 00:01:04.5"), at("2026-01-01 00:01:07"))
+    assert scheduled(sent) == seconds_from("2026-01-01 00:00:06", "2026-01-01 00:01:07")
+
+
+@pytest.mark.parametrize("catch_up", ["once", "all", "skip"])
+def test_an_oldest_missed_tick_exactly_grace_late_still_counts_as_a_failover(
+    catch_up: CatchUp,
+) -> None:
+    planner = restarted(
+        every_second(catch_up), at("2026-01-01 00:00:05"), at("2026-01-01 00:01:06")
+    )
+    sent = planner.due(at("2026-01-01 00:01:06"))
+    assert scheduled(sent) == seconds_from("2026-01-01 00:00:06", "2026-01-01 00:01:06")
+
+
+def test_an_oldest_missed_tick_just_over_grace_late_counts_as_an_outage() -> None:
+    planner = restarted(every_second(), at("2026-01-01 00:00:05"), at("2026-01-01 00:01:06.001"))
+    assert scheduled(planner.due(at("2026-01-01 00:01:06.001"))) == [at("2026-01-01 00:01:06")]
+
+
+def test_a_longer_interval_catches_up_with_its_newest_tick_then_keeps_its_grid() -> None:
+    five_minutes = periodic(Every(300))
+    planner = restarted(five_minutes, at("2026-01-01 00:00:00"), at("2026-01-01 01:02:00"))
+    sent = run_leader_hourly(planner, at("2026-01-01 01:02:00"), at("2026-01-01 01:12:00"))
+    assert scheduled(sent) == [at("2026-01-01 01:00"), at("2026-01-01 01:05"),
+                               at("2026-01-01 01:10")]  # fmt: skip
+
+
+def test_a_cron_entry_restarted_after_an_outage_sends_one_catch_up_tick_then_its_times() -> None:
+    # Beats down for three and a half days: one 03:00 report (today's), then one a day.
+    daily = periodic(Crontab("0 3 * * *"))
+    planner = restarted(daily, at("2026-01-01 03:00:00"), at("2026-01-04 12:00:00"))
+    sent = run_leader_hourly(planner, at("2026-01-04 12:00:00"), at("2026-01-06 04:00:00"))
+    assert scheduled(sent) == [at("2026-01-04 03:00"), at("2026-01-05 03:00"),
+                               at("2026-01-06 03:00")]  # fmt: skip
+
+
+def test_a_seconds_cron_entry_restarted_after_an_outage_sends_one_catch_up_tick() -> None:
+    every_ten = periodic(Crontab("*/10 * * * * *"), grace=30)
+    planner = restarted(every_ten, at("2026-01-01 00:00:00"), at("2026-01-01 00:02:05"))
+    sent = run_leader(planner, at("2026-01-01 00:02:05"), at("2026-01-01 00:02:21"))
+    assert scheduled(sent) == [at("2026-01-01 00:02:00"), at("2026-01-01 00:02:10"),
+                               at("2026-01-01 00:02:20")]  # fmt: skip
+
+
+def test_a_cron_entry_taken_over_within_grace_sends_every_missed_tick() -> None:
+    every_minute = periodic(Crontab("* * * * *"), grace=120)
+    planner = restarted(every_minute, at("2026-01-01 00:00:00"), at("2026-01-01 00:02:30"))
+    sent = planner.due(at("2026-01-01 00:02:30"))
+    assert scheduled(sent) == [at("2026-01-01 00:01"), at("2026-01-01 00:02")]
+
+
+def test_catch_up_all_after_an_outage_sends_every_missed_tick_oldest_first() -> None:
+    entry = every_second("all")
+    planner = restarted(entry, at("2026-01-01 00:00:05"), at("2026-01-01 00:01:15.3"))
+    sent = run_leader(planner, at("2026-01-01 00:01:15.3"), at("2026-01-01 00:01:17"))
+    assert scheduled(sent) == seconds_from("2026-01-01 00:00:06", "2026-01-01 00:01:17")
+
+
+def test_catch_up_skip_after_an_outage_drops_the_ticks_more_than_grace_late() -> None:
+    entry = every_second("skip")
+    planner = restarted(entry, at("2026-01-01 00:00:05"), at("2026-01-01 00:01:15.3"))
+    sent = run_leader(planner, at("2026-01-01 00:01:15.3"), at("2026-01-01 00:01:17"))
+    # 00:00:06..00:00:15.3 are more than 60 s late: dropped. The ticks within the grace fire.
+    assert scheduled(sent) == seconds_from("2026-01-01 00:00:16", "2026-01-01 00:01:17")
 
 
 def test_a_changed_schedule_starts_afresh() -> None:

@@ -235,11 +235,32 @@ def test_catch_up_skip_fires_no_missed_tick_but_records_them_dealt_with() -> Non
     assert due.handled_until == at("2026-01-04 03:00:00")
 
 
-def test_catch_up_once_still_fires_recent_ticks_after_the_missed_one() -> None:
+def test_catch_up_once_fires_one_tick_for_the_whole_missed_period() -> None:
     every_ten = entry(Every(10), catch_up="once", grace=30)
     due = due_ticks(every_ten, at("2026-01-01 00:00:00"), at("2026-01-01 00:02:00"))
-    # Missed: 00:10..01:30 (more than 30 s late) -> only 01:30; recent: 01:40, 01:50, 02:00.
-    assert [t.strftime("%M:%S") for t in due.ticks] == ["01:30", "01:40", "01:50", "02:00"]
+    # 00:10 is more than 30 s late: an outage. The ticks within the grace (01:40, 01:50) are
+    # part of it too; the one tick sent is the newest, and the grid resumes after it.
+    assert due.ticks == [at("2026-01-01 00:02:00")]
+    assert due.handled_until == at("2026-01-01 00:02:00")
+
+
+def test_an_oldest_tick_exactly_grace_late_is_a_failover_and_every_tick_fires() -> None:
+    every_second = entry(Every(1), catch_up="once", grace=5)
+    due = due_ticks(every_second, at("2026-01-01 00:00:00"), at("2026-01-01 00:00:06"))
+    assert [t.second for t in due.ticks] == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_oldest_tick_a_moment_more_than_grace_late_is_an_outage() -> None:
+    every_second = entry(Every(1), catch_up="once", grace=5)
+    due = due_ticks(every_second, at("2026-01-01 00:00:00"), at("2026-01-01 00:00:06.000001"))
+    assert due.ticks == [at("2026-01-01 00:00:06")]
+
+
+def test_catch_up_skip_drops_only_the_ticks_more_than_grace_late() -> None:
+    every_second = entry(Every(1), catch_up="skip", grace=5)
+    due = due_ticks(every_second, at("2026-01-01 00:00:00"), at("2026-01-01 00:00:09"))
+    # 00:04 is exactly 5 s late, so within the grace: it and everything after it fire.
+    assert [t.second for t in due.ticks] == [4, 5, 6, 7, 8, 9]
 
 
 def test_a_long_catch_up_is_sent_in_slices() -> None:

@@ -4,6 +4,10 @@ A leader builds a ``Planner`` from the state it read from the broker. An entry t
 not know (new, or its schedule changed) starts from the moment the planner first sees it: its
 first tick is the next one after that, and nothing before it counts as missed.
 
+A known entry carries on from its last recorded tick. Whether the ticks since then are a
+failover's (all sent) or an outage's (the entry's ``catch_up`` policy; ``once`` sends a single
+tick for the whole period) is ``due_ticks``'s decision, by how late the oldest of them is.
+
 The leader's loop is: ``due(now)`` -> publish those ticks (confirmed) -> ``commit()`` ->
 write ``snapshot()`` to the broker (confirmed). A leader killed between the publish and the
 state write leaves the state one tick behind, so its successor sends that tick again, with

@@ -14,10 +14,15 @@ read in the entry's time zone. Two kinds of schedule:
   hour field is a wildcard, in which case each real hour fires.
 
 ``due_ticks`` decides which scheduled times to fire given the last one dealt with and the time
-now. A tick later than the entry's ``grace`` counts as missed (no beat was running) and follows
-its catch-up policy: ``once`` fires only the newest missed tick, ``all`` fires every one,
-``skip`` fires none. Ticks within the grace always fire, so a failover (a few seconds) never
-skips a tick whatever the policy.
+now. The oldest tick not yet dealt with tells what happened. At most ``grace`` late (the
+boundary included), a standby took over, or the leader is merely busy: every tick fires,
+whatever the policy, so a failover never skips one. More than ``grace`` late, no beat ran for
+a while (an outage) and the entry's catch-up policy decides:
+
+- ``once``: one tick, the newest scheduled at or before now, stands for the whole missed
+  period; the grid resumes after it (Celery's beat sends one task after a downtime);
+- ``all``: every tick fires, oldest first;
+- ``skip``: the ticks more than ``grace`` late are dropped; those within it still fire.
 """
 
 from __future__ import annotations
@@ -359,17 +364,28 @@ def due_ticks(entry: PeriodicEntry, last: dt.datetime, now: dt.datetime) -> Due:
     """The scheduled times of ``entry`` to fire at ``now``, given that every tick at or before
     ``last`` has been dealt with (fired, or skipped by the catch-up policy)."""
     schedule = entry.schedule
-    ticks: list[dt.datetime] = []
-    start = last
-    first = schedule.next_after(last)
     missed_until = now - entry.grace
-    if entry.catch_up != "all" and first <= missed_until:
-        newest_missed = schedule.latest_at_or_before(missed_until)
-        if entry.catch_up == "once":
-            ticks.append(newest_missed)
-        start = newest_missed
+    # Strictly earlier: a tick exactly ``grace`` late still counts as a failover's, not missed.
+    outage = schedule.next_after(last) < missed_until
+    start = last
+    if outage and entry.catch_up == "once":
+        newest = schedule.latest_at_or_before(now)
+        return Due([newest], newest)
+    if outage and entry.catch_up == "skip":
+        start = latest_before(schedule, missed_until)
+    ticks: list[dt.datetime] = []
     moment = schedule.next_after(start)
     while moment <= now and len(ticks) < MAX_TICKS_PER_WAKE:
         ticks.append(moment)
         moment = schedule.next_after(moment)
     return Due(ticks, ticks[-1] if ticks else start)
+
+
+def latest_before(schedule: Schedule, moment: dt.datetime) -> dt.datetime:
+    """The last scheduled time strictly before ``moment``."""
+    latest = schedule.latest_at_or_before(moment)
+    if latest < moment:
+        return latest
+    # Schedules step in whole milliseconds at the finest (cron: whole seconds), so a
+    # microsecond earlier lands strictly between the previous tick and this one.
+    return schedule.latest_at_or_before(moment - dt.timedelta(microseconds=1))
