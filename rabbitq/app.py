@@ -12,7 +12,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Unpack, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, Unpack, overload
 
 from rabbitq import prepare as preparing
 from rabbitq.amqp import contract
@@ -42,7 +42,7 @@ from rabbitq.results.rpc import RpcBackend
 from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, validate_routing_key
 from rabbitq.serializers import serializer_named
-from rabbitq.task import Task
+from rabbitq.task import Task, TaskOptions
 from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout
 from rabbitq.topology import Topology
 
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from rabbitq.amqp.aio import AsyncPublisher
     from rabbitq.amqp.blocking import BlockingPublisher
     from rabbitq.control.client import Control
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_QUEUE = "default"
@@ -185,8 +188,10 @@ class App:
 
     # -- registry -----------------------------------------------------------------------------
 
+    # The overloads keep the function's signature for type checkers (``Task[P, R]``, see
+    # task.py); ``bind=True`` drops the first parameter, the task itself.
     @overload
-    def task(self, fn: Callable[..., Any], /) -> Task: ...
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
     def task(
@@ -194,22 +199,18 @@ class App:
         fn: None = None,
         /,
         *,
-        name: str | None = None,
-        queue: str | None = None,
-        routing_key: str | None = None,
-        bind: bool = False,
-        serializer: str | None = None,
-        time_limit: float | None = None,
-        soft_time_limit: float | None = None,
-        autoretry_for: tuple[type[BaseException], ...] = (),
-        max_retries: int | None = 3,
-        retry_backoff: bool | float = False,
-        retry_backoff_max: float = 600.0,
-        retry_jitter: bool = True,
-        default_retry_delay: float = 180.0,
-        ignore_result: bool | None = None,
-        publish_retry: bool | None = None,
-        publish_retry_policy: Mapping[str, Any] | None = None,
+        bind: Literal[False] = False,
+        **options: Unpack[TaskOptions],
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    @overload
+    def task(
+        self, fn: None = None, /, *, bind: Literal[True], **options: Unpack[TaskOptions]
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+
+    @overload
+    def task(
+        self, fn: None = None, /, *, bind: bool, **options: Unpack[TaskOptions]
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(

@@ -3,14 +3,19 @@
 Publishing from synchronous code goes through the app's pika publisher thread; from asyncio
 code ``await task.adelay(...)`` / ``await task.aapply_async(...)`` use aio-pika (the ``a``
 prefix follows Django's async API). Both build the message the same way (``App.prepare``).
+
+``Task[P, R]`` carries the function's parameters ``P`` and return type ``R`` for type checkers
+only: ``delay``/``adelay`` and direct calls check their arguments against ``P``, and the
+result handle is ``AsyncResult[R]`` (for an ``async def`` task, of what the coroutine
+returns). Signatures (``s``, ``si``) and ``apply_async(args=...)`` stay loosely typed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, overload
 
 from rabbitq import canvas
 from rabbitq.canvas import Group, Signature
@@ -22,6 +27,22 @@ from rabbitq.request import TaskRequest as TaskRequest
 from rabbitq.request import current_request as current_request
 from rabbitq.results.handles import AsyncResult
 from rabbitq.retries import RetryPolicy
+
+if TYPE_CHECKING:
+    # Defaults (PEP 696) let ``Task`` alone mean ``Task[..., Any]``; typing has them from 3.13
+    # only, and type checkers read typing_extensions from their own stubs, so the runtime
+    # needs neither (it never subscripts ``Task``).
+    from typing_extensions import ParamSpec
+    from typing_extensions import TypeVar as DefaultedTypeVar
+
+    P = ParamSpec("P", default=...)
+    R = DefaultedTypeVar("R", default=Any)
+else:
+    from typing import ParamSpec
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
+T = TypeVar("T")
 
 
 class App(canvas.App, Protocol):
@@ -49,8 +70,32 @@ class App(canvas.App, Protocol):
     ) -> AsyncResult: ...
 
 
-class Task:
-    """A function registered with an ``App``; call it directly to run it in-process."""
+class TaskOptions(TypedDict, total=False):
+    """``@app.task(...)``'s options besides ``bind`` (see ``App.task``), for its overloads."""
+
+    name: str | None
+    queue: str | None
+    routing_key: str | None
+    serializer: str | None
+    time_limit: float | None
+    soft_time_limit: float | None
+    autoretry_for: tuple[type[BaseException], ...]
+    max_retries: int | None
+    retry_backoff: bool | float
+    retry_backoff_max: float
+    retry_jitter: bool
+    default_retry_delay: float
+    ignore_result: bool | None
+    publish_retry: bool | None
+    publish_retry_policy: Mapping[str, Any] | None
+
+
+class Task(Generic[P, R]):
+    """A function registered with an ``App``; call it directly to run it in-process.
+
+    ``P`` and ``R`` are the function's parameters (without ``self`` for ``bind=True``) and
+    return type, as type checkers see them.
+    """
 
     def __init__(
         self,
@@ -92,10 +137,9 @@ class Task:
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.bind:
-            return self.fn(self, *args, **kwargs)
-        return self.fn(*args, **kwargs)
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.fn(self, *args, **kwargs) if self.bind else self.fn(*args, **kwargs)
+        return result
 
     @property
     def request(self) -> TaskRequest | None:
@@ -161,29 +205,80 @@ class Task:
         return chunked(self, items, n)
 
     # -- publishing ---------------------------------------------------------------------------
+    # Each publishing method has two overloads for type checkers: an ``async def`` task's
+    # function returns a coroutine, while its result (what the worker stores) is the value the
+    # coroutine returns.
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    @overload
+    def delay(
+        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncResult[T]: ...
+
+    @overload
+    def delay(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> AsyncResult[T]: ...
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
         """Publish with default options; returns once the broker has confirmed the message."""
         return self.apply_async(args, kwargs)
+
+    @overload
+    def apply_async(
+        self: Task[P, Coroutine[Any, Any, T]],
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[T]: ...
+
+    @overload
+    def apply_async(
+        self: Task[P, T],
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[T]: ...
 
     def apply_async(
         self,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[Any]:
         """Publish with options (queue, routing_key, priority, expires, headers, task_id...)."""
         return self.app.send_task(self.name, args, kwargs, _task=self, **options)
 
-    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    @overload
+    async def adelay(
+        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncResult[T]: ...
+
+    @overload
+    async def adelay(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> AsyncResult[T]: ...
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
         """``delay`` for asyncio code: publishes on aio-pika without blocking the loop."""
         return await self.aapply_async(args, kwargs)
+
+    @overload
+    async def aapply_async(
+        self: Task[P, Coroutine[Any, Any, T]],
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[T]: ...
+
+    @overload
+    async def aapply_async(
+        self: Task[P, T],
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[T]: ...
 
     async def aapply_async(
         self,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[Any]:
         """``apply_async`` for asyncio code."""
         return await self.app.asend_task(self.name, args, kwargs, _task=self, **options)

@@ -4,25 +4,39 @@ The task id is stable across retries and redeliveries (use it to make side effec
 idempotent). With a result backend configured (``App(result_backend="rpc://")`` or
 ``"redis://..."``), ``get()`` waits for the outcome; without one, or for a task that ignores
 its result, it raises ``ResultsDisabledError`` at once instead of waiting forever.
+
+``AsyncResult[R]`` is typed by what the task returns (``R``, for type checkers only), so
+``add.delay(1, 2).get()`` is an ``int`` for ``def add(a: int, b: int) -> int``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, overload
 
 from rabbitq.errors import (
     ConfigurationError,
     GetInsideTaskError,
     ResultsDisabledError,
     ResultTimeoutError,
+    TaskError,
 )
 from rabbitq.request import current_request
 from rabbitq.results.meta import FAILURE, REVOKED, SUCCESS, ResultMeta
 
 if TYPE_CHECKING:
+    # A default (PEP 696) lets ``AsyncResult`` alone mean ``AsyncResult[Any]``; typing has
+    # defaults from 3.13 only, and type checkers read typing_extensions from their own stubs.
+    from typing_extensions import TypeVar
+
     from rabbitq.results.backend import ResultBackend
+
+    R = TypeVar("R", default=Any)
+else:
+    from typing import TypeVar
+
+    R = TypeVar("R")
 
 
 class HasBackend(Protocol):
@@ -33,8 +47,8 @@ class HasBackend(Protocol):
     def backend(self) -> ResultBackend | None: ...
 
 
-class AsyncResult:
-    """A published task, identified by its id."""
+class AsyncResult(Generic[R]):
+    """A published task, identified by its id; ``R`` is the type of its result."""
 
     __slots__ = ("app", "id", "ignored", "task_name")
 
@@ -126,13 +140,31 @@ class AsyncResult:
 
     # -- waiting ------------------------------------------------------------------------------
 
+    @overload
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: Literal[True] = True,
+        *,
+        disable_sync_subtasks: bool = True,
+    ) -> R: ...
+
+    @overload
     def get(
         self,
         timeout: float | None = None,
         propagate: bool = True,
         *,
         disable_sync_subtasks: bool = True,
-    ) -> Any:
+    ) -> R | TaskError: ...
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        *,
+        disable_sync_subtasks: bool = True,
+    ) -> R | TaskError:
         """Wait for the result. A failure raises ``TaskError`` (or returns it, ``propagate=False``).
 
         ``timeout`` in seconds (None: wait as long as it takes); past it, ``ResultTimeoutError``.
@@ -144,16 +176,24 @@ class AsyncResult:
         meta = found.get(self.id)
         if meta is None:
             raise ResultTimeoutError(f"task {self.id} did not finish within {timeout:g}s")
-        return _outcome(meta, propagate)
+        outcome: R | TaskError = _outcome(meta, propagate)
+        return outcome
 
-    async def aget(self, timeout: float | None = None, propagate: bool = True) -> Any:
+    @overload
+    async def aget(self, timeout: float | None = None, propagate: Literal[True] = True) -> R: ...
+
+    @overload
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> R | TaskError: ...
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> R | TaskError:
         """``get()`` for asyncio code: waits without blocking the loop."""
         meta = await self._backend().await_ready(self.id, timeout)
         if meta is None:
             raise ResultTimeoutError(f"task {self.id} did not finish within {timeout:g}s")
-        return _outcome(meta, propagate)
+        outcome: R | TaskError = _outcome(meta, propagate)
+        return outcome
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, R]:
         return self.aget().__await__()
 
 
