@@ -43,6 +43,7 @@ from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, validate_routing_key
 from rabbitq.serializers import serializer_named
 from rabbitq.task import Task, TaskOptions
+from rabbitq.task_names import task_name_for
 from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout
 from rabbitq.topology import Topology
 
@@ -252,7 +253,7 @@ class App:
         )
 
         def register(function: Callable[..., Any]) -> Task:
-            task_name = name or f"{function.__module__}.{function.__qualname__}"
+            task_name = name or task_name_for(function, self.name)  # see task_names.py
             if task_name in self.tasks and self.tasks[task_name].fn is not function:
                 raise ConfigurationError(f"a different task is already named {task_name!r}")
             if routing_key is not None and (problem := validate_routing_key(routing_key)):

@@ -137,8 +137,17 @@ class Signature:
         self.options.setdefault("link_error", []).append(errback)
         return errback
 
+    def on_error(self, errback: Signature) -> Signature:
+        """``link_error``, returning this signature (Celery's ``sig.on_error(e).delay()``)."""
+        self.link_error(errback)
+        return self
+
     def __or__(self, other: Signature) -> Chain:
         return Chain(self, other)
+
+    def __invert__(self) -> Any:
+        """``~sig``: apply it and wait for the result (Celery's shell shortcut)."""
+        return self.apply_async().get()
 
     # -- freezing and identity --------------------------------------------------------------
 
@@ -246,6 +255,9 @@ class Chain(_TaskList):
         for step in steps:
             if isinstance(step, Chain) and not step.options:  # a plain chain inside: its steps
                 flat.extend(step.tasks)
+            elif isinstance(step, Group) and len(step.tasks) == 1 and not step.options:
+                # Celery unrolls a group of one: the next step gets its result, not a list.
+                flat.append(step.tasks[0])
             else:
                 flat.append(step)
         self.tasks = _upgrade_groups(flat)
@@ -257,6 +269,10 @@ class Chain(_TaskList):
     def __or__(self, other: Signature) -> Chain:
         return Chain(*self.tasks, other, app=self.app)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> ResultHandle:
+        """``chain(...)()`` applies it (as Celery): ``args`` are prepended to the first step."""
+        return self.apply_async(args, kwargs)
+
     def clone(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
     ) -> Chain:
@@ -266,9 +282,12 @@ class Chain(_TaskList):
         return twin
 
     def freeze(self) -> ResultHandle:
+        """The last step's handle; ``.parent`` leads back through the steps, as in Celery."""
         handle: ResultHandle | None = None
         for step in self.tasks:
-            handle = step.freeze()
+            previous, handle = handle, step.freeze()
+            if previous is not None:
+                _oldest(handle).parent = previous
         assert handle is not None
         return handle
 
@@ -296,6 +315,22 @@ class Group(_TaskList):
 
     def __len__(self) -> int:
         return len(self.tasks)
+
+    def __call__(self, *args: Any, **options: Any) -> GroupResult:
+        """``group(...)()`` applies it (as Celery): ``args`` are prepended to every member."""
+        result = self.apply_async(args, **options)
+        assert isinstance(result, GroupResult)
+        return result
+
+    def skew(self, start: float = 1.0, stop: float | None = None, step: float = 1.0) -> Group:
+        """Give the members countdowns ``start``, ``start + step``... (at most ``stop``),
+        as Celery's ``group.skew``; in place, returns the group."""
+        countdown = start
+        for member in self.tasks:
+            member.set(countdown=countdown)
+            if stop is None or countdown + step <= stop:
+                countdown += step
+        return self
 
     def clone(
         self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
@@ -360,9 +395,12 @@ class Chord(Signature):
         return twin
 
     def freeze(self) -> ResultHandle:
+        """The body's handle, whose ``.parent`` is the header's ``GroupResult`` (as Celery)."""
         _frozen_id(self.options)  # the chord's own id
-        self.header.freeze()
-        return self._require_body().freeze()
+        header = self.header.freeze()
+        body = self._require_body().freeze()
+        _oldest(body).parent = header
+        return body
 
     @property
     def id(self) -> str | None:
@@ -467,6 +505,13 @@ def _frozen_id(options: dict[str, Any]) -> str:
         options["task_id"] = str(uuid.uuid4())
     task_id: str = options["task_id"]
     return task_id
+
+
+def _oldest(handle: ResultHandle) -> ResultHandle:
+    """The first handle up ``handle``'s ``.parent`` line (where an earlier step attaches)."""
+    while handle.parent is not None:
+        handle = handle.parent
+    return handle
 
 
 def _first_app(tasks: Sequence[Signature]) -> App | None:

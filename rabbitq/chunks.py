@@ -2,6 +2,9 @@
 
 Each builds a signature of one of the built-in tasks (``builtin_tasks.py``, Celery's
 ``celery.map`` and ``celery.starmap``) whose worker calls the task once per item, in order.
+
+Such a message goes where the mapped task goes (``prepare._routed_as``), not to the default queue
+as in Celery: a worker that serves only the task's queue (``-Q emails``) runs it.
 """
 
 from __future__ import annotations
@@ -28,10 +31,18 @@ def xstarmap(task: Task, items: Iterable[Sequence[Any]]) -> Signature:
     )
 
 
-def chunks(task: Task, items: Iterable[Sequence[Any]], size: int) -> Group:
+class Chunks(Group):
+    """``task.chunks(items, n)``: a group of starmaps, applied like any group (``()``,
+    ``apply_async``); ``.group()`` gives it as a plain group, as Celery's."""
+
+    def group(self) -> Group:
+        return Group(*self.tasks, app=self.app, **self.options)
+
+
+def chunks(task: Task, items: Iterable[Sequence[Any]], size: int) -> Chunks:
     """Split ``items`` into messages of ``size`` calls each: a group of starmaps."""
     if size < 1:
         raise ConfigurationError("chunk size must be at least 1")
     listed = [list(item) for item in items]
     parts = [listed[start : start + size] for start in range(0, len(listed), size)]
-    return Group(*[xstarmap(task, part) for part in parts], app=task.app)
+    return Chunks(*[xstarmap(task, part) for part in parts], app=task.app)

@@ -27,6 +27,7 @@
     │   ├── ResultEncodeError       the task's return value cannot be serialized
     │   ├── ResultBackendError      the result store (Redis) is unreachable or too slow
     │   └── GetInsideTaskError      ``get()`` inside a running task (it can deadlock the worker)
+    ├── NotSupportedError           a Celery API rabbitq does not offer (says what instead)
     ├── TaskError                   the task failed remotely (type, message, traceback)
     ├── FollowupError               a task succeeded but what follows it could not be sent
     ├── SoftTimeLimitExceeded       raised inside a task at its soft time limit
@@ -183,6 +184,13 @@ class GetInsideTaskError(ResultError, RuntimeError):
     A task that blocks on another task's result holds its worker slot while it waits; when
     every slot waits, the tasks they wait for never run. Celery refuses the same call (with a
     ``RuntimeError``, which this also is). ``get(disable_sync_subtasks=False)`` opts out.
+    """
+
+
+class NotSupportedError(RabbitqError, NotImplementedError):
+    """A Celery API that rabbitq does not offer; the message says why and what to use instead.
+
+    A ``NotImplementedError`` too, which is what Celery raises where a backend lacks it.
     """
 
 

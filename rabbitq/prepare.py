@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rabbitq.canvas import CHORD_OPTION, signature_dicts
+from rabbitq.chunks import MAP_TASK, STARMAP_TASK
 from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
 from rabbitq.errors import ConfigurationError
 from rabbitq.message import SENT_AT_HEADER, Envelope, TaskMessage, encode_task, sent_at_ms, utcnow
@@ -80,6 +81,22 @@ class Settings(Protocol):
     @property
     def serializer(self) -> Serializer: ...
 
+    @property
+    def tasks(self) -> Mapping[str, Task]: ...
+
+
+def _routed_as(
+    settings: Settings, task_name: str, kwargs: Mapping[str, Any] | None, task: Task | None
+) -> tuple[str, Task | None]:
+    """The task whose route a message takes: itself, or for ``task.map``/``starmap``/``chunks``
+    (``celery.map``/``celery.starmap``) the mapped task, so a worker on that task's queue
+    runs them (Celery sends them to the default queue, which such a worker never reads)."""
+    mapped = (kwargs or {}).get("task") if task_name in (MAP_TASK, STARMAP_TASK) else None
+    name = mapped.get("task") if isinstance(mapped, Mapping) else None
+    if not isinstance(name, str):
+        return task_name, task
+    return name, settings.tasks.get(name)
+
 
 def route(
     settings: Settings, task_name: str, options: PublishOptions, task: Task | None = None
@@ -118,7 +135,8 @@ def prepare(
     it reports to, its group (see ``canvas.py``). ``ignore_result``: nobody will read the
     result (no backend, or the task or call said so), so no reply address is set.
     """
-    where = route(settings, task_name, options, task)
+    routed_name, routed_task = _routed_as(settings, task_name, kwargs, task)
+    where = route(settings, routed_name, options, routed_task)
     if problem := validate_routing_key(where.routing_key):
         raise ConfigurationError(f"bad routing key {where.routing_key!r}: {problem}")
     canvas = canvas or Context()

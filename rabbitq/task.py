@@ -18,9 +18,9 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, overload
 
 from rabbitq import canvas
-from rabbitq.canvas import Group, Signature
+from rabbitq.canvas import Signature
+from rabbitq.chunks import Chunks, xmap, xstarmap
 from rabbitq.chunks import chunks as chunked
-from rabbitq.chunks import xmap, xstarmap
 from rabbitq.errors import Retry
 from rabbitq.request import ERROR_HEADER as ERROR_HEADER
 from rabbitq.request import TaskRequest as TaskRequest
@@ -200,7 +200,7 @@ class Task(Generic[P, R]):
         """One message that calls ``task(*item)`` per item (``celery.starmap``)."""
         return xstarmap(self, items)
 
-    def chunks(self, items: Iterable[Sequence[Any]], n: int) -> Group:
+    def chunks(self, items: Iterable[Sequence[Any]], n: int) -> Chunks:
         """``items`` split into a group of messages of ``n`` calls each."""
         return chunked(self, items, n)
 

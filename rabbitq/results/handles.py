@@ -11,6 +11,7 @@ its result, it raises ``ResultsDisabledError`` at once instead of waiting foreve
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, overload
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, overload
 from rabbitq.errors import (
     ConfigurationError,
     GetInsideTaskError,
+    NotSupportedError,
     ResultsDisabledError,
     ResultTimeoutError,
     TaskError,
@@ -50,7 +52,7 @@ class HasBackend(Protocol):
 class AsyncResult(Generic[R]):
     """A published task, identified by its id; ``R`` is the type of its result."""
 
-    __slots__ = ("app", "id", "ignored", "task_name")
+    __slots__ = ("app", "id", "ignored", "parent", "task_name")
 
     def __init__(
         self,
@@ -59,11 +61,15 @@ class AsyncResult(Generic[R]):
         task_name: str | None = None,
         *,
         ignored: bool = False,
+        parent: AsyncResult | GroupResult | None = None,
     ) -> None:
         self.id = id
         self.app = app
         self.task_name = task_name
         self.ignored = ignored
+        # The previous step's handle along a chain (a chord body's: its header's group), as
+        # Celery's ``result.parent``; known to the caller that applied the workflow.
+        self.parent = parent
 
     def __str__(self) -> str:
         return self.id
@@ -116,6 +122,21 @@ class AsyncResult(Generic[R]):
     @property
     def traceback(self) -> str | None:
         return self._meta().traceback
+
+    @property
+    def date_done(self) -> dt.datetime | None:
+        """When the task finished (UTC), or ``None`` while it has not."""
+        done = self._meta().date_done
+        return dt.datetime.fromisoformat(done) if done else None
+
+    @property
+    def children(self) -> list[AsyncResult | GroupResult] | None:
+        """What the finished task sent on: its ``link`` callbacks and its chain's next step,
+        as Celery records them (``None`` while the task has not finished)."""
+        meta = self._meta()
+        if not meta.ready:
+            return None
+        return [result_from_tuple(child, self.app) for child in meta.children]
 
     def ready(self) -> bool:
         return self._meta().ready
@@ -217,6 +238,27 @@ def refuse_inside_a_task(disable_sync_subtasks: bool) -> None:
         )
 
 
+def as_tuple(result: AsyncResult | GroupResult) -> list[Any]:
+    """Celery's serialized form of a handle: ``[[id, parent], None]``, a group's with its
+    members' forms in place of ``None`` (what a result's ``children`` hold)."""
+    parent = as_tuple(result.parent) if result.parent is not None else None
+    members = [as_tuple(r) for r in result.results] if isinstance(result, GroupResult) else None
+    return [[result.id, parent], members]
+
+
+def result_from_tuple(value: Any, app: HasBackend | None = None) -> AsyncResult | GroupResult:
+    """A handle from Celery's serialized form (``as_tuple``); a bare id is taken too."""
+    if isinstance(value, str):
+        return AsyncResult(value, app)
+    head, members = value
+    task_id, parent = head if isinstance(head, list | tuple) else (head, None)
+    parent_handle = result_from_tuple(parent, app) if parent else None
+    if members is not None:
+        results = [result_from_tuple(member, app) for member in members]
+        return GroupResult(str(task_id), results, app, parent=parent_handle)
+    return AsyncResult(str(task_id), app, parent=parent_handle)
+
+
 def _outcome(meta: ResultMeta, propagate: bool) -> Any:
     if meta.status == SUCCESS:
         return meta.result
@@ -230,11 +272,17 @@ class GroupResult:
     """The results of a group's members, in the group's order."""
 
     def __init__(
-        self, id: str, results: list[AsyncResult | GroupResult], app: HasBackend | None = None
+        self,
+        id: str,
+        results: list[AsyncResult | GroupResult],
+        app: HasBackend | None = None,
+        *,
+        parent: AsyncResult | GroupResult | None = None,
     ) -> None:
         self.id = id
         self.results = results
         self.app = app
+        self.parent = parent  # the step before the group in a chain, as ``AsyncResult.parent``
 
     def __repr__(self) -> str:
         return f"<GroupResult {self.id} ({len(self.results)} tasks)>"
@@ -271,6 +319,19 @@ class GroupResult:
 
     def failed(self) -> bool:
         return any(leaf.failed() for leaf in self._leaves())
+
+    def waiting(self) -> bool:
+        """Is any member not finished yet?"""
+        return not self.ready()
+
+    def save(self) -> None:
+        """Not supported: rabbitq's result backends keep each task's result, no group record."""
+        raise NotSupportedError(_NO_GROUP_RECORDS)
+
+    @classmethod
+    def restore(cls, group_id: str, backend: Any = None, app: Any = None) -> GroupResult:
+        """Not supported, as ``save()``."""
+        raise NotSupportedError(_NO_GROUP_RECORDS)
 
     def revoke(self, terminate: bool = False, signal: str | None = None) -> None:
         """Revoke every member (one log entry for all), as Celery's ``GroupResult.revoke``."""
@@ -333,3 +394,11 @@ class GroupResult:
             return _outcome(found[result.id], propagate)
 
         return [value(result) for result in self.results]
+
+
+_NO_GROUP_RECORDS = (
+    "GroupResult.save() and GroupResult.restore() are not supported: rabbitq's result "
+    "backends store each task's result, never a record of a group (Celery's rpc backend "
+    "refuses them too). Keep the ids instead, ids = [r.id for r in result.results], and "
+    "rebuild the handle: rabbitq.GroupResult(group_id, [app.AsyncResult(i) for i in ids], app)"
+)

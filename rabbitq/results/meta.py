@@ -72,8 +72,11 @@ class ResultMeta:
         )
 
 
-def success(task_id: str, value: Any) -> ResultMeta:
-    return ResultMeta(task_id, SUCCESS, value, date_done=utcnow().isoformat())
+def success(task_id: str, value: Any, children: list[Any] | None = None) -> ResultMeta:
+    """``children``: what the task sent on, in Celery's form (``handles.as_tuple``)."""
+    return ResultMeta(
+        task_id, SUCCESS, value, children=list(children or []), date_done=utcnow().isoformat()
+    )
 
 
 def failure(task_id: str, exc: BaseException, traceback: str | None = None) -> ResultMeta:

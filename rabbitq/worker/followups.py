@@ -26,6 +26,7 @@ from rabbitq.dead_letters import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, bounded
 from rabbitq.message import TaskMessage
 from rabbitq.prepare import Context, PreparedMessage, Route
 from rabbitq.results import meta as results
+from rabbitq.results.handles import AsyncResult, as_tuple
 from rabbitq.results.meta import check_encodable
 from rabbitq.serializers import Serializer, serializer_named
 from rabbitq.task import ERROR_HEADER, Task
@@ -110,19 +111,22 @@ class Followups:
             await self._answer(message, results.state_only(message.id, results.RETRY, exc))
 
     async def succeeded(self, task: Task, message: TaskMessage, value: Any) -> None:
-        if stores_result(self.app, task, message):
-            await self._answer(message, results.success(message.id, value))
+        stores = stores_result(self.app, task, message)
         member = message.embed_extras.get(CHORD_OPTION)
         if not (message.chain or message.callbacks or isinstance(member, dict)):
+            if stores:
+                await self._answer(message, results.success(message.id, value))
             return  # the common case: nothing follows
-        outgoing: list[PreparedMessage] = []
-        around = self._context(message)
-        if message.chain:
-            following, rest = message.chain[-1], message.chain[:-1]
-            step = replace(around, parent_result=(value,), continuation=list(reversed(rest)))
-            outgoing += self._compile(following, step)
-        for callback in message.callbacks or []:
-            outgoing += self._compile(callback, replace(around, parent_result=(value,)))
+        try:
+            outgoing = self._next_steps(message, value)
+        except Exception:
+            if stores:  # the task did succeed, whatever becomes of what follows it
+                await self._answer(message, results.success(message.id, value))
+            raise
+        if stores:
+            # What it sends on are its children (``result.children``), as Celery records them.
+            children = [as_tuple(AsyncResult(sent.task_id)) for sent in outgoing]
+            await self._answer(message, results.success(message.id, value, children))
         if isinstance(member, dict):
             outgoing.append(self._chord_part(member, results=[(member["index"], value)]))
         if outgoing:
@@ -153,6 +157,18 @@ class Followups:
             info = error_info(message.id, exc, None)
             part = self._chord_part(member, error={**info, "index": member["index"]})
             await self.app.apublish_prepared([part], self.publisher)
+
+    def _next_steps(self, message: TaskMessage, value: Any) -> list[PreparedMessage]:
+        """The chain's next step and the ``link`` callbacks, with ``value`` prepended."""
+        outgoing: list[PreparedMessage] = []
+        around = self._context(message)
+        if message.chain:
+            following, rest = message.chain[-1], message.chain[:-1]
+            step = replace(around, parent_result=(value,), continuation=list(reversed(rest)))
+            outgoing += self._compile(following, step)
+        for callback in message.callbacks or []:
+            outgoing += self._compile(callback, replace(around, parent_result=(value,)))
+        return outgoing
 
     def errback_messages(
         self, errbacks: list[Any], failed_id: str, info: dict[str, Any], around: Context
