@@ -316,9 +316,29 @@ class Group(_TaskList):
     def __len__(self) -> int:
         return len(self.tasks)
 
+    def link(self, callback: Signature) -> Signature:
+        """Refused: Celery links it to the first member only, so it would run before the
+        group is done, with that member's result; a chord is what calls back after all."""
+        raise ConfigurationError(
+            f"group(...).link({callback!r}) is refused: the callback would run after the "
+            "group's first member, not after the group (as in Celery, whose guide warns of "
+            "it); use a chord, chord(group, callback) or group | callback"
+        )
+
+    def link_error(self, errback: Signature) -> Signature:
+        """Every member's errback, so it runs once per failing member (as in Celery)."""
+        for member in self.tasks:
+            member.link_error(errback)
+        return errback
+
     def __call__(self, *args: Any, **options: Any) -> GroupResult:
         """``group(...)()`` applies it (as Celery): ``args`` are prepended to every member."""
-        result = self.apply_async(args, **options)
+        return self.apply_async(args, **options)
+
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> GroupResult:
+        result = super().apply_async(args, kwargs, **options)
         assert isinstance(result, GroupResult)
         return result
 
@@ -433,7 +453,34 @@ group = Group
 chord = Chord
 
 
-def signature(value: Signature | Mapping[str, Any], app: App | None = None) -> Signature:
+def signature(
+    varies: str | Signature | Mapping[str, Any],
+    args: Sequence[Any] | App | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    app: App | None = None,
+    immutable: bool = False,
+    **more_options: Any,
+) -> Signature:
+    """Celery's ``signature``: by task name, ``signature("tasks.add", args=(2, 2),
+    countdown=10, app=app)``; or from the dict form a signature travels in
+    (``signature(data, app)``), or the signature itself.
+
+    A signature made by name needs ``app=`` to be applied (Celery falls back on a "current
+    app"; rabbitq has none). ``task.s(...)`` and ``task.signature(...)`` are bound already.
+    """
+    if isinstance(varies, str):
+        if args is not None and not isinstance(args, Sequence):
+            raise ConfigurationError("signature(name, args, ...): pass the app as app=")
+        merged = {**(options or {}), **more_options}
+        return Signature(varies, args, kwargs, merged, immutable=immutable, app=app)
+    if args is not None and not isinstance(args, Sequence):
+        app = args  # signature(data, app), the app second
+    return from_dict(varies, app)
+
+
+def from_dict(value: Signature | Mapping[str, Any], app: App | None = None) -> Signature:
     """A signature from its dict form (as it travels in messages), or the signature itself."""
     if isinstance(value, Signature):
         return value

@@ -95,9 +95,18 @@ def _compile_group(sig: Group, context: Context, prepare: Preparer) -> Compiled:
             "a group cannot be a member of a chord's header directly; put its members in the "
             "header, or wrap it in a chain with a step that collects its results"
         )
+    if sig.options.get("link"):
+        raise ConfigurationError(
+            "a group's link (a chain or apply_async ending in a group, with link=) would run "
+            "after one member, not the group; use a chord: chord(group, callback)"
+        )
     result = sig.freeze()
+    errbacks = _listed(sig.options.get("link_error"))  # every member's, as in Celery
     messages: list[PreparedMessage] = []
     for index, member in enumerate(sig.tasks):
+        if errbacks:
+            member = member.copy()
+            member.options["link_error"] = [*_listed(member.options.get("link_error")), *errbacks]
         member_context = replace(context, group_id=result.id, group_index=index)
         messages.extend(compile_signature(member, member_context, prepare).messages)
     return Compiled(messages, result)
@@ -165,6 +174,13 @@ def attach_chord_member(step: dict[str, Any], member: dict[str, Any]) -> dict[st
         else:
             options[CHORD_OPTION] = member
     return step
+
+
+def _listed(callbacks: Any) -> list[Any]:
+    """A ``link``/``link_error`` value (one signature or several) as a list."""
+    if not callbacks:
+        return []
+    return list(callbacks) if isinstance(callbacks, list | tuple) else [callbacks]
 
 
 def _propagate_reply_to(sig: Signature, reply_to: str) -> None:

@@ -188,9 +188,12 @@ class Task(Generic[P, R]):
         self,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
+        *,
+        immutable: bool = False,
         **options: Any,
     ) -> Signature:
-        return Signature(self, args, kwargs, options)
+        """Celery's ``add.signature((2, 2), countdown=10)``; ``immutable=True`` is ``si``."""
+        return Signature(self, args, kwargs, options, immutable=immutable)
 
     def map(self, items: Iterable[Any]) -> Signature:
         """One message that calls this task once per item (``celery.map``)."""

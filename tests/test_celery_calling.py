@@ -189,6 +189,40 @@ def test_clone_prepends_arguments_and_merges_keywords() -> None:
     assert add.s(2).clone(args=(4,), kwargs={"debug": True}) == add.s(4, 2, debug=True)
 
 
+def test_a_signature_by_name_takes_celerys_arguments() -> None:
+    sig = rabbitq.signature("c.add", args=(2, 2), countdown=10, app=app)
+    assert (sig.task, sig.args, sig.options, sig.app) == ("c.add", (2, 2), {"countdown": 10}, app)
+
+
+def test_a_signature_from_its_dict_form_still_takes_the_app_second() -> None:
+    assert rabbitq.signature(add.s(1).to_dict(), app).app is app
+
+
+def test_task_signature_takes_immutable_as_celery_does() -> None:
+    sig = add.signature((2, 2), immutable=True)
+    assert sig.immutable and sig.options == {}
+
+
+def test_a_groups_errback_reaches_every_member(sent: list[PreparedMessage]) -> None:
+    g = rabbitq.group(add.s(1, 1), add.s(2, 2))
+    g.link_error(tsum.s())
+    g()
+    decoded = [decode_task(m.envelope) for m in sent]
+    assert [len(m.errbacks or []) for m in decoded] == [1, 1]
+
+
+def test_an_errback_given_to_a_groups_apply_async_reaches_every_member(
+    sent: list[PreparedMessage],
+) -> None:
+    rabbitq.group(add.s(1, 1), add.s(2, 2)).apply_async(link_error=tsum.s())
+    assert [len(decode_task(m.envelope).errbacks or []) for m in sent] == [1, 1]
+
+
+def test_a_groups_link_is_refused_pointing_to_a_chord() -> None:
+    with pytest.raises(rabbitq.ConfigurationError, match="use a chord"):
+        rabbitq.group(add.s(1, 1), add.s(2, 2)).link(tsum.s())
+
+
 # -- map, starmap and chunks go to the mapped task's queue -----------------------------------
 
 
