@@ -282,7 +282,13 @@ class Chain(_TaskList):
         return twin
 
     def freeze(self) -> ResultHandle:
-        """The last step's handle; ``.parent`` leads back through the steps, as in Celery."""
+        """The last step's handle; ``.parent`` leads back through the steps, as in Celery.
+
+        A ``task_id`` given to the chain is its last step's (Celery 5.4's "a chain inherits
+        the task id of the last task")."""
+        last = self.tasks[-1]
+        if "task_id" in self.options and type(last) is Signature:
+            last.options.setdefault("task_id", self.options["task_id"])
         handle: ResultHandle | None = None
         for step in self.tasks:
             previous, handle = handle, step.freeze()

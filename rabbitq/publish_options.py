@@ -77,8 +77,9 @@ REFUSED: Mapping[str, str] = {
 }
 
 ADD_TO_PARENT_REFUSAL = (
-    "add_to_parent=True is refused: rabbitq does not record a task's children on its parent "
-    "(there is no result.children); leave it out, or pass add_to_parent=False"
+    "add_to_parent=True is refused: rabbitq does not record a task's children sent from "
+    "inside it (result.children lists only what it sent on: its link callbacks and its "
+    "chain's next step); leave it out, or pass add_to_parent=False"
 )
 
 

@@ -110,6 +110,12 @@ def test_calling_a_chord_applies_it_and_returns_the_bodys_handle(
     )
 
 
+def test_calling_a_chord_without_a_body_says_it_needs_one(sent: list[PreparedMessage]) -> None:
+    with pytest.raises(rabbitq.ConfigurationError, match="a chord needs a body"):
+        rabbitq.chord([add.s(4, 4), add.s(8, 8)])()
+    assert sent == []
+
+
 def test_calling_chunks_applies_them(sent: list[PreparedMessage]) -> None:
     result = add.chunks(zip(range(5), range(5), strict=True), 2)()
     assert isinstance(result, rabbitq.GroupResult) and len(result) == 3
@@ -153,6 +159,13 @@ def test_a_chord_bodys_parent_is_the_header_group_and_its_parent_the_step_before
     header = result.parent
     assert isinstance(header, rabbitq.GroupResult) and len(header) == 3
     assert header.parent is not None and header.parent.id == sent[0].task_id
+
+
+def test_a_chains_task_id_is_its_last_steps(sent: list[PreparedMessage]) -> None:
+    result = (add.s(1, 1) | add.s(2)).apply_async(task_id="the-last")
+    (message,) = [decode_task(m.envelope) for m in sent]
+    assert result.id == "the-last" and message.chain is not None
+    assert message.chain[0]["options"]["task_id"] == "the-last"
 
 
 def test_a_single_task_has_no_parent(sent: list[PreparedMessage]) -> None:
