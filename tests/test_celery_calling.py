@@ -23,7 +23,9 @@ from rabbitq.prepare import PreparedMessage
 from rabbitq.results.handles import as_tuple, result_from_tuple
 from rabbitq.results.meta import ResultMeta, success
 from rabbitq.routing import load_routing
+from rabbitq.serializers import MSGPACK
 from rabbitq.task_names import task_name_for
+from tests.pipeline_support import harness, make_app, task_envelope
 
 app = rabbitq.App("calling-unit", "amqp://unused/", default_queue="default")
 
@@ -397,3 +399,24 @@ def test_a_task_in_an_imported_module_keeps_its_module_name() -> None:
     assert task_name_for(test_a_task_in_an_imported_module_keeps_its_module_name, "x") == (
         f"{__name__}.test_a_task_in_an_imported_module_keeps_its_module_name"
     )
+
+
+# -- the worker records what a task sent on as its children ---------------------------------
+
+
+async def test_a_worker_records_the_callbacks_and_next_step_it_sent_as_children() -> None:
+    worker_app = make_app(result_backend="rpc://")
+    worker_app.task(name="c.add")(add.fn)
+    callback = add.s(16).set(task_id="the-callback").to_dict()
+    following = add.s(1).set(task_id="the-next-step").to_dict()
+    h = harness(worker_app)
+    await h.deliver(
+        task_envelope("c.add", 2, 2, reply_to="caller", callbacks=[callback], chain=[following])
+    )
+    (reply,) = h.publisher.to("caller")
+    document = MSGPACK.loads(reply.envelope.body)
+    assert document["status"] == "SUCCESS" and document["result"] == 4
+    children = [result_from_tuple(child).id for child in document["children"]]
+    assert children == ["the-next-step", "the-callback"]
+    sent = {decode_task(p.envelope).id for p in h.publisher.published if p.routing_key != "caller"}
+    assert sent == {"the-next-step", "the-callback"}
