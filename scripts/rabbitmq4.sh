@@ -25,6 +25,7 @@
 #   scripts/rabbitmq4.sh test [pytest args]
 #                                         start nodes of its own (one per pytest process,
 #                                         $RABBITQ_TEST_PROCESSES, default 2), run scripts/test.sh
+#                                         (its integration/ specs: RABBITQ_TEST_BROKER_PASS=1)
 #                                         against them, stop them whatever happened; exits with
 #                                         test.sh's code
 #   scripts/rabbitmq4.sh diagnostics ARGS rabbitmq-diagnostics (e.g. server_version) on the node
@@ -544,7 +545,8 @@ cmd_test() {
     # one per pytest process (integration/conftest.py).
     RABBITQ_TEST_URL="${urls[0]}" RABBITQ_TEST_MANAGEMENT_URL="${management_urls[0]}" \
         RABBITQ_TEST_URLS="${urls[*]}" RABBITQ_TEST_MANAGEMENT_URLS="${management_urls[*]}" \
-        RABBITQ_TEST_PROCESSES="$processes" bash "$REPO/scripts/test.sh" "$@" &
+        RABBITQ_TEST_PROCESSES="$processes" RABBITQ_TEST_BROKER_PASS=1 \
+        bash "$REPO/scripts/test.sh" "$@" &
     TEST_PID=$!
     set +m
     while :; do
