@@ -221,3 +221,10 @@ def test_a_malformed_heartbeat_is_shown_with_what_is_usable_and_never_raises(
     table.take(heartbeat("odd@h", **bad), 1.0)
     [worker] = table.figures(1.0)
     assert worker.hostname == "odd@h" and worker.online
+
+
+def test_status_expects_heartbeats_as_often_as_workers_send_them() -> None:
+    from rabbitq.events.event import HEARTBEAT_INTERVAL
+    from rabbitq.status.workers import DEFAULT_FREQ
+
+    assert DEFAULT_FREQ == HEARTBEAT_INTERVAL

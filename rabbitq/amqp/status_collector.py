@@ -31,7 +31,6 @@ from rabbitq.amqp.pika_support import CONNECTION_ERRORS, quick_parameters
 from rabbitq.beat.schedules import format_time
 from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE
 from rabbitq.errors import RabbitqError
-from rabbitq.events.event import HEARTBEAT_INTERVAL
 from rabbitq.redaction import without_password
 from rabbitq.status.classify import delay_levels, queue_figures, source_of
 from rabbitq.status.newest import decode_newest, newest_queue_name
@@ -46,12 +45,12 @@ from rabbitq.status.snapshot import (
     WorkerFigures,
     now_iso,
 )
-from rabbitq.status.workers import WorkerTable
+from rabbitq.status.workers import DEFAULT_FREQ, WorkerTable
 from rabbitq.topology import EVENT_EXCHANGE
 
 log = logging.getLogger("rabbitq.status")
 
-LISTEN_FIRST = HEARTBEAT_INTERVAL + 0.5  # seconds: every live worker beats once in this time
+LISTEN_FIRST = DEFAULT_FREQ + 0.5  # seconds: every live worker beats once in this time
 RECONNECT_PAUSE = 2.0
 PEEK_AT_MOST = 4
 

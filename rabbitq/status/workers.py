@@ -14,7 +14,7 @@ from typing import Any, TypeGuard
 from rabbitq.status.snapshot import WorkerFigures
 
 FORGET_AFTER = 300.0  # seconds after its last event
-DEFAULT_FREQ = 2.0  # a heartbeat event without ``freq``: Celery's default interval
+DEFAULT_FREQ = 2.0  # Celery's (and rabbitq's) heartbeat interval; also for events without ``freq``
 
 
 class WorkerTable:
