@@ -249,6 +249,24 @@ class Task(Generic[P, R]):
         """Publish with options (queue, routing_key, priority, expires, headers, task_id...)."""
         return self.app.send_task(self.name, args, kwargs, _task=self, **options)
 
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """``delay`` once the current Django transaction commits, never if it rolls back
+        (Celery 5.4's; at once in autocommit). See ``rabbitq/contrib/django/``."""
+        from rabbitq.contrib.django.transactions import on_commit
+
+        on_commit(lambda: self.apply_async(args, kwargs))
+
+    def apply_async_on_commit(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        """``apply_async`` once the current Django transaction commits (see above)."""
+        from rabbitq.contrib.django.transactions import on_commit
+
+        on_commit(lambda: self.apply_async(args, kwargs, **options))
+
     @overload
     async def adelay(
         self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs

@@ -1,0 +1,1 @@
+"""Integrations with web frameworks, each importable without the framework installed."""

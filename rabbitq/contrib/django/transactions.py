@@ -1,0 +1,32 @@
+"""Publishing after Django's transaction commits: what ``Task.delay_on_commit`` calls.
+
+Apart from the rest of ``rabbitq.contrib.django`` because ``task.py`` imports it: it needs
+nothing of the app (see that package's docstring for the semantics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rabbitq.errors import ConfigurationError
+
+
+def on_commit(publish: Callable[[], object]) -> None:
+    """Run ``publish`` when the current Django transaction commits (now in autocommit)."""
+    try:
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+        from django.db import transaction
+    except ImportError:
+        raise ConfigurationError(
+            "delay_on_commit needs Django (pip install 'rabbitq[django]'); "
+            "outside Django use delay()"
+        ) from None
+    try:
+        settings.DATABASES  # noqa: B018 - loads the settings, or says there are none
+    except ImproperlyConfigured:
+        raise ConfigurationError(
+            "delay_on_commit outside a configured Django project: there is no transaction "
+            "to wait for (set DJANGO_SETTINGS_MODULE, or use delay())"
+        ) from None
+    transaction.on_commit(publish)
