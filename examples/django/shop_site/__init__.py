@@ -1,0 +1,1 @@
+"""A Django project whose views enqueue rabbitq tasks after their transaction commits."""
