@@ -1,0 +1,1 @@
+"""A FastAPI app that enqueues with ``await task.adelay(...)`` (see docs/frameworks.md)."""
