@@ -177,3 +177,23 @@ def test_delay_on_commit_without_django_installed_says_so() -> None:
     )
     out = run_python(code)
     assert "delay_on_commit needs Django" in out.stdout, out.stderr
+
+
+def test_autodiscovery_while_django_loads_its_apps_waits_for_the_worker_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.apps import apps
+
+    import rabbitq.contrib.django as contrib
+
+    imported: list[str] = []
+    monkeypatch.setattr(contrib, "import_task_modules", lambda p, name: imported.append(name))
+    monkeypatch.setattr(apps, "ready", False)
+    monkeypatch.setattr(apps, "loading", True)  # as from a models.py importing the app
+    app = rabbitq.App("loading")
+    autodiscover_tasks(app)
+    assert imported == []
+    monkeypatch.setattr(apps, "ready", True)
+    monkeypatch.setattr(apps, "loading", False)
+    app.middleware.call("process_start", app)
+    assert imported == ["tasks"]
