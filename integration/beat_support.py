@@ -20,9 +20,10 @@ from rabbitq.amqp.beat_link import read_status
 from .support import LoggedProcess, wait_for
 
 
-def every_second_schedule(path: Path, queue: str) -> Path:
+def every_second_schedule(path: Path, queue: str, *, grace: str | None = None) -> Path:
+    defaults = f"grace: {grace}\n" if grace is not None else ""
     path.write_text(
-        "entries:\n"
+        defaults + "entries:\n"
         "  every-second:\n"
         "    task: it.beat.tick\n"
         "    every: 1\n"

@@ -17,12 +17,20 @@ import pika
 from click.testing import CliRunner
 
 import rabbitq
+from rabbitq.amqp.beat_link import read_status
 from rabbitq.beat.runner import Beat
 from rabbitq.beat.schedules import PeriodicEntry
 from rabbitq.cli.main import cli
 from rabbitq.testing import LocalBroker
 
-from .beat_support import ReceivedTick, TickRecorder, current_leader, run_failover_drill
+from .beat_support import (
+    BeatProcess,
+    ReceivedTick,
+    TickRecorder,
+    current_leader,
+    every_second_schedule,
+    run_failover_drill,
+)
 from .cuttable_proxy import CuttableProxy
 from .support import drain_queue, wait_for
 
@@ -81,6 +89,59 @@ def test_three_beats_with_the_leader_killed_twice_fire_every_second(
         assert -0.05 <= lateness <= FAILOVER_BOUND, tick
     for kill in drill.kills:
         print(f"failover after SIGKILL of {kill.victim}: {kill.failover_seconds:.2f} s")
+
+
+def test_a_beat_restarted_after_an_outage_longer_than_grace_sends_one_catch_up_tick(
+    broker_url: str, tmp_path: Path, unique_name: str
+) -> None:
+    grace = dt.timedelta(seconds=2)
+    outage = 5.0  # every beat down this long: well past the grace
+    rabbitq.App(broker=broker_url).ensure_queue(unique_name)
+    schedule = every_second_schedule(tmp_path / "schedule.yaml", unique_name, grace="2s")
+    recorder = TickRecorder(broker_url, unique_name)
+    logs: list[BeatProcess] = []
+
+    def sent_by(process: BeatProcess) -> list[ReceivedTick]:
+        mine = [t for t in recorder.ticks if t.beat.rsplit(":", 1)[1] == str(process.pid)]
+        return sorted(mine, key=lambda tick: tick.scheduled)
+
+    def beat(name: str) -> BeatProcess:
+        process = BeatProcess(
+            broker_url, schedule, unique_name, tmp_path / f"{name}.log", "--loglevel", "INFO"
+        )
+        logs.append(process)
+        return process
+
+    try:
+        before = beat("before")
+        try:
+            wait_for(lambda: len(sent_by(before)) >= 2, 60, lambda: before.log()[-2000:])
+        finally:
+            before.stop()
+        time.sleep(outage)
+        after = beat("after")
+        try:
+            wait_for(lambda: len(sent_by(after)) >= 4, 60, lambda: after.log()[-2000:])
+            state = read_status(broker_url, unique_name).state
+        finally:
+            after.stop()
+        time.sleep(0.5)  # the last confirmed ticks reach the recorder
+    finally:
+        recorder.stop()
+    describe = "\n".join(process.log()[-2000:] for process in logs)
+    assert state is not None and state.leader.endswith(f":{after.pid}"), describe
+    assert state.leader_since is not None
+    restarted = state.leader_since.replace(microsecond=0)
+    last_before = sent_by(before)[-1].scheduled
+    oldest_missed = last_before + dt.timedelta(seconds=1)
+    assert state.leader_since - oldest_missed > grace, "not an outage: the test waited too little"
+
+    # Nothing for the seconds of the outage: the one catch-up tick is the restart's own second
+    # (or the next, if the restart straddled a second), and the grid resumes after it.
+    seconds = [tick.scheduled for tick in sent_by(after)]
+    assert seconds[0] >= restarted, (restarted, seconds, describe)
+    assert all(b - a == dt.timedelta(seconds=1) for a, b in itertools.pairwise(seconds)), seconds
+    assert not [t for t in recorder.ticks if last_before < t.scheduled < seconds[0]]
 
 
 def test_cron_entry_fires_on_its_wall_clock_seconds(broker_url: str, unique_name: str) -> None:
