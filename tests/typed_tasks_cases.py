@@ -114,3 +114,10 @@ assert_type(fetch.apply_async(("u",)), AsyncResult[bytes])
 assert_type(untyped.delay(1, "anything").get(), Any)
 assert_type(app.AsyncResult("some-id").get(), Any)
 registry: dict[str, Task] = {"add": add, "fetch": fetch, "bound": bound}
+
+# -- delay_on_commit: delay's parameters, no result (Celery's returns None) -------------------
+assert_type(add.delay_on_commit(1, 2), None)
+add.delay_on_commit(1, "x")  # E: arg-type
+add.delay_on_commit(1)  # E: call-arg
+fetch.delay_on_commit(1)  # E: arg-type
+assert_type(add.apply_async_on_commit((1, 2), countdown=10), None)
