@@ -106,6 +106,8 @@ def test_status_json_shows_the_brokers_known_contents(
             and queue(s, stuck)["messages"] == 5
             and s["totals"]["delayed"] >= 5
             and (s["chords"] or {}).get("parts_held", 0) >= 2
+            # Consumer counts come from the management API's statistics too: they lag.
+            and queue(s, status_queue).get("consumers") == 1
         )
 
     snapshot = settled(broker_url, management_url, complete)
@@ -114,7 +116,6 @@ def test_status_json_shows_the_brokers_known_contents(
     assert dead["newest"]["reason"] == "task-failed" and dead["newest"]["task"] == "st.boom"
     assert dead["newest"]["exception"] == "ValueError: boom b2"  # one slot: b2 failed last
     assert queue(snapshot, stuck)["consumers"] == 0 and queue(snapshot, stuck)["role"] == "task"
-    assert queue(snapshot, status_queue)["consumers"] == 1
     [worker] = [w for w in snapshot["workers"] if status_queue in w["queues"]]
     assert worker["online"] and worker["pid"] and worker["concurrency"] == 1
     assert worker["processed"] >= 7  # 3 failures, 2 successes, 2 chord members
