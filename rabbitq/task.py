@@ -252,7 +252,7 @@ class Task(Generic[P, R]):
     def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """``delay`` once the current Django transaction commits, never if it rolls back
         (Celery 5.4's; at once in autocommit). See ``rabbitq/contrib/django/``."""
-        from rabbitq.contrib.django.transactions import on_commit
+        from rabbitq.on_commit import on_commit
 
         on_commit(lambda: self.apply_async(args, kwargs))
 
@@ -263,7 +263,7 @@ class Task(Generic[P, R]):
         **options: Any,
     ) -> None:
         """``apply_async`` once the current Django transaction commits (see above)."""
-        from rabbitq.contrib.django.transactions import on_commit
+        from rabbitq.on_commit import on_commit
 
         on_commit(lambda: self.apply_async(args, kwargs, **options))
 

@@ -41,9 +41,9 @@ import inspect
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rabbitq.contrib.django.transactions import on_commit
 from rabbitq.errors import ConfigurationError
 from rabbitq.middleware.middleware import Middleware
+from rabbitq.on_commit import on_commit
 
 if TYPE_CHECKING:
     from rabbitq.app import App

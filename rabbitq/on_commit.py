@@ -1,7 +1,7 @@
 """Publishing after Django's transaction commits: what ``Task.delay_on_commit`` calls.
 
-Apart from the rest of ``rabbitq.contrib.django`` because ``task.py`` imports it: it needs
-nothing of the app (see that package's docstring for the semantics).
+It lives low in the package, beside the errors, not in ``rabbitq.contrib.django``: ``task.py``
+calls it, and it needs nothing of the app (that package's docstring gives the semantics).
 """
 
 from __future__ import annotations
