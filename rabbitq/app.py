@@ -235,6 +235,7 @@ class App:
         ignore_result: bool | None = None,
         publish_retry: bool | None = None,
         publish_retry_policy: Mapping[str, Any] | None = None,
+        **unknown: Any,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a task: ``@app.task`` or ``@app.task(queue="reports", ...)``.
 
@@ -243,6 +244,7 @@ class App:
         ``publish_retry`` and ``publish_retry_policy`` are this task's publish retries on a lost
         connection (``apply_async(retry=, retry_policy=)`` for all its calls).
         """
+        refuse_unknown_task_options(unknown)
         policy = RetryPolicy(
             autoretry_for=tuple(autoretry_for),
             max_retries=max_retries,
@@ -596,3 +598,18 @@ def _time_limit(what: str, seconds: float | None) -> float | None:
     if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
         raise ConfigurationError(f"{what} must be positive seconds or None, got {seconds!r}")
     return seconds
+
+
+# Celery task options rabbitq does not build (yet): each says what would happen instead of
+# silently running the task otherwise than asked.
+UNBUILT_TASK_OPTIONS = {
+    "rate_limit": "rate limits are not built yet: the task would run unthrottled",
+    "acks_late": "rabbitq always acks after the task (late); the option has nothing to change",
+    "track_started": "STARTED is tracked for every task or none: App(track_started=True)",
+}
+
+
+def refuse_unknown_task_options(options: Mapping[str, Any]) -> None:
+    for option in options:
+        why = UNBUILT_TASK_OPTIONS.get(option, "rabbitq has no such task option")
+        raise ConfigurationError(f"@app.task({option}=...): {why}")

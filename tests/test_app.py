@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -114,3 +115,21 @@ def test_load_app_with_a_bad_module_is_a_configuration_error() -> None:
 
     with pytest.raises(rabbitq.ConfigurationError, match="cannot import"):
         load_app("no.such.module")
+
+
+@pytest.mark.parametrize(
+    ("option", "why"),
+    [
+        ("rate_limit", "rate limits are not built yet"),
+        ("acks_late", "always acks after the task"),
+        ("track_started", "App(track_started=True)"),
+        ("quueue", "no such task option"),
+    ],
+)
+def test_a_celery_task_option_rabbitq_does_not_build_is_refused_saying_why(
+    option: str, why: str
+) -> None:
+    app = rabbitq.App("refusals")
+    with pytest.raises(rabbitq.ConfigurationError, match=re.escape(why)):
+        app.task(**{option: True})(lambda: None)
+    assert app.tasks == {} or all(not name.endswith("<lambda>") for name in app.tasks)
