@@ -282,3 +282,37 @@ def _depth(broker_url: str, queue: str) -> int:
     finally:
         if connection.is_open:
             connection.close()
+
+
+def test_a_new_leader_reads_the_state_a_status_reader_holds_for_a_moment(
+    broker_url: str, unique_name: str
+) -> None:
+    """rabbitq status peeks at the beat's state (takes it, hands it back); a leader taking
+    over in that moment must still start from it, or its failover would skip ticks."""
+    from rabbitq.amqp.beat_link import BeatLink
+    from rabbitq.beat.state import BeatState, encode_state, state_queue_name
+
+    queue = state_queue_name(unique_name)
+    holding = threading.Event()
+
+    def hold_for_a_moment() -> None:  # a reader on its own connection, in its own thread
+        reader = pika.BlockingConnection(pika.URLParameters(broker_url))
+        channel = reader.channel()  # the queue is the link's, declared as the beat does
+        channel.basic_publish("", queue, encode_state(BeatState(seq=7, leader="gone:1")))
+        method, _properties, _body = channel.basic_get(queue, auto_ack=False)
+        assert method is not None
+        holding.set()
+        reader.sleep(0.4)
+        reader.close()  # the copy goes back to the queue
+
+    link = BeatLink(broker_url, identity="new:2", group=unique_name)
+    reader = threading.Thread(target=hold_for_a_moment)
+    reader.start()
+    try:
+        assert holding.wait(10)
+        assert link.try_to_lead()
+        state = link.read_state()  # while the reader still holds the only copy
+    finally:
+        link.close()
+        reader.join(10)
+    assert state is not None and state.seq == 7

@@ -43,6 +43,8 @@ from rabbitq.topology import TASK_EXCHANGE
 log = logging.getLogger("rabbitq.beat")
 
 RESOURCE_LOCKED = 405
+STATE_READ_PATIENCE = 1.0  # seconds a new leader waits for a state copy a reader may hold
+STATE_READ_RETRIES = 5
 NOT_FOUND = 404
 # Errors that mean "this connection is gone": the beat drops leadership and reconnects.
 CONNECTION_ERRORS = PIKA_CONNECTION_ERRORS
@@ -93,8 +95,18 @@ class BeatLink:
         return True
 
     def read_state(self) -> BeatState | None:
-        """The newest state copy; older copies are removed, the newest is left in place."""
+        """The newest state copy; older copies are removed, the newest is left in place.
+
+        A status reader (``rabbitq status``, the dashboard, ``beat status``) holds the copies
+        for the few milliseconds it looks at them, and a queue that looks empty then would
+        make a new leader start from now and skip the ticks of its failover: an empty look
+        is tried again for up to ``STATE_READ_PATIENCE`` seconds."""
         held = _get_states(self.channel, self.state_queue)
+        for _ in range(STATE_READ_RETRIES):
+            if held:
+                break
+            self.sleep(STATE_READ_PATIENCE / STATE_READ_RETRIES)
+            held = _get_states(self.channel, self.state_queue)
         best = newest(state for _, state in held)
         for tag, state in held:
             if state is best:
