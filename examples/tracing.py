@@ -58,7 +58,6 @@ def leave_trace(**_: Any) -> None:
     running_task.set("-")
 
 
-
 def install_log_format() -> None:
     handler = logging.StreamHandler()
     handler.addFilter(TraceFilter())

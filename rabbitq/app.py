@@ -12,12 +12,21 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, Unpack, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
 from rabbitq import prepare as preparing
 from rabbitq.amqp import contract
 from rabbitq.amqp.contract import BatchItem, Outcomes, raise_first
-from rabbitq.amqp.declare_once import DeclareOnce
 from rabbitq.beat.schedules import PeriodicEntries, PeriodicEntry, PeriodicOptions, periodic_entry
 from rabbitq.builtin_tasks import register_builtin_tasks
 from rabbitq.canvas import (
@@ -46,11 +55,9 @@ from rabbitq.task import Task, TaskOptions
 from rabbitq.task_names import task_name_for
 from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout
 from rabbitq.topology import Topology
+from rabbitq.transports import async_publisher_for, declarations_for, publisher_for
 
 if TYPE_CHECKING:
-    # The AMQP clients (pika, aio-pika) load with the first publisher, not with the app.
-    from rabbitq.amqp.aio import AsyncPublisher
-    from rabbitq.amqp.blocking import BlockingPublisher
     from rabbitq.control.client import Control
 
 P = ParamSpec("P")
@@ -58,6 +65,14 @@ R = TypeVar("R")
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/"
 DEFAULT_QUEUE = "default"
+
+
+class RunsPublished(Protocol):
+    """Eager mode's hook (``testing/eager.py``): run what was just published, to the end."""
+
+    def after_publish(self) -> None: ...
+
+    async def aafter_publish(self) -> None: ...
 
 
 class App:
@@ -162,13 +177,17 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_lock = threading.Lock()
         register_builtin_tasks(self)
-        self._publisher: BlockingPublisher | None = None
+        self._publisher: contract.Publisher | None = None
         self._publisher_lock = threading.Lock()
         self._async_publishers: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncPublisher
+            asyncio.AbstractEventLoop, contract.AsyncPublisher
         ] = weakref.WeakKeyDictionary()
-        self._declare_once = DeclareOnce(self)
+        self._declare_once = declarations_for(self)
         self.periodic = PeriodicEntries()
+        # Eager mode (Celery's task_always_eager): every publish from outside a worker runs
+        # at once, here, through the in-memory broker and the worker's pipeline. Set by
+        # ``rabbitq.testing.eager`` (which the app does not import: it sits above the worker).
+        self.eager: RunsPublished | None = None
 
     def __repr__(self) -> str:
         return f"<App {self.name} tasks={len(self.tasks)}>"
@@ -362,6 +381,12 @@ class App:
                     )
         return self._backend
 
+    def use_result_backend(self, url: str | None) -> None:
+        """Keep results in ``url`` from now on (tests); None: results are not kept."""
+        with self._backend_lock:
+            self.result_backend_url = url
+            self._backend = None
+
     def AsyncResult(self, task_id: str) -> _AsyncResult:
         """A handle on any task's result by id (``app.AsyncResult(id)``, as in Celery)."""
         return _AsyncResult(task_id, self)
@@ -428,19 +453,20 @@ class App:
                 self.publish_timeout,
             )
         self._after_publish(messages, outcomes)
+        if self.eager is not None:
+            self.eager.after_publish()
 
     async def apublish_prepared(
         self,
         messages: Sequence[PreparedMessage],
-        publisher: AsyncPublisher | None = None,
+        publisher: contract.AsyncPublisher | None = None,
         retry: PublishRetryPolicy | None = None,
     ) -> None:
-        publisher = publisher or self.async_publisher()
-        keeps_the_contract: contract.AsyncPublisher = publisher  # checked by mypy
+        keeps_the_contract = publisher or self.async_publisher()
         for queue in {m.route.queue for m in messages}:
-            await self._declare_once.aqueue(queue, publisher)
+            await self._declare_once.aqueue(queue, keeps_the_contract)
         if any(m.delayed for m in messages):
-            await self._declare_once.adelay_levels(publisher)
+            await self._declare_once.adelay_levels(keeps_the_contract)
         self._before_publish(messages)
         if retry is None:
             outcomes = await keeps_the_contract.publish_batch(_batch(messages))
@@ -454,6 +480,8 @@ class App:
                 self.publish_timeout,
             )
         self._after_publish(messages, outcomes)
+        if self.eager is not None:
+            await self.eager.aafter_publish()
 
     def _before_publish(self, messages: Sequence[PreparedMessage]) -> None:
         if self.middleware.publishes:
@@ -528,29 +556,31 @@ class App:
         )
 
     @property
-    def publisher(self) -> BlockingPublisher:
+    def publisher(self) -> contract.Publisher:
         """The process's synchronous publisher (made on first use, remade after a fork)."""
         with self._publisher_lock:
             if self._publisher is None:
-                from rabbitq.amqp.blocking import BlockingPublisher
-
-                self._publisher = BlockingPublisher(
-                    self.broker_url, publish_timeout=self.publish_timeout
-                )
+                self._publisher = publisher_for(self.broker_url, self.publish_timeout)
             return self._publisher
 
-    def async_publisher(self) -> AsyncPublisher:
+    def async_publisher(self) -> contract.AsyncPublisher:
         """The publisher of the running event loop (one per loop)."""
         loop = asyncio.get_running_loop()
         publisher = self._async_publishers.get(loop)
         if publisher is None:
-            from rabbitq.amqp.aio import AsyncPublisher
-
-            publisher = AsyncPublisher(self.broker_url, publish_timeout=self.publish_timeout)
+            publisher = async_publisher_for(self.broker_url, self.publish_timeout)
             self._async_publishers[loop] = publisher
         return publisher
 
-    def use_async_publisher(self, publisher: AsyncPublisher) -> None:
+    def use_broker(self, url: str) -> None:
+        """Publish to ``url`` from now on (tests: ``memory://`` and back). Publishers and
+        declarations are made afresh; the old synchronous publisher is closed."""
+        self.close()
+        self._async_publishers.clear()
+        self.broker_url = url
+        self._declare_once = declarations_for(self)
+
+    def use_async_publisher(self, publisher: contract.AsyncPublisher) -> None:
         """Make ``publisher`` the running loop's (a worker's own: tasks and events share it)."""
         self._async_publishers[asyncio.get_running_loop()] = publisher
 

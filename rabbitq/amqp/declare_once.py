@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from rabbitq.amqp import contract
 from rabbitq.topology import Topology
 
 if TYPE_CHECKING:
@@ -68,11 +69,13 @@ class DeclareOnce:
         ensure_queue_blocking(self.app.broker_url, spec, self.app.publish_timeout)
         self._queues.add(queue)
 
-    async def aqueue(self, queue: str | None, publisher: AsyncPublisher) -> None:
+    async def aqueue(self, queue: str | None, publisher: contract.AsyncPublisher) -> None:
         if not self._wanted(queue):
             return
         assert queue is not None
         from rabbitq.amqp.declare import ensure_queue
+
+        publisher = _on_rabbitmq(publisher)
 
         async def declare() -> None:
             await publisher.connect()
@@ -94,9 +97,11 @@ class DeclareOnce:
             declare_delay_levels_blocking(self.app.broker_url, kind, self.app.publish_timeout)
             self._delay_levels = True
 
-    async def adelay_levels(self, publisher: AsyncPublisher) -> None:
+    async def adelay_levels(self, publisher: contract.AsyncPublisher) -> None:
         if self._levels_wanted():
             from rabbitq.amqp.declare import declare_delay_levels
+
+            publisher = _on_rabbitmq(publisher)
 
             async def declare() -> None:
                 await publisher.connect()
@@ -121,3 +126,9 @@ class DeclareOnce:
     def _forget(self, key: str, task: asyncio.Task[None]) -> None:
         if self._in_flight.get(key) is task:
             del self._in_flight[key]
+
+
+def _on_rabbitmq(publisher: contract.AsyncPublisher) -> AsyncPublisher:
+    """An ``amqp://`` URL makes aio-pika publishers (``transports.py``): this one has a
+    connection to declare on."""
+    return cast("AsyncPublisher", publisher)

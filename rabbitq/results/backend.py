@@ -24,7 +24,7 @@ from rabbitq.results.meta import ResultMeta
 from rabbitq.serializers import Serializer
 
 if TYPE_CHECKING:
-    from rabbitq.amqp.aio import AsyncPublisher
+    from rabbitq.amqp.contract import AsyncPublisher
 
 
 class ResultBackend(abc.ABC):

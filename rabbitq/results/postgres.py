@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-    from rabbitq.amqp.aio import AsyncPublisher
+    from rabbitq.amqp.contract import AsyncPublisher
 
 TABLE = "rabbitq_taskmeta"
 CHANNEL = "rabbitq_results"

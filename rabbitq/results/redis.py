@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import redis as redis_sync
     import redis.asyncio as redis_async
 
-    from rabbitq.amqp.aio import AsyncPublisher
+    from rabbitq.amqp.contract import AsyncPublisher
 
 KEY_PREFIX = "celery-task-meta-"
 SUBSCRIBE_BATCH = 500

@@ -19,7 +19,7 @@ from rabbitq.results.replies import ReplyBox
 from rabbitq.serializers import Serializer, serializer_for_content_type
 
 if TYPE_CHECKING:
-    from rabbitq.amqp.aio import AsyncPublisher
+    from rabbitq.amqp.contract import AsyncPublisher
 
 log = logging.getLogger("rabbitq.results")
 

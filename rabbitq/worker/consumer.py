@@ -176,6 +176,11 @@ class Consumer:
         return self.pipeline.running
 
     @property
+    def in_flight(self) -> int:
+        """Deliveries received and not settled yet (waiting for a slot, or running)."""
+        return self._in_flight
+
+    @property
     def chords_in_flight(self) -> int:
         """Chords this process tallies as chord coordinator (heartbeats: ``rabbitq_chords``)."""
         return self._coordinator.in_flight if self._coordinator is not None else 0

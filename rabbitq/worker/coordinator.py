@@ -30,7 +30,7 @@ from aio_pika.abc import (
 )
 
 from rabbitq import dead_letters
-from rabbitq.amqp.aio import AsyncPublisher
+from rabbitq.amqp.contract import AsyncPublisher
 from rabbitq.amqp.declare import declare_chord_queues
 from rabbitq.app import App
 from rabbitq.canvas import signature
@@ -76,7 +76,7 @@ class ChordCoordinator:
     def __init__(
         self,
         app: App,
-        connection: AbstractRobustConnection,
+        connection: AbstractRobustConnection | None,
         publisher: AsyncPublisher,
         followups: Followups,
         *,
@@ -108,6 +108,7 @@ class ChordCoordinator:
         return len(self._tallies)
 
     async def start(self) -> None:
+        assert self.connection is not None, "consuming rabbitq.chords needs a connection"
         await declare_chord_queues(self.connection)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=0)  # parts are held until their chord completes
@@ -115,11 +116,16 @@ class ChordCoordinator:
         channel.reopen_callbacks.add(self._consume_again)
         await self._consume(channel)
         self._channel = channel
+        self.begin_ticking()
+
+    def begin_ticking(self) -> None:
+        """Look at held parts every tick (folds, retries, compaction); whatever consumes
+        ``rabbitq.chords`` hands each message to ``receive``."""
         self._ticker = asyncio.create_task(self._tick())
 
     async def _consume(self, channel: AbstractRobustChannel) -> None:
         queue = await channel.get_queue(CHORD_QUEUE, ensure=False)
-        self._consumer_tag = await queue.consume(self._on_message)
+        self._consumer_tag = await queue.consume(self.receive)
 
     async def _consume_again(self, channel: AbstractRobustChannel | None) -> None:
         async with self._lock:
@@ -161,7 +167,7 @@ class ChordCoordinator:
 
     # -- what arrives -----------------------------------------------------------------------
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def receive(self, message: AbstractIncomingMessage) -> None:
         async with self._lock:
             delivery: Delivery = (self._generation, message)
             envelope = envelope_from_properties(message, message.body)

@@ -17,7 +17,7 @@ import traceback as traceback_module
 from dataclasses import replace
 from typing import Any
 
-from rabbitq.amqp.aio import AsyncPublisher
+from rabbitq.amqp.contract import AsyncPublisher
 from rabbitq.app import App
 from rabbitq.canvas import CHORD_OPTION, signature
 from rabbitq.chords import CHORD_QUEUE, ChordPart, part_envelope

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from rabbitq.amqp.contract import Publishes as Publisher
 from rabbitq.app import App
 from rabbitq.errors import MessageError, SkipTask, TaskRevokedError, UnroutableError
-from rabbitq.message import TaskMessage, decode_task
+from rabbitq.message import TaskMessage, decode_task, utcnow
 from rabbitq.middleware import DeadLettered, MiddlewareStack, Outcome, TaskContext
 from rabbitq.task import Task, TaskRequest, current_request
 from rabbitq.timeouts import too_late_to_start
@@ -87,13 +87,17 @@ class Pipeline:
         redeclare: Callable[[str], Awaitable[None]] | None = None,
         recycle: Recycle | None = None,
         end_now: Callable[[], None] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.app = app
         self.middleware = middleware
         self.acks = acks
         self.executor = executor
         self.followups = followups
-        self.republish = Republisher(publisher, acks, app.topology)
+        # What "now" is for etas, expiries and retry times: the wall clock, or the in-memory
+        # broker's virtual one (``testing/stub_worker.py``).
+        self.clock = clock
+        self.republish = Republisher(publisher, acks, app.topology, clock)
         self.slots = slots
         self.worker_name = worker_name
         self.stopping = stopping
@@ -124,6 +128,7 @@ class Pipeline:
             tasks=self.app.tasks,
             redelivery_limit=self.app.redelivery_limit,
             quorum=quorum,
+            clock=self.clock,
         )
         if type(action) is Run:
             context = self._context(delivery, action.task, action.message)
@@ -363,7 +368,7 @@ class Pipeline:
         exception: BaseException | None,
         value: object,
     ) -> None:
-        verdict = decide_outcome(context.task, context.message, exception, value)
+        verdict = decide_outcome(context.task, context.message, exception, value, clock=self.clock)
         if self._hears_after:
             outcome = Outcome(value, exception, retried=type(verdict) is RetryAt)
             pending = self.middleware.notify("after_process", context, outcome)

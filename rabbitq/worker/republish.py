@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from rabbitq import dead_letters
@@ -38,10 +39,17 @@ class Acker(Protocol):
 
 
 class Republisher:
-    def __init__(self, publisher: Publisher, acks: Acker, topology: Topology) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        acks: Acker,
+        topology: Topology,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self.publisher = publisher
         self.acks = acks
         self.topology = topology
+        self.clock = clock
 
     def dead_letter_queue(self, delivery: Delivery) -> str:
         return self.topology.queue(delivery.queue).dead_letter_queue
@@ -142,7 +150,7 @@ class Republisher:
 
     async def _publish_at(self, queue: str, envelope: Envelope, eta: dt.datetime) -> None:
         """To ``queue`` only (not every queue its routing key matches), at ``eta``."""
-        delay_ms = delay_ms_until(eta, utcnow())
+        delay_ms = delay_ms_until(eta, self.clock())
         if delay_ms <= 0:
             await self.publisher.publish(queue, envelope, exchange="")
             return
