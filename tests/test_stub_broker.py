@@ -129,3 +129,27 @@ def test_purge_drops_ready_and_delayed_messages(broker: StubBroker) -> None:
     broker.publish(route.exchange, route.routing_key, envelope())
     broker.purge()
     assert broker.messages("emails") == [] and broker.delayed() == 0
+
+
+def test_what_the_stub_does_not_model_is_refused_naming_it() -> None:
+    from rabbitq import App
+    from rabbitq.amqp.beat_link import BeatLink
+    from rabbitq.amqp.dead_queue import DeadQueue
+    from rabbitq.amqp.pika_support import quick_parameters
+    from rabbitq.errors import NotSupportedError
+    from rabbitq.worker.consumer import Consumer
+
+    stub = StubBroker()
+    app = App("stubbed", broker=stub.url)
+    refusals = {
+        "remote control": lambda: app.control.inspect().active(),
+        "revoke": lambda: app.AsyncResult("an-id").revoke(),
+        "the beat": lambda: BeatLink(stub.url, identity="beat"),
+        "dead-letter queue": lambda: DeadQueue(stub.url, "default.dead"),
+        "status": lambda: quick_parameters(stub.url),
+        "rabbitq worker": lambda: Consumer(app, ["default"]),
+    }
+    for what, attempt in refusals.items():
+        with pytest.raises(NotSupportedError, match="needs RabbitMQ") as refused:
+            attempt()
+        assert what in str(refused.value)

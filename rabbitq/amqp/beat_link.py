@@ -31,6 +31,7 @@ from rabbitq.beat.state import (
     newest,
     state_queue_name,
 )
+from rabbitq.broker_urls import refuse_in_memory
 from rabbitq.errors import (
     BrokerConnectionError,
     MessageDecodeError,
@@ -58,6 +59,7 @@ class BeatLink:
         self.leader_queue = leader_queue_name(group)
         self.state_queue = state_queue_name(group)
         self.dead_queue = dead_queue_name(group)
+        refuse_in_memory(url, "the beat")
         parameters = pika.URLParameters(url)
         # The heartbeat bounds how long a leader cut off by the network keeps its lease: the
         # broker drops the connection after two missed beats. Shorter than the 60 s default

@@ -1,8 +1,9 @@
 """What a publisher is, written once: the contract both publishers keep, with one meaning.
 
 ``amqp/blocking.py`` (pika, on a thread of its own, for synchronous callers) and ``amqp/aio.py``
-(aio-pika, for asyncio callers and the worker) implement it; an in-memory broker for users'
-tests will be a third implementation. The app publishes through it alone (``app.py``).
+(aio-pika, for asyncio callers and the worker) implement it, and so do the in-memory broker's
+publishers for users' tests (``testing/stub_publishers.py``, chosen by ``transports.py`` for a
+``memory://`` URL). The app publishes through it alone (``app.py``).
 
 * ``publish(routing_key, envelope, exchange=, timeout=)`` returns once the broker confirmed the
   message, and raises ``PublishError`` otherwise: ``UnroutableError`` (no queue bound: the

@@ -25,6 +25,7 @@ import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from rabbitq.amqp.blocking import BlockingPublisher
+from rabbitq.broker_urls import refuse_in_memory
 from rabbitq.dead_letters import (
     DeadLetterSummary,
     ReplayTarget,
@@ -89,6 +90,7 @@ class DeadQueue:
     def __init__(self, url: str, queue: str) -> None:
         self.url = url
         self.queue = queue
+        refuse_in_memory(url, "browsing a dead-letter queue (StubBroker.dead_letters reads them)")
         try:
             self._connection = pika.BlockingConnection(pika.URLParameters(url))
             self._channel = self._connection.channel()

@@ -19,6 +19,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from rabbitq.broker_urls import refuse_in_memory
 from rabbitq.control import pidbox
 from rabbitq.errors import BrokerConnectionError, ControlError, MessageError
 from rabbitq.message import Envelope
@@ -31,6 +32,7 @@ _clock = itertools.count(1)
 
 class PidboxClient:
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+        refuse_in_memory(url, "remote control (inspect, control, revoke)")
         self.url = url
         self.connect_timeout = connect_timeout
         self._connection: pika.BlockingConnection | None = None

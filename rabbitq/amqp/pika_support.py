@@ -11,6 +11,8 @@ import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from rabbitq.broker_urls import refuse_in_memory
+
 CONNECTION_ERRORS = (
     pika.exceptions.AMQPError,
     AMQPConnectorException,
@@ -24,6 +26,7 @@ QUICK_STACK_TIMEOUT = 8.0
 
 def quick_parameters(url: str) -> pika.URLParameters:
     """``url``'s parameters, with timeouts fit for a reader that must answer within seconds."""
+    refuse_in_memory(url, "reading the broker's status")
     parameters = pika.URLParameters(url)
     parameters.socket_timeout = QUICK_SOCKET_TIMEOUT
     parameters.stack_timeout = QUICK_STACK_TIMEOUT

@@ -37,6 +37,7 @@ from rabbitq.amqp.declare import (
 )
 from rabbitq.amqp.revocation_log import RevocationFollower, declare_revocation_log
 from rabbitq.app import App
+from rabbitq.broker_urls import refuse_in_memory
 from rabbitq.errors import RabbitqError, TopologyConflictError
 from rabbitq.events.dispatcher import BATCH_WINDOW, EventDispatcher
 from rabbitq.events.heartbeat import WorkerHeartbeat
@@ -111,6 +112,7 @@ class Consumer:
         # Channels hooked for consumer cancels and closes (reopened ones are new objects).
         self._watched: weakref.WeakSet[aiormq.abc.AbstractChannel] = weakref.WeakSet()
         self._pending: set[asyncio.Task[None]] = set()
+        refuse_in_memory(app.broker_url, "rabbitq worker (StubWorker runs on memory://)")
         self._publisher = AsyncPublisher(app.broker_url, publish_timeout=app.publish_timeout)
         self._followups = Followups(app, self._publisher)
         # Set when this process should be replaced (``recycle``): the process stops consuming,
