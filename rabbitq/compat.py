@@ -94,6 +94,16 @@ NOTES = {
     "broker_connection_retry_on_startup": "publishers and workers always retry connecting",
 }
 
+# Celery settings that mean a different way of working here: set (truthy), they are refused
+# with what to do instead, so a test suite never believes it runs eagerly when it does not.
+REFUSED = {
+    "task_always_eager": "an app setting would make production code eager too; in tests use "
+    "`with rabbitq.testing.eager(app):` or rabbitq.testing.make_eager(app) once for the run "
+    "(or the rabbitq_eager fixture): docs/testing.md",
+    "task_eager_propagates": "eager mode (rabbitq.testing.eager) always raises a failure at "
+    "result.get(), as a worker's would: docs/testing.md",
+}
+
 UNSAFE_SERIALIZERS = ("pickle", "yaml")
 
 
@@ -117,6 +127,8 @@ def from_celery_settings(conf: Mapping[str, Any]) -> CelerySettings:
     for name, value in conf.items():
         if value is None:
             continue
+        if name in REFUSED and value:
+            raise ConfigurationError(f"{name}={value!r}: {REFUSED[name]}")
         if name in APP_OPTIONS:
             translated.app_options[APP_OPTIONS[name]] = _app_value(name, value)
         elif name in NOTES and not (isinstance(value, dict | list | tuple) and not value):

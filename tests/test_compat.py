@@ -116,6 +116,15 @@ def test_pickle_is_refused_with_the_way_out() -> None:
         from_celery_settings({"task_serializer": "pickle"})
 
 
+def test_celery_s_always_eager_is_refused_pointing_at_rabbitq_testing_eager() -> None:
+    with pytest.raises(ConfigurationError, match=r"rabbitq\.testing\.eager\(app\)"):
+        from_celery_settings({"task_always_eager": True})
+
+
+def test_always_eager_left_off_is_no_error() -> None:
+    assert from_celery_settings({"task_always_eager": False}).app_options == {}
+
+
 def test_an_unsupported_result_backend_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="rpc:// and redis:// backends only"):
         from_celery_settings({"result_backend": "db+postgresql://db/results"})
