@@ -123,25 +123,34 @@ def rabbitq_worker(
         rabbitq_app.default_queue,
         *rabbitq_app.topology.configured_queue_names(),
     ]
+    # Before the worker starts: it would take what is left at once.
+    _purge(rabbitq_broker.url, queues)
     with (
         pointed_at(rabbitq_app, rabbitq_broker.url),
         Worker(rabbitq_app, dict.fromkeys(queues)) as worker,
     ):
-        _purge(rabbitq_broker.url, queues)
         yield worker
 
 
 def _purge(url: str, queues: list[str]) -> None:
-    """What an earlier test left in these queues must not run in this one."""
+    """What an earlier test left in these queues must not run in this one (a queue not
+    declared yet has nothing in it)."""
     import pika
+    import pika.exceptions
 
     from rabbitq.amqp.pika_support import quick_parameters
 
     connection = pika.BlockingConnection(quick_parameters(url))
     try:
-        channel = connection.channel()
         for queue in queues:
-            channel.queue_purge(queue)
-            channel.queue_purge(dead_letter_queue_name(queue))
+            for name in (queue, dead_letter_queue_name(queue)):
+                channel = connection.channel()
+                try:
+                    channel.queue_purge(name)
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    if exc.reply_code != 404:
+                        raise
+                    continue  # the broker closed the channel: the next name gets a new one
+                channel.close()
     finally:
         connection.close()

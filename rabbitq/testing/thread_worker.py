@@ -17,6 +17,7 @@ from types import TracebackType
 from rabbitq.app import App
 from rabbitq.delays import LEVELS, level_name
 from rabbitq.errors import RabbitqError
+from rabbitq.redaction import without_password
 from rabbitq.worker.consumer import Consumer
 
 START_TIMEOUT = 30.0
@@ -36,8 +37,10 @@ class Worker:
         *,
         concurrency: int = 4,
         coordinate_chords: bool = True,
+        start_timeout: float = START_TIMEOUT,
     ) -> None:
         self.app = app
+        self.start_timeout = start_timeout
         self.queues = tuple(queues) if queues is not None else (app.default_queue,)
         self.concurrency = concurrency
         self.coordinate_chords = coordinate_chords
@@ -45,6 +48,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._main_task: asyncio.Task[None] | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
 
@@ -64,11 +68,23 @@ class Worker:
             return self
         self._thread = threading.Thread(target=self._run, name="rabbitq-test-worker", daemon=True)
         self._thread.start()
-        if not self._started.wait(START_TIMEOUT):
-            raise RabbitqError(f"the worker did not start consuming within {START_TIMEOUT}s")
+        if not self._started.wait(self.start_timeout):
+            # Still connecting (a worker retries a broker that is down): give up on it.
+            self._give_up()
+            raise RabbitqError(
+                f"the worker did not start consuming within {self.start_timeout}s "
+                f"(is the broker at {without_password(self.app.broker_url)} up?)"
+            )
         if self._error is not None:
             raise RabbitqError(f"the worker did not start: {self._error!r}") from self._error
         return self
+
+    def _give_up(self) -> None:
+        if self._loop is not None and self._main_task is not None:
+            self._loop.call_soon_threadsafe(self._main_task.cancel)
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT)
+        self._thread = None
 
     def stop(self) -> None:
         """Stop consuming, let running tasks finish and ack, then close."""
@@ -117,6 +133,7 @@ class Worker:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._main_task = asyncio.current_task()
         self._stop = asyncio.Event()
         consumer = Consumer(
             self.app,
