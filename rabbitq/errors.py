@@ -263,6 +263,11 @@ class Retry(RabbitqError):
         super().__init__(f"retry{when}" + (f": {type(exc).__name__}: {exc}" if exc else ""))
 
 
+class Deferred(RabbitqError):
+    """Raised by a middleware's ``admit``: the delivery was settled elsewhere (a limit moved
+    it to a waiting queue, confirmed, and acked it); the pipeline leaves it there."""
+
+
 class SkipTask(RabbitqError):
     """Raised by a middleware's ``before_process``: ack the message without running the task.
 

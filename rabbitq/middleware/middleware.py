@@ -15,6 +15,7 @@ Where each hook runs, and what an exception from it means::
     worker_stop(worker)           consuming stopped, tasks finished     logged, ignored
     message_received(delivery)    a delivery arrived, not decoded yet   logged, ignored
     task_received(ctx)            judged runnable; waits for a slot     logged, ignored
+    admit(ctx)                    before it takes a slot: may wait      the task's failure
     before_process(ctx)           the task is about to run              the task's failure
     after_process(ctx, outcome)   the task returned or raised           logged, ignored
     after_retry(ctx, exc, eta)    its next attempt is confirmed          logged, ignored
@@ -31,6 +32,11 @@ loop, in the delivery's own asyncio task, so a context variable set in ``before_
 seen by the task (a thread task gets a copy of the context taken after the hook) and by
 ``after_process``. A plain hook must not block: it holds up every task of the process.
 
+``admit`` decides whether the task may start now (the limits: ``worker/limits.py``). It may
+wait (a token, a slot) without holding a worker slot; raise ``Deferred`` once it has settled
+the delivery elsewhere itself; and add to ``context.releases`` what to do once the run is
+over (given back after its ack, or when it never ran).
+
 ``before_process`` may raise ``SkipTask`` to ack the message without running it. Any other
 exception there is the task's failure, exactly as if the task had raised it: it is retried or
 dead-lettered by the task's policy, never lost and never silently run.
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +79,8 @@ class TaskContext:
     started: float = field(default_factory=time.perf_counter)
     state: dict[Any, Any] = field(default_factory=dict)
     control: RunControl | None = None
+    # Set by ``admit`` hooks: called once the run is concluded (or did not happen), in order.
+    releases: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def runtime(self) -> float:
@@ -139,6 +148,10 @@ class Middleware:
         """The delivery was judged runnable (not dead-lettered, not due later); it waits for
         a free slot (Celery's ``task_received``). ``context.runtime`` counts from the run."""
 
+    def admit(self, context: TaskContext) -> Any:
+        """May the task start? Wait here until it may, or raise ``Deferred`` once the
+        delivery was settled elsewhere; anything else raised is the task's failure."""
+
     def before_process(self, context: TaskContext) -> Any:
         """The task is about to run. Raise ``SkipTask`` to ack it without running."""
 
@@ -163,6 +176,7 @@ HOOKS = (
     "worker_stop",
     "message_received",
     "task_received",
+    "admit",
     "before_process",
     "after_process",
     "after_retry",

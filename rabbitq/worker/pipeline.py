@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 
 from rabbitq.amqp.contract import Publishes as Publisher
 from rabbitq.app import App
-from rabbitq.errors import MessageError, SkipTask, TaskRevokedError, UnroutableError
+from rabbitq.errors import Deferred, MessageError, SkipTask, TaskRevokedError, UnroutableError
 from rabbitq.message import TaskMessage, decode_task, utcnow
 from rabbitq.middleware import DeadLettered, MiddlewareStack, Outcome, TaskContext
 from rabbitq.task import Task, TaskRequest, current_request
@@ -113,6 +113,7 @@ class Pipeline:
         self._hears_receipts = self.middleware.has("message_received")
         self._hears_task_received = self.middleware.has("task_received")
         self._hears_before = self.middleware.has("before_process")
+        self._admits = self.middleware.has("admit")
         self._hears_after = self.middleware.has("after_process")
 
     async def handle(self, delivery: Delivery) -> None:
@@ -140,24 +141,13 @@ class Pipeline:
             try:
                 if action.wait_s:
                     await asyncio.sleep(action.wait_s)
-                async with self.slots:
-                    del self._waiting[id(context)]
-                    if self.stopping():
-                        await self.hand_back(delivery)
-                        return
-                    if too_late_to_start(
-                        self.app.consumer_timeout, time.monotonic() - delivery.arrived
-                    ):
-                        log.warning(
-                            "message %s waited for a slot until the broker's consumer_timeout "
-                            "was near; handing it back to its queue",
-                            action.message.id,
-                        )
-                        await self.hand_back(delivery)
-                        return
-                    await self._run(context)
+                if self._admits and not await self._admit(delivery, context):
+                    return
+                await self._start_when_free(delivery, context)
             finally:
                 self._waiting.pop(id(context), None)
+                if context.releases:
+                    await self._release(context)
         elif type(action) is DeadLetter:
             await self._dead_letter(delivery, action)
         elif type(action) is Later:
@@ -175,6 +165,45 @@ class Pipeline:
             await self._settle(
                 delivery, "recount", lambda: self.republish.recount(delivery, count, limit)
             )
+
+    async def _start_when_free(self, delivery: Delivery, context: TaskContext) -> None:
+        async with self.slots:
+            self._waiting.pop(id(context), None)
+            if self.stopping():
+                await self.hand_back(delivery)
+                return
+            if too_late_to_start(self.app.consumer_timeout, time.monotonic() - delivery.arrived):
+                log.warning(
+                    "message %s waited for a slot until the broker's consumer_timeout "
+                    "was near; handing it back to its queue",
+                    context.message.id,
+                )
+                await self.hand_back(delivery)
+                return
+            await self._run(context)
+
+    async def _admit(self, delivery: Delivery, context: TaskContext) -> bool:
+        """True: the task may take a slot. False: it was settled elsewhere (``Deferred``:
+        moved to a limit's waiting queue), or concluded here with the hook's error as its
+        failure (retried or dead-lettered by its policy, as from ``before_process``)."""
+        try:
+            pending = self.middleware.call("admit", context)
+            if pending is not None:
+                await pending
+            return True
+        except Deferred:
+            return False
+        except Exception as exc:
+            await self._conclude(delivery, context, exc, None)
+            return False
+
+    async def _release(self, context: TaskContext) -> None:
+        for release in context.releases:
+            try:
+                await release()
+            except Exception:  # a limit that could not give back: it tells why itself
+                log.exception("releasing what %s[%s] held failed", *_who(context))
+        context.releases.clear()
 
     async def hand_back(self, delivery: Delivery) -> None:
         """Shutting down: this one never started. With its channel gone the broker already
