@@ -12,6 +12,7 @@ send_welcome.delay(42)                 # returns once the broker confirmed the m
 await send_welcome.adelay(42)          # the same from asyncio code
 add.delay(2, 3).get(timeout=10)        # results, with a backend
 rabbitq.chord(add.s(i, i) for i in range(10))(tsum.s())   # workflows, no backend needed
+@app.task(limits=rabbitq.Mutex("per-user", key="user_id"))  # global limits (docs/limits.md)
 app = rabbitq.App(..., middleware=[MyMiddleware()])   # hooks around every task
 app.add_periodic(report.s(), cron="0 7 * * mon", timezone="Europe/Paris")  # rabbitq beat
 """
@@ -25,6 +26,7 @@ from rabbitq.errors import (
     ConfigFileError,
     ConfigurationError,
     ControlError,
+    Deferred,
     EventHistoryMissingError,
     FollowupError,
     GetInsideTaskError,
@@ -55,6 +57,7 @@ from rabbitq.errors import (
     UnroutableError,
     UnsupportedMessageError,
 )
+from rabbitq.limits.spec import Concurrency, Mutex, Rate
 from rabbitq.middleware import DeadLettered, Middleware, Outcome, TaskContext
 from rabbitq.results.handles import AsyncResult, GroupResult
 from rabbitq.results.meta import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
@@ -71,11 +74,13 @@ __all__ = [
     "AsyncResult",
     "BrokerConnectionError",
     "BrokerError",
+    "Concurrency",
     "ConfigFileError",
     "ConfigurationError",
     "ControlError",
     "Crontab",
     "DeadLettered",
+    "Deferred",
     "EventHistoryMissingError",
     "Every",
     "FollowupError",
@@ -84,6 +89,7 @@ __all__ = [
     "MessageDecodeError",
     "MessageError",
     "Middleware",
+    "Mutex",
     "NotSupportedError",
     "Outcome",
     "PeriodicEntry",
@@ -92,6 +98,7 @@ __all__ = [
     "PublishNackedError",
     "PublishTimeoutError",
     "RabbitqError",
+    "Rate",
     "ResultBackendError",
     "ResultEncodeError",
     "ResultError",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import os
 import threading
 import weakref
@@ -36,6 +37,17 @@ from rabbitq.canvas import (
 from rabbitq.compile import compile_signature
 from rabbitq.errors import ConfigurationError, UnknownTaskError
 from rabbitq.events.sent import TaskSentEvents
+from rabbitq.limits.spec import (
+    Concurrency,
+    Limit,
+    LocalRate,
+    Mutex,
+    Rate,
+    call_parameters,
+    check_key,
+    check_shared,
+    combine,
+)
 from rabbitq.middleware import CelerySignals, Middleware, MiddlewareStack
 from rabbitq.prepare import Context, PreparedMessage, Route
 from rabbitq.publish_options import (
@@ -184,6 +196,7 @@ class App:
         ] = weakref.WeakKeyDictionary()
         self._declare_once = declarations_for(self)
         self.periodic = PeriodicEntries()
+        self.limits: dict[str, Limit] = {}  # the global limits declared in code, by name
         # Eager mode (Celery's task_always_eager): every publish from outside a worker runs
         # at once, here, through the in-memory broker and the worker's pipeline. Set by
         # ``rabbitq.testing.eager`` (which the app does not import: it sits above the worker).
@@ -254,6 +267,8 @@ class App:
         ignore_result: bool | None = None,
         publish_retry: bool | None = None,
         publish_retry_policy: Mapping[str, Any] | None = None,
+        rate_limit: str | None = None,
+        limits: Limit | Sequence[Limit] = (),
         **unknown: Any,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a task: ``@app.task`` or ``@app.task(queue="reports", ...)``.
@@ -262,8 +277,12 @@ class App:
         ``retry_backoff``, ``retry_backoff_max``, ``retry_jitter``, ``default_retry_delay``.
         ``publish_retry`` and ``publish_retry_policy`` are this task's publish retries on a lost
         connection (``apply_async(retry=, retry_policy=)`` for all its calls).
+        ``rate_limit="10/s"`` is Celery's, per worker process; ``limits=`` takes global
+        limits (``rabbitq.Rate``, ``Concurrency``, ``Mutex``: docs/limits.md).
         """
         refuse_unknown_task_options(unknown)
+        local_rate = LocalRate(rate_limit) if rate_limit is not None else None
+        own_limits = (limits,) if isinstance(limits, Rate | Concurrency | Mutex) else tuple(limits)
         policy = RetryPolicy(
             autoretry_for=tuple(autoretry_for),
             max_retries=max_retries,
@@ -281,6 +300,14 @@ class App:
                 raise ConfigurationError(f"task {task_name!r}: bad routing_key: {problem}")
             if serializer is not None:
                 serializer_named(serializer)
+            checked = combine(task_name, own_limits, local_rate)
+            if isinstance(checked.slot, Mutex):
+                check_key(
+                    task_name, checked.slot, call_parameters(inspect.signature(function), bind)
+                )
+            for limit in own_limits:
+                check_shared(self.limits, limit)
+                self.limits[limit.name] = limit
             resolve(
                 self.task_publish_retry,
                 self.task_publish_retry_policy,
@@ -305,6 +332,8 @@ class App:
                 ignore_result=ignore_result,
                 publish_retry=publish_retry,
                 publish_retry_policy=publish_retry_policy,
+                limits=own_limits,
+                rate_limit=local_rate,
             )
             self.tasks[task_name] = task
             return task
@@ -633,7 +662,6 @@ def _time_limit(what: str, seconds: float | None) -> float | None:
 # Celery task options rabbitq does not build (yet): each says what would happen instead of
 # silently running the task otherwise than asked.
 UNBUILT_TASK_OPTIONS = {
-    "rate_limit": "rate limits are not built yet: the task would run unthrottled",
     "acks_late": "rabbitq always acks after the task (late); the option has nothing to change",
     "track_started": "STARTED is tracked for every task or none: App(track_started=True)",
 }

@@ -24,6 +24,10 @@
     tasks:                               # task name or glob -> routing key; first match wins
       shop.tasks.send_email: emails.transactional
       "shop.reports.*": reports
+    limits:                              # global limits, across every worker (docs/limits.md)
+      mail: {rate: 20/s, burst: 5, tasks: [shop.tasks.send_email]}
+      reports: {concurrency: 3, tasks: ["shop.reports.*"]}
+      per-user: {mutex: 1, key: user_id, tasks: [shop.tasks.sync_user]}
 
 The file is read strictly through ``yaml_file`` so that every error names its line.
 """
@@ -38,7 +42,8 @@ from typing import Any, cast
 
 import yaml
 
-from rabbitq.errors import RoutingConfigError
+from rabbitq.errors import ConfigurationError, RoutingConfigError
+from rabbitq.limits.spec import Concurrency, Limit, LimitRule, Mutex, Rate
 from rabbitq.topology import (
     DEFAULT_POLICY_PRIORITY,
     UNREACHABLE_DELIVERY_LIMIT,
@@ -54,7 +59,10 @@ from rabbitq.yaml_file import NodeReader, compose, line_of, read_text
 MAX_NAME_BYTES = 255
 TOP_LEVEL_KEYS = (
     "default_queue_type", "delay_queue_type", "queues", "tasks", "policy_priority", "events",
+    "limits",
 )  # fmt: skip
+LIMIT_KEYS = ("rate", "burst", "concurrency", "mutex", "key", "tasks")
+LIMIT_KINDS = ("rate", "concurrency", "mutex")
 EVENTS_KEYS = ("history",)
 HISTORY_KEYS = ("max_age", "max_bytes")
 MAX_AGE = re.compile(r"[1-9][0-9]*[YMDhms]")
@@ -138,6 +146,7 @@ class _Parser(NodeReader):
         routes: list[TaskRoute] = []
         priority = DEFAULT_POLICY_PRIORITY
         history: EventHistory | None = None
+        limits: list[LimitRule] = []
         for key, value in self.mapping(root, "the routing file", TOP_LEVEL_KEYS):
             if key.value == "default_queue_type":
                 default_type = cast(
@@ -151,6 +160,8 @@ class _Parser(NodeReader):
                 queues = [self.queue(k, v) for k, v in self.mapping(value, "queues", None)]
             elif key.value == "events":
                 history = self.events(value)
+            elif key.value == "limits":
+                limits = [self.limit(k, v) for k, v in self.mapping(value, "limits", None)]
             else:
                 routes = [self.route(k, v) for k, v in self.mapping(value, "tasks", None)]
         return Topology(
@@ -160,8 +171,57 @@ class _Parser(NodeReader):
             delay_queue_type=delay_type,
             policy_priority=priority,
             event_history=history,
+            limits=tuple(limits),
             source=self.source,
         )
+
+    def limit(self, key: yaml.ScalarNode, value: yaml.Node) -> LimitRule:
+        name = key.value
+        where = f"limit {name!r}"
+        fields: dict[str, yaml.Node] = {}
+        for field_key, field_value in self.mapping(value, where, LIMIT_KEYS):
+            fields[field_key.value] = field_value
+        kinds = [kind for kind in LIMIT_KINDS if kind in fields]
+        if len(kinds) != 1:
+            raise self.fail(
+                key,
+                f"{where} needs exactly one of rate, concurrency, mutex (has {kinds or 'none'})",
+            )
+        if "tasks" not in fields:
+            raise self.fail(key, f"{where} needs tasks: the task names or globs it holds back")
+        for only, kind in (("burst", "rate"), ("key", "mutex")):
+            if only in fields and kinds[0] != kind:
+                raise self.fail(fields[only], f"{where}: {only} goes with {kind} only")
+        tasks = self.task_patterns(fields["tasks"], where)
+        try:
+            limit: Limit
+            if kinds[0] == "rate":
+                burst = (
+                    self.integer(fields["burst"], f"{where}: burst", 1) if "burst" in fields else 1
+                )
+                limit = Rate(name, str(self.plain(fields["rate"])), burst)
+            elif kinds[0] == "concurrency":
+                limit = Concurrency(
+                    name, self.integer(fields["concurrency"], f"{where}: concurrency", 1)
+                )
+            else:
+                if "key" not in fields:
+                    raise self.fail(key, f"{where}: mutex needs key: the argument to key on")
+                limit = Mutex(
+                    name,
+                    key=self.string(fields["key"], f"{where}: key"),
+                    n=self.integer(fields["mutex"], f"{where}: mutex", 1),
+                )
+        except RoutingConfigError:
+            raise  # named its line already
+        except ConfigurationError as exc:
+            raise self.fail(value, str(exc)) from exc
+        return LimitRule(limit, tasks, line=line_of(key))
+
+    def task_patterns(self, node: yaml.Node, where: str) -> tuple[str, ...]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.fail(node, f"{where}: tasks must be a list of task names or globs")
+        return tuple(self.string(item, f"{where}: a task") for item in node.value)
 
     def events(self, node: yaml.Node) -> EventHistory | None:
         history = None

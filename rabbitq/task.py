@@ -22,6 +22,7 @@ from rabbitq.canvas import Signature
 from rabbitq.chunks import Chunks, xmap, xstarmap
 from rabbitq.chunks import chunks as chunked
 from rabbitq.errors import Retry
+from rabbitq.limits.spec import Limit, LocalRate
 from rabbitq.request import ERROR_HEADER as ERROR_HEADER
 from rabbitq.request import TaskRequest as TaskRequest
 from rabbitq.request import current_request as current_request
@@ -88,6 +89,8 @@ class TaskOptions(TypedDict, total=False):
     ignore_result: bool | None
     publish_retry: bool | None
     publish_retry_policy: Mapping[str, Any] | None
+    rate_limit: str | None
+    limits: Limit | Sequence[Limit]
 
 
 class Task(Generic[P, R]):
@@ -113,6 +116,8 @@ class Task(Generic[P, R]):
         ignore_result: bool | None = None,
         publish_retry: bool | None = None,
         publish_retry_policy: Mapping[str, Any] | None = None,
+        limits: tuple[Limit, ...] = (),
+        rate_limit: LocalRate | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -128,6 +133,9 @@ class Task(Generic[P, R]):
         # Publish retries on a lost connection for this task's calls (None: the App's).
         self.publish_retry = publish_retry
         self.publish_retry_policy = publish_retry_policy
+        # Global limits (docs/limits.md), and Celery's per-process rate_limit.
+        self.limits = limits
+        self.rate_limit = rate_limit
         self.is_async = inspect.iscoroutinefunction(fn)
         self.parameters = inspect.signature(fn)
         self.__doc__ = fn.__doc__

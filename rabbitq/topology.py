@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rabbitq.limits.spec import LimitRule
+
 TASK_EXCHANGE = "rabbitq"
 DEAD_SUFFIX = ".dead"
 # Celery's event exchange (topic, durable): worker and task events, read by Flower and others.
@@ -293,6 +295,8 @@ class Topology:
     policy_priority: int = DEFAULT_POLICY_PRIORITY
     # The event history stream, when the routing file asks for one (``events.history``).
     event_history: EventHistory | None = None
+    # Global limits and the tasks they hold back (``limits:``, docs/limits.md).
+    limits: tuple[LimitRule, ...] = ()
     source: str | None = None
 
     def queue(self, name: str) -> QueueSpec:

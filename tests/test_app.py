@@ -120,7 +120,6 @@ def test_load_app_with_a_bad_module_is_a_configuration_error() -> None:
 @pytest.mark.parametrize(
     ("option", "why"),
     [
-        ("rate_limit", "rate limits are not built yet"),
         ("acks_late", "always acks after the task"),
         ("track_started", "App(track_started=True)"),
         ("quueue", "no such task option"),

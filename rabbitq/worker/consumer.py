@@ -42,6 +42,7 @@ from rabbitq.errors import RabbitqError, TopologyConflictError
 from rabbitq.events.dispatcher import BATCH_WINDOW, EventDispatcher
 from rabbitq.events.heartbeat import WorkerHeartbeat
 from rabbitq.events.task_events import TaskEvents
+from rabbitq.limits.resolve import task_limits
 from rabbitq.middleware import Middleware, MiddlewareStack, WorkerStats
 from rabbitq.middleware.revocations import Revocations
 from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
@@ -53,6 +54,7 @@ from rabbitq.worker.coordinator import ChordCoordinator
 from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups
+from rabbitq.worker.limits import Limits
 from rabbitq.worker.mailbox import Mailbox
 from rabbitq.worker.newest_dead_letter import NewestDeadLetterRecord
 from rabbitq.worker.node import WorkerNode
@@ -148,6 +150,22 @@ class Consumer:
         self._heartbeat = WorkerHeartbeat(self.events) if heartbeat else None
         if self._heartbeat is not None:
             own.append(self._heartbeat)
+        # Global limits and rate_limit (docs/limits.md): checked now, so a worker with a
+        # limit that cannot hold does not start.
+        found = task_limits(app.tasks, app.topology.limits)
+        self.limits = (
+            Limits(
+                found,
+                self._publisher,
+                self._acks,
+                concurrency=concurrency,
+                stopping=lambda: self._stopping or self.recycler.requested.is_set(),
+            )
+            if found
+            else None
+        )
+        if self.limits is not None:
+            own.append(self.limits)
         # Revocations come first of all: a revoked task starts no other middleware's work.
         self.revocations = Revocations()
         self.middleware = MiddlewareStack((self.revocations, *app.middleware, *own, self.stats))
@@ -277,6 +295,11 @@ class Consumer:
         await self._revocation_log.start()
         self._mailbox = Mailbox(self.node, connection, self._publisher)
         await self._mailbox.start()
+        if self.limits is not None:
+            await self.limits.start(connection, self.run_delivery)
+            for name in self.limits.queues_to_consume():
+                # At most ``concurrency`` waiting for a token at once: never en masse.
+                await self._open_consumer(connection, name, prefetch=self.concurrency)
         for name in self.queues:
             await self._open_consumer(connection, name)
         log.info(
@@ -291,11 +314,13 @@ class Consumer:
         )
         await self.middleware.emit("worker_start", self)
 
-    async def _open_consumer(self, connection: AbstractRobustConnection, name: str) -> None:
+    async def _open_consumer(
+        self, connection: AbstractRobustConnection, name: str, prefetch: int | None = None
+    ) -> None:
         # One channel per queue: prefetch is per channel, and a channel error on one
         # queue does not stop the others.
         channel = await connection.channel()
-        await channel.set_qos(prefetch_count=self.prefetch)  # restored on reconnect
+        await channel.set_qos(prefetch_count=prefetch or self.prefetch)  # restored on reconnect
         await self._consume(channel, name)
         # After a reconnect aio-pika reopens the channel; consume again on the new one.
         channel.reopen_callbacks.add(partial(self._consume_again, name=name))
@@ -360,7 +385,8 @@ class Consumer:
         return {"x-consumer-timeout": int(timeout * 1000)}
 
     async def _consume_again(self, channel: AbstractRobustChannel, *, name: str) -> None:
-        if not self._stopping and name in self.queues:
+        limit_queues = self.limits.queues_to_consume() if self.limits is not None else ()
+        if not self._stopping and (name in self.queues or name in limit_queues):
             await self._consume(channel, name)
 
     async def _on_cancelled(
@@ -429,6 +455,8 @@ class Consumer:
     async def stop(self, timeout: float | None = None) -> None:
         """Stop consuming, let running tasks finish and ack, then close."""
         self._stopping = True
+        if self.limits is not None:
+            self.limits.stop_waiting()
         for queue, (underlay, tag) in self._consumers.items():
             # Bounded: with the broker gone, the call would wait for it forever.
             try:
@@ -449,6 +477,8 @@ class Consumer:
                 "%d task(s) still running at shutdown; the broker will redeliver them",
                 self._in_flight,
             )
+        if self.limits is not None:
+            await self.limits.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._acks.flush(), BROKER_CALL_TIMEOUT)
         self.executor.shutdown()
@@ -473,25 +503,30 @@ class Consumer:
 
     def _make_handler(self, queue: str) -> Any:
         async def handle(message: aiormq.abc.DeliveredMessage) -> None:
-            self._in_flight += 1
-            self._idle.clear()
-            delivery: Delivery | None = None
             try:
                 delivery = Delivery.of(queue, message)
-                self._acks.delivered(delivery)
-                await self.pipeline.handle(delivery)
-                self._unsettled_failures = 0
-            except Exception:
-                if delivery is None:  # unreadable frame: the broker keeps it unacked
-                    log.exception("could not read a delivery from %s", queue)
-                else:
-                    await self._requeue_unsettled(delivery)
-            finally:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.set()
+            except Exception:  # unreadable frame: the broker keeps it unacked
+                log.exception("could not read a delivery from %s", queue)
+                return
+            await self.run_delivery(delivery)
 
         return handle
+
+    async def run_delivery(self, delivery: Delivery) -> None:
+        """One delivery through the pipeline: from a consumer, or a waiting copy a limit's
+        slot passed to (``limits.py``)."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            self._acks.delivered(delivery)
+            await self.pipeline.handle(delivery)
+            self._unsettled_failures = 0
+        except Exception:
+            await self._requeue_unsettled(delivery)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     async def _redeclare(self, queue: str) -> None:
         assert self._connection is not None
