@@ -87,8 +87,10 @@ def test_a_killed_holder_s_slots_come_back_and_the_others_go_on(
         killed_at = time.time()
         victim.process.wait(10)
         wait_for(
-            lambda: {run.label for run in runs(record) if run.end is not None}
-            >= {f"t{i}" for i in range(24)},
+            lambda: (
+                {run.label for run in runs(record) if run.end is not None}
+                >= {f"t{i}" for i in range(24)}
+            ),
             120,
             lambda: f"{len(runs(record))} runs recorded",
         )

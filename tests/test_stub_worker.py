@@ -230,3 +230,17 @@ def test_the_app_s_sent_events_are_kept_for_the_test_to_read(broker: StubBroker)
 
     job.delay()
     assert [key for key, _ in broker.events] == ["task.sent"]
+
+
+def test_tasks_with_limits_run_unlimited_with_a_warning_naming_them(
+    app: rabbitq.App, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task(limits=rabbitq.Concurrency("reports", 1), rate_limit="1/h")
+    def report() -> str:
+        return "done"
+
+    with StubWorker(app) as worker:
+        first, second = report.delay(), report.delay()
+        worker.join()
+    assert first.get(timeout=1) == second.get(timeout=1) == "done"
+    assert f"runs {report.name} without their limits" in caplog.text

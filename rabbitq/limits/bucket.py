@@ -46,8 +46,9 @@ class RefillCredit:
         self._at = clock()
 
     def restart(self) -> None:
-        """A new leader starts owing from now: the bucket kept what the last one put in."""
-        self._credit = 0.0
+        """A new leader fills the bucket first (as a new bucket starts full); the bucket
+        holds no more than ``burst``, whatever the last leader left in it."""
+        self._credit = float(self.burst)
         self._at = self.clock()
 
     def owed(self) -> int:

@@ -7,8 +7,9 @@ coordinator. Only the transport differs: deliveries come from a ``StubBroker`` a
 back to it. The pipeline reads the stub's virtual clock, so ``join()`` can jump over a
 countdown or a retry's backoff instead of sleeping through it.
 
-Left out, because the stub does not model them: remote control, revokes, heartbeats and
-task events (events sent by the app's own middleware are kept in ``StubBroker.events``).
+Left out, because the stub does not model them: global limits and ``rate_limit`` (tasks
+run without them, with a warning), remote control, revokes, heartbeats and task events
+(events sent by the app's own middleware are kept in ``StubBroker.events``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rabbitq.app import App
 from rabbitq.broker_urls import is_in_memory
 from rabbitq.chords import CHORD_QUEUE
 from rabbitq.errors import ConfigurationError, RabbitqError
+from rabbitq.limits.resolve import task_limits
 from rabbitq.middleware import MiddlewareStack, WorkerStats
 from rabbitq.request import current_request
 from rabbitq.testing.stub_broker import StubBroker, StubMessage, stub_for
@@ -112,6 +114,13 @@ class StubWorker:
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
         self.app = app
+        limited = sorted(task_limits(app.tasks, app.topology.limits))
+        if limited:
+            # The slots and buckets are RabbitMQ queues the stub does not model.
+            log.warning(
+                "the stub worker runs %s without their limits (docs/testing.md)",
+                ", ".join(limited),
+            )
         self.broker = stub_for(app.broker_url)
         self.queues = tuple(queues) if queues is not None else None
         for queue in self.queues or ():

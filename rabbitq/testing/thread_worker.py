@@ -55,6 +55,7 @@ class Countdowns(Middleware):
     def _due(self, at: float) -> None:
         self.latest = max(self.latest, at)
 
+
 QUIET_LOOKS = 2  # looks in a row that must find nothing left, so a hand-over is not missed
 
 
