@@ -84,7 +84,7 @@ NOTES = {
     "default 4 x concurrency)",
     "worker_max_tasks_per_child": "rabbitq worker --max-tasks-per-child N",
     "worker_max_memory_per_child": "rabbitq worker --max-memory-per-child KIB",
-    "task_default_rate_limit": "not built yet",
+    "task_default_rate_limit": "no app-wide default: set @app.task(rate_limit=...) per task",
     "timezone": "rabbitq keeps times in UTC; cron entries take timezone= per entry",
     "enable_utc": "always UTC",
     "beat_schedule": "app.add_periodic(...) or a schedule YAML file (docs/beat.md)",
