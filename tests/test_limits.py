@@ -195,9 +195,13 @@ def test_the_refiller_owes_its_rate_never_more_than_the_burst() -> None:
 
 
 def test_the_refiller_ticks_once_a_token_within_bounds() -> None:
-    assert RefillCredit(1000.0, 1).tick == 0.02
+    assert RefillCredit(1000.0, 100).tick == 0.02
     assert RefillCredit(10.0, 1).tick == 0.1
     assert RefillCredit(1 / 3600, 1).tick == 1.0
+
+
+def test_the_refiller_never_owes_more_at_a_tick_than_the_bucket_holds() -> None:
+    assert RefillCredit(200.0, 1).tick == pytest.approx(0.005)
 
 
 def test_a_plain_key_names_its_scope_and_any_other_is_digested() -> None:

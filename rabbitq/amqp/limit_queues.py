@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -259,6 +260,7 @@ class Refiller:
     queue is ours); looks again every second while another does."""
 
     FOLLOWER_LOOK = 1.0  # seconds between tries for the lead
+    LEAD_CHECK = 0.5  # seconds between checks, while leading, that the lead is still ours
     BACKOFF_MAX = 10.0
 
     def __init__(
@@ -280,12 +282,15 @@ class Refiller:
     async def run(self, stopped: Callable[[], bool]) -> None:
         backoff = self.FOLLOWER_LOOK
         bucket = bucket_queue(self.rate.name, self.rate.burst)
+        checked = 0.0
         while not stopped():
             try:
                 channel = await self._channel.underlay()
-                # Ours, or taken now, or refused: the declare is the check (a connection
-                # lost and regained has lost the lead with it, and is told so here).
-                await channel.queue_declare(refiller_queue(self.rate.name), exclusive=True)
+                if not self.leading or time.monotonic() >= checked + self.LEAD_CHECK:
+                    # Ours, or taken now, or refused: the declare is the check (a connection
+                    # lost and regained has lost the lead with it, and is told so here).
+                    await channel.queue_declare(refiller_queue(self.rate.name), exclusive=True)
+                    checked = time.monotonic()
                 if not self.leading:
                     self.leading = True
                     self.restart()

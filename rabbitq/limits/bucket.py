@@ -61,5 +61,7 @@ class RefillCredit:
 
     @property
     def tick(self) -> float:
-        """Seconds between refills: one token's time, within 20 ms and 1 s."""
-        return min(1.0, max(0.02, 1.0 / self.per_second))
+        """Seconds between refills: one token's time (at least 20 ms), but never so long
+        that more than ``burst`` come due at once (the bucket would drop the rest), and at
+        most 1 s."""
+        return min(1.0, self.burst / self.per_second, max(0.02, 1.0 / self.per_second))
