@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from rabbitq.amqp import contract
 from rabbitq.broker_urls import is_in_memory
+from rabbitq.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from rabbitq.amqp.declare_once import Settings
@@ -32,12 +33,38 @@ class Declarations(Protocol):
     async def adelay_levels(self, publisher: contract.AsyncPublisher) -> None: ...
 
 
+class InMemory(Protocol):
+    """The in-memory broker's side (``testing/stub_publishers.py`` registers it)."""
+
+    def publisher(self, url: str) -> contract.Publisher: ...
+
+    def async_publisher(self, url: str) -> contract.AsyncPublisher: ...
+
+    def declarations(self, app: Settings) -> Declarations: ...
+
+
+_in_memory: InMemory | None = None
+
+
+def register_in_memory(transport: InMemory) -> None:
+    """Called by ``rabbitq.testing`` when it loads: the package sits above the app, so the
+    app below reaches it through this registration, not an import."""
+    global _in_memory
+    _in_memory = transport
+
+
+def _memory(url: str) -> InMemory:
+    if _in_memory is None:
+        raise ConfigurationError(
+            f"{url} is rabbitq.testing's in-memory broker: import rabbitq.testing (or make a "
+            "StubBroker) before publishing to it (docs/testing.md)"
+        )
+    return _in_memory
+
+
 def publisher_for(url: str, publish_timeout: float) -> contract.Publisher:
     if is_in_memory(url):
-        from rabbitq.testing.stub_broker import stub_for
-        from rabbitq.testing.stub_publishers import StubPublisher
-
-        return StubPublisher(stub_for(url))
+        return _memory(url).publisher(url)
     from rabbitq.amqp.blocking import BlockingPublisher
 
     return BlockingPublisher(url, publish_timeout=publish_timeout)
@@ -45,10 +72,7 @@ def publisher_for(url: str, publish_timeout: float) -> contract.Publisher:
 
 def async_publisher_for(url: str, publish_timeout: float) -> contract.AsyncPublisher:
     if is_in_memory(url):
-        from rabbitq.testing.stub_broker import stub_for
-        from rabbitq.testing.stub_publishers import AsyncStubPublisher
-
-        return AsyncStubPublisher(stub_for(url))
+        return _memory(url).async_publisher(url)
     from rabbitq.amqp.aio import AsyncPublisher
 
     return AsyncPublisher(url, publish_timeout=publish_timeout)
@@ -56,9 +80,7 @@ def async_publisher_for(url: str, publish_timeout: float) -> contract.AsyncPubli
 
 def declarations_for(app: Settings) -> Declarations:
     if is_in_memory(app.broker_url):
-        from rabbitq.testing.stub_publishers import StubDeclarations
-
-        return StubDeclarations(app)
+        return _memory(app.broker_url).declarations(app)
     from rabbitq.amqp.declare_once import DeclareOnce
 
     return DeclareOnce(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rabbitq.delays import QUEUE, ROUTE, UNROUTABLE_QUEUE, delayed_route
-from rabbitq.errors import PublishError, UnroutableError
+from rabbitq.errors import ConfigurationError, PublishError, UnroutableError
 from rabbitq.message import Envelope
 from rabbitq.testing import StubBroker
 from rabbitq.testing.stub_broker import stub_for, topic_matches
@@ -153,3 +153,15 @@ def test_what_the_stub_does_not_model_is_refused_naming_it() -> None:
         with pytest.raises(NotSupportedError, match="needs RabbitMQ") as refused:
             attempt()
         assert what in str(refused.value)
+
+
+def test_a_memory_url_is_known_to_the_app_once_rabbitq_testing_is_loaded() -> None:
+    from rabbitq import transports
+
+    assert transports._in_memory is not None  # registered by rabbitq.testing on import
+    saved, transports._in_memory = transports._in_memory, None
+    try:
+        with pytest.raises(ConfigurationError, match=r"import rabbitq\.testing"):
+            transports.publisher_for("memory://nowhere", 1.0)
+    finally:
+        transports._in_memory = saved

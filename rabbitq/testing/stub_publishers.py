@@ -17,6 +17,7 @@ from rabbitq.errors import PublishError
 from rabbitq.message import Envelope
 from rabbitq.testing.stub_broker import StubBroker, stub_for
 from rabbitq.topology import TASK_EXCHANGE
+from rabbitq.transports import register_in_memory
 
 if TYPE_CHECKING:
     from rabbitq.amqp.declare_once import Settings
@@ -122,3 +123,19 @@ class StubDeclarations:
 
     async def adelay_levels(self, publisher: contract.AsyncPublisher) -> None:
         pass
+
+
+class StubTransport:
+    """What ``memory://`` URLs mean to the app (``transports.py``)."""
+
+    def publisher(self, url: str) -> contract.Publisher:
+        return StubPublisher(stub_for(url))
+
+    def async_publisher(self, url: str) -> contract.AsyncPublisher:
+        return AsyncStubPublisher(stub_for(url))
+
+    def declarations(self, app: Settings) -> StubDeclarations:
+        return StubDeclarations(app)
+
+
+register_in_memory(StubTransport())
