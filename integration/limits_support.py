@@ -1,9 +1,17 @@
-"""Reading what the throttled app's tasks did (integration/apps/throttled_app.py)."""
+"""Starting worker processes of the throttled app (integration/apps/throttled_app.py), sending
+its tasks, and reading what they did."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import rabbitq
+from integration.support import WorkerProcess, wait_for
+
+APP = "integration.apps.throttled_app"
 
 
 @dataclass(frozen=True)
@@ -56,3 +64,35 @@ def most_starts_in_a_window(found: list[Run], window: float = 1.0) -> int:
             first += 1
         most = max(most, last - first + 1)
     return most
+
+
+@contextmanager
+def workers(
+    broker_url: str, queue: str, tmp_path: Path, count: int, *, concurrency: int = 8, **env: str
+) -> Iterator[list[WorkerProcess]]:
+    environment = {"RABBITQ_TEST_QUEUE": queue, "RABBITQ_TEST_LIMIT": queue, **env}
+    with ExitStack() as stack:
+        started = []
+        for number in range(count):
+            worker = WorkerProcess(
+                broker_url, queue, tmp_path / "ran.txt", tmp_path / f"worker{number}.log",
+                "-c", str(concurrency), "--loglevel", "WARNING", env=environment, app=APP,
+            )  # fmt: skip
+            stack.callback(worker.stop)
+            started.append(worker)
+        for number, worker in enumerate(started):
+            worker.wait_until_consuming(count=number + 1)
+        yield started
+
+
+def publish(app: rabbitq.App, task: str, calls: list[tuple[object, ...]]) -> None:
+    for args in calls:
+        app.send_task(f"{APP}.{task}", args)
+
+
+def all_ran(record: Path, expected: int, timeout: float = 120.0) -> None:
+    wait_for(
+        lambda: len([run for run in runs(record) if run.end is not None]) >= expected,
+        timeout,
+        lambda: f"{len(runs(record))} of {expected} ran",
+    )

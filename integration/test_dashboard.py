@@ -21,6 +21,7 @@ import pytest
 
 import rabbitq
 from integration.apps import core_app
+from integration.limits_support import publish, workers
 from integration.support import (
     REPO_ROOT,
     LoggedProcess,
@@ -363,3 +364,18 @@ def test_a_link_on_another_sites_page_does_not_make_the_dashboard_browse_a_dead_
     expect(page.locator("body")).to_contain_text("another site's page")
     typed = page.goto(target)  # typed in the address bar: Sec-Fetch-Site: none
     assert typed is not None and typed.status == 200
+
+
+def test_the_overview_shows_a_global_limit_s_running_and_waiting_tasks(
+    broker_url: str, dashboard: Dashboard, page: Any, unique_name: str, tmp_path: Path
+) -> None:
+    sender = rabbitq.App("throttled", broker=broker_url, default_queue=unique_name)
+    with workers(broker_url, unique_name, tmp_path, 1, concurrency=6):
+        publish(sender, "held", [(f"t{i}", 30.0) for i in range(5)])
+        page.goto(dashboard.base + "/")
+        row = page.locator("#limit-table tr", has_text=f"held-{unique_name}")
+        expect(row.locator("td").nth(1)).to_have_text("concurrency", timeout=WAIT_MS)
+        expect(row.locator("td").nth(2)).to_have_text("3 at once")
+        expect(row.locator("td").nth(4)).to_have_text("3", timeout=WAIT_MS)
+        expect(row.locator("td").nth(6)).to_have_text("2", timeout=WAIT_MS)
+    sender.close()

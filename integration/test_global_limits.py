@@ -12,35 +12,20 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
 import rabbitq
-from integration.limits_support import most_at_once, most_starts_in_a_window, runs
-from integration.support import WorkerProcess, wait_for
-
-APP = "integration.apps.throttled_app"
-
-
-@contextmanager
-def workers(
-    broker_url: str, queue: str, tmp_path: Path, count: int, *, concurrency: int = 8, **env: str
-) -> Iterator[list[WorkerProcess]]:
-    environment = {"RABBITQ_TEST_QUEUE": queue, "RABBITQ_TEST_LIMIT": queue, **env}
-    with ExitStack() as stack:
-        started = []
-        for number in range(count):
-            worker = WorkerProcess(
-                broker_url, queue, tmp_path / "ran.txt", tmp_path / f"worker{number}.log",
-                "-c", str(concurrency), "--loglevel", "WARNING", env=environment, app=APP,
-            )  # fmt: skip
-            stack.callback(worker.stop)
-            started.append(worker)
-        for number, worker in enumerate(started):
-            worker.wait_until_consuming(count=number + 1)
-        yield started
+from integration.limits_support import (
+    all_ran,
+    most_at_once,
+    most_starts_in_a_window,
+    publish,
+    runs,
+    workers,
+)
+from integration.support import wait_for
 
 
 @pytest.fixture
@@ -48,19 +33,6 @@ def send(broker_url: str, unique_name: str) -> Iterator[rabbitq.App]:
     app = rabbitq.App("throttled", broker=broker_url, default_queue=unique_name)
     yield app
     app.close()
-
-
-def publish(app: rabbitq.App, task: str, calls: list[tuple[object, ...]]) -> None:
-    for args in calls:
-        app.send_task(f"{APP}.{task}", args)
-
-
-def all_ran(record: Path, expected: int, timeout: float = 120.0) -> None:
-    wait_for(
-        lambda: len([run for run in runs(record) if run.end is not None]) >= expected,
-        timeout,
-        lambda: f"{len(runs(record))} of {expected} ran",
-    )
 
 
 def test_concurrency_is_never_exceeded_across_worker_processes(

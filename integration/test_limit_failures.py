@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pika
 import pytest
@@ -13,7 +14,7 @@ import pytest
 import rabbitq
 from integration.support import queue_depth, wait_for
 from rabbitq.amqp import limit_queues
-from rabbitq.limits.names import ORIGIN_HEADER, scope_name, waiting_queue
+from rabbitq.limits.names import ORIGIN_HEADER, RETURNED_QUEUE, scope_name, waiting_queue
 from rabbitq.publish_options import PublishOptions
 from rabbitq.routing import parse_routing
 from rabbitq.testing import Worker
@@ -141,6 +142,69 @@ def test_a_copy_left_on_a_key_nobody_holds_comes_back_and_runs(
         connection.close()
         wait_for(lambda: ran == ["ada"], 30, lambda: f"ran {ran}")
     stranded.close()
+
+
+def publish_returned(broker_url: str, message: Any, origin: str) -> None:
+    """A copy as a mutex key's waiting queue dead-letters it after RETURN_AFTER."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    channel.queue_declare(RETURNED_QUEUE, durable=True)
+    headers = {**message.envelope.headers, ORIGIN_HEADER: origin}
+    channel.basic_publish(
+        "", RETURNED_QUEUE, message.envelope.body,
+        pika.BasicProperties(headers=headers, content_type=message.envelope.content_type,
+                             content_encoding=message.envelope.content_encoding),
+    )  # fmt: skip
+    connection.close()
+
+
+def test_a_returned_copy_goes_back_to_its_own_queue_not_to_whoever_takes_it(
+    app: rabbitq.App, broker_url: str, unique_name: str
+) -> None:
+    # The returned queue is one per vhost: a worker of another app (here: of another queue)
+    # must not run the copy, only send it home, where its own workers admit it again.
+    ran: list[str] = []
+
+    @app.task(limits=rabbitq.Mutex(f"{unique_name}-m", key="user"))
+    def sync(user: str) -> None:
+        ran.append(user)
+
+    home = f"{unique_name}-home"
+    other = rabbitq.App("limited", broker=broker_url, default_queue=home)
+    other.ensure_queue(home)
+    message = other.prepare(sync.name, ("ada",), None, PublishOptions())
+    with Worker(app, [unique_name]):
+        publish_returned(broker_url, message, home)
+        wait_for(lambda: queue_depth(broker_url, home) == 1, 30)
+        assert queue_depth(broker_url, RETURNED_QUEUE) == 0
+    other.close()
+    assert ran == []
+    assert ORIGIN_HEADER not in first_message_headers(broker_url, home)
+
+
+def first_message_headers(broker_url: str, queue: str) -> dict[str, Any]:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        _method, properties, _body = connection.channel().basic_get(queue, auto_ack=False)
+        return dict(properties.headers or {})
+    finally:
+        connection.close()
+
+
+def test_a_returned_copy_whose_queue_is_gone_runs_where_it_was_taken(
+    app: rabbitq.App, broker_url: str, unique_name: str
+) -> None:
+    ran: list[str] = []
+
+    @app.task(limits=rabbitq.Mutex(f"{unique_name}-m", key="user"))
+    def sync(user: str) -> None:
+        ran.append(user)
+
+    message = app.prepare(sync.name, ("ada",), None, PublishOptions())
+    with Worker(app, [unique_name]):
+        publish_returned(broker_url, message, f"{unique_name}-deleted")
+        wait_for(lambda: ran == ["ada"], 30, lambda: f"ran {ran}")
+        wait_for(lambda: queue_depth(broker_url, RETURNED_QUEUE) == 0, 10)
 
 
 def test_a_task_waiting_for_a_token_at_shutdown_is_handed_back_unrun(

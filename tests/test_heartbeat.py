@@ -19,6 +19,7 @@ class Worker:
     concurrency = 8
     queues = ("emails", "reports")
     chords_in_flight = 3
+    declared_limits = [{"name": "mail", "kind": "rate", "rate": "20/s", "burst": 5}]
 
 
 async def test_a_worker_goes_online_beats_and_goes_offline_with_celerys_fields() -> None:
@@ -41,7 +42,7 @@ async def test_a_worker_goes_online_beats_and_goes_offline_with_celerys_fields()
         assert event["sw_ident"] == "py-rabbitq" and len(event["loadavg"]) == 3
 
 
-async def test_a_heartbeat_carries_the_slots_queues_and_chords_rabbitq_status_shows() -> None:
+async def test_a_heartbeat_carries_the_slots_queues_chords_and_limits_status_shows() -> None:
     sent: list[Any] = []
     heartbeat = WorkerHeartbeat(
         EventDispatcher("rabbitq@h", lambda _rk, e: sent.append(json.loads(e.body)) or True),
@@ -51,6 +52,7 @@ async def test_a_heartbeat_carries_the_slots_queues_and_chords_rabbitq_status_sh
     assert sent[0]["rabbitq_concurrency"] == 8
     assert sent[0]["rabbitq_queues"] == ["emails", "reports"]
     assert sent[0]["rabbitq_chords"] == 3
+    assert sent[0]["rabbitq_limits"] == Worker.declared_limits
 
 
 async def test_after_offline_no_heartbeat_follows() -> None:

@@ -11,6 +11,7 @@ from rabbitq.status.snapshot import (
     ChordFigures,
     DeadQueueFigures,
     DelayLevelFigures,
+    LimitFigures,
     NewestDeadLetter,
     QueueFigures,
     Snapshot,
@@ -66,6 +67,10 @@ SNAPSHOT = Snapshot(
     delay_levels=(DelayLevelFigures(level=3, wait_ms=8000, messages=11),),
     chords=ChordFigures(parts_waiting=1, parts_held=5, in_flight=None, coordinator=None, dead=0),
     beat=BeatFigures(group="", led=True, leader="beat@a", leader_since=None, state_written=None),
+    limits=(
+        LimitFigures("mail", "rate", None, 3, True, holders=0, keys=0, waiting=7, taken=2),
+        LimitFigures("sync", "mutex", None, None, None, holders=4, keys=4, waiting=1, taken=0),
+    ),
 )
 
 
@@ -112,6 +117,15 @@ def test_chords_in_flight_is_left_out_while_no_coordinator_is_heard_from() -> No
     registry = scrape()
     assert registry.get_sample_value("rabbitq_chord_parts_held") == 5
     assert registry.get_sample_value("rabbitq_chords_in_flight") is None
+
+
+def test_each_limit_shows_its_tokens_running_and_waiting_tasks() -> None:
+    registry = scrape()
+    rate, mutex = {"limit": "mail", "kind": "rate"}, {"limit": "sync", "kind": "mutex"}
+    assert registry.get_sample_value("rabbitq_limit_tokens", rate) == 3
+    assert registry.get_sample_value("rabbitq_limit_waiting", rate) == 7
+    assert registry.get_sample_value("rabbitq_limit_running", mutex) == 4
+    assert registry.get_sample_value("rabbitq_limit_tokens", mutex) is None
 
 
 def test_the_beat_shows_whether_it_holds_its_lease() -> None:

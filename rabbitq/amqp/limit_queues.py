@@ -14,8 +14,8 @@ heartbeat window), and nothing is kept in worker memory that another process wou
 * a **waiting queue** holds the tasks that found their limit full, as copies carrying the
   queue they came from (``ORIGIN_HEADER``). A mutex key's waiting queue is deleted by the
   broker when idle (``x-expires``), and a copy that waited longer than ``RETURN_AFTER`` goes
-  on to ``rabbitq.limits.returned`` (dead-lettered by TTL), where any worker takes it up
-  again: a key whose last holder died is never stranded.
+  on to ``rabbitq.limits.returned`` (dead-lettered by TTL), from where a worker sends it
+  back to the queue it came from: a key whose last holder died is never stranded.
 
 A failed exclusive declare closes its channel: slots are tried on a channel of their own,
 opened again after each refusal.

@@ -31,8 +31,10 @@ from rabbitq.amqp.pika_support import CONNECTION_ERRORS, quick_parameters
 from rabbitq.beat.schedules import format_time
 from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE
 from rabbitq.errors import RabbitqError
+from rabbitq.limits.names import RETURNED_QUEUE
 from rabbitq.redaction import without_password
 from rabbitq.status.classify import delay_levels, queue_figures, source_of
+from rabbitq.status.limits import limit_figures
 from rabbitq.status.newest import decode_newest, newest_queue_name
 from rabbitq.status.snapshot import (
     BeatFigures,
@@ -170,6 +172,8 @@ class StatusCollector:
             delay_levels=delay_levels(queues),
             chords=_chords(queues, workers),
             beat=self._beat(problems),
+            limits=limit_figures(queues, workers),
+            limits_returned=sum(q.messages for q in queues if q.name == RETURNED_QUEUE),
             problems=tuple(problems),
         )
 

@@ -3,10 +3,11 @@ seconds, ``worker-offline`` when the worker stops; sent unless ``--without-heart
 or without ``-E``, as Celery does. Flower and ``rabbitq status`` list a node by them, and
 count it offline when two heartbeats are missed.
 
-Besides Celery's fields each carries three of rabbitq's (Celery's readers ignore them), so
+Besides Celery's fields each carries four of rabbitq's (Celery's readers ignore them), so
 ``rabbitq status`` needs no remote-control round trip: ``rabbitq_concurrency`` (task slots),
-``rabbitq_queues`` (the queues it consumes) and ``rabbitq_chords`` (chords this process
-tallies as the chord coordinator; 0 on every process but the coordinating one).
+``rabbitq_queues`` (the queues it consumes), ``rabbitq_chords`` (chords this process
+tallies as the chord coordinator; 0 on every process but the coordinating one) and
+``rabbitq_limits`` (the global limits it enforces, with what each allows).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Beating(Protocol):
 
     @property
     def chords_in_flight(self) -> int: ...
+
+    @property
+    def declared_limits(self) -> list[dict[str, Any]]: ...
 
 
 class WorkerHeartbeat(Middleware):
@@ -82,4 +86,5 @@ class WorkerHeartbeat(Middleware):
             rabbitq_concurrency=worker.concurrency,
             rabbitq_queues=list(worker.queues),
             rabbitq_chords=worker.chords_in_flight,
+            rabbitq_limits=worker.declared_limits,
         )

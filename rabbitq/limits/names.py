@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 PREFIX = "rabbitq.limit."
 RETURNED_QUEUE = "rabbitq.limits.returned"
@@ -55,3 +56,43 @@ def refiller_queue(limit: str) -> str:
 def holds_copies(queue: str) -> bool:
     """A waiting or returned queue: its messages are copies of tasks of another queue."""
     return queue == RETURNED_QUEUE or (queue.startswith(PREFIX) and queue.endswith(".waiting"))
+
+
+@dataclass(frozen=True)
+class LimitQueue:
+    """What a queue named by this module is: its limit, its key (a mutex's), and its part."""
+
+    limit: str
+    key: str | None  # as shown in the name (a long key by its digest)
+    part: str  # tokens | refiller | waiting | slot
+    number: int | None = None  # a slot's index, a bucket's burst
+
+
+_PARTS = re.compile(
+    r"(?P<scope>.+?)\.(?:(?P<part>refiller|waiting)|slot\.(?P<slot>[0-9]+)|tokens\.b(?P<burst>[0-9]+))"
+)
+
+
+def parse_queue(queue: str) -> LimitQueue | None:
+    """The limit structure ``queue`` names, or None for any other queue (and the returned)."""
+    if not queue.startswith(PREFIX):
+        return None
+    match = _PARTS.fullmatch(queue.removeprefix(PREFIX))
+    if match is None:
+        return None
+    scope = match.group("scope")
+    limit, keyed, key = scope.rpartition(".key.")
+    if not keyed:
+        limit, key = scope, ""
+    if not limit:
+        return None
+    if match.group("slot") is not None:
+        return LimitQueue(limit, key or None, "slot", int(match.group("slot")))
+    if match.group("burst") is not None:
+        if key:
+            return None  # a rate has no keys
+        return LimitQueue(limit, None, "tokens", int(match.group("burst")))
+    part = match.group("part")
+    if part == "refiller" and key:
+        return None
+    return LimitQueue(limit, key or None, part)

@@ -44,10 +44,11 @@ def per_second(rate: str, what: str) -> float:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not NAME.fullmatch(name):
+    # ".key." would read as a mutex key in the queue names status parses (limits/names.py).
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".key." in name:
         raise ConfigurationError(
             f"limit name {name!r}: letters, digits and _ . : - (up to 100), starting with a "
-            "letter or digit (it names queues on the broker)"
+            "letter or digit, without '.key.' (it names queues on the broker)"
         )
 
 
@@ -150,6 +151,14 @@ class TaskLimits:
 
 
 NO_LIMITS = TaskLimits()
+
+
+def declaration(limit: Limit) -> dict[str, Any]:
+    """What a worker's heartbeat says of a limit it enforces (``rabbitq_limits``), so
+    ``rabbitq status`` can say what each limit allows."""
+    if isinstance(limit, Rate):
+        return {"name": limit.name, "kind": "rate", "rate": limit.rate, "burst": limit.burst}
+    return {"name": limit.name, "kind": limit.kind, "n": limit.n}
 
 
 def combine(task: str, limits: Iterable[Limit], local: LocalRate | None) -> TaskLimits:

@@ -79,6 +79,7 @@ def families(snapshot: Snapshot) -> Iterator[Any]:
     yield from _delay_levels(snapshot)
     yield from _workers(snapshot)
     yield from _chords(snapshot)
+    yield from _limits(snapshot)
     yield from _beat(snapshot)
     problems = GaugeMetricFamily(
         "rabbitq_status_problems", "Parts of the status that could not be read at this scrape."
@@ -178,6 +179,32 @@ def _chords(snapshot: Snapshot) -> Iterator[Any]:
     for name, documentation, value in figures:
         if value is not None:  # in flight: unknown while no coordinator is heard from
             yield GaugeMetricFamily(name, documentation, value=value)
+
+
+def _limits(snapshot: Snapshot) -> Iterator[Any]:
+    if not snapshot.limits:
+        return
+    labels = ("limit", "kind")
+    tokens = GaugeMetricFamily(
+        "rabbitq_limit_tokens", "Tokens ready in a rate limit's bucket.", labels=labels
+    )
+    running = GaugeMetricFamily(
+        "rabbitq_limit_running",
+        "Slots held: tasks running under a concurrency or mutex limit.",
+        labels=labels,
+    )
+    waiting = GaugeMetricFamily(
+        "rabbitq_limit_waiting",
+        "Tasks in a limit's waiting queues, not yet taken by a worker.",
+        labels=labels,
+    )
+    for limit in snapshot.limits:
+        label = [limit.name, limit.kind]
+        if limit.tokens is not None:
+            tokens.add_metric(label, limit.tokens)
+        running.add_metric(label, limit.holders)
+        waiting.add_metric(label, limit.waiting)
+    yield from (tokens, running, waiting)
 
 
 def _beat(snapshot: Snapshot) -> Iterator[Any]:

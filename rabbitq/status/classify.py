@@ -14,6 +14,7 @@ from typing import Any
 
 from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE
 from rabbitq.delays import EXCHANGE_PREFIX, UNROUTABLE_QUEUE, level_ttl_ms
+from rabbitq.limits.names import RETURNED_QUEUE, parse_queue
 from rabbitq.status.newest import NEWEST_SUFFIX
 from rabbitq.status.snapshot import DelayLevelFigures, QueueFigures, QueueRole
 from rabbitq.topology import DEAD_SUFFIX, EVENT_HISTORY_QUEUE, REVOCATION_STREAM
@@ -40,6 +41,8 @@ def role_of(name: str, names: frozenset[str]) -> QueueRole | None:
         return "events"
     if name == REVOCATION_STREAM:
         return "revocations"
+    if name == RETURNED_QUEUE or parse_queue(name) is not None:
+        return "limit"
     if name + DEAD_SUFFIX in names:
         return "task"
     return "other"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from rabbitq.status.snapshot import Snapshot
+from rabbitq.status.limits import describe
+from rabbitq.status.snapshot import LimitFigures, Snapshot
 
 NAME = 34
 
@@ -75,6 +76,10 @@ def render_text(snapshot: Snapshot, *, now: float | None = None, show_all: bool 
             f"waiting {chords.parts_waiting}; dead {chords.dead}",
         ]
 
+    limits = [limit for limit in snapshot.limits if show_all or _in_use(limit)]
+    if limits or snapshot.limits_returned:
+        lines += ["", *_limit_lines(limits, snapshot.limits_returned)]
+
     beat = snapshot.beat
     lines += [""]
     if beat is None:
@@ -89,6 +94,51 @@ def render_text(snapshot: Snapshot, *, now: float | None = None, show_all: bool 
         for tick in beat.ticks:
             lines.append(f"  {tick.entry:<{NAME}} next {tick.next or '-':<26} {tick.schedule}")
     return "\n".join(lines)
+
+
+def _in_use(limit: LimitFigures) -> bool:
+    """Declared by a worker online, or holding or waiting: the rest are what limits no
+    longer in use left behind (shown with ``--all``)."""
+    return limit.declared is not None or bool(limit.holders or limit.waiting or limit.taken)
+
+
+def _limit_lines(limits: list[LimitFigures], returned: int) -> list[str]:
+    lines = ["Limits"]
+    lines.append(
+        f"  {'name':<24} {'kind':<11} {'allows':<16} {'tokens':>7} {'running':>7} "
+        f"{'keys':>5} {'waiting':>8} {'taken':>6}"
+    )
+    for limit in limits:
+        lines.append(
+            f"  {limit.name:<24} {limit.kind:<11} {describe(limit.declared):<16} "
+            f"{_tokens(limit):>7} {_running(limit):>7} "
+            f"{limit.keys if limit.kind == 'mutex' else '':>5} {limit.waiting:>8} "
+            f"{limit.taken:>6}{_warning(limit)}"
+        )
+    if returned:
+        lines.append(f"  {returned} waiting task(s) back from a long wait")
+    return lines
+
+
+def _tokens(limit: LimitFigures) -> str:
+    if limit.tokens is None:
+        return ""
+    burst = limit.declared.burst if limit.declared is not None else None
+    return f"{limit.tokens}/{burst}" if burst else str(limit.tokens)
+
+
+def _running(limit: LimitFigures) -> str:
+    if limit.kind == "rate":
+        return ""
+    n = limit.declared.n if limit.declared is not None else None
+    return f"{limit.holders}/{n}" if limit.kind == "concurrency" and n else str(limit.holders)
+
+
+def _warning(limit: LimitFigures) -> str:
+    # Tokens come only from the refiller: tasks waiting with none refilling wait for ever.
+    if limit.refilled is False and (limit.waiting or limit.taken):
+        return "  (no refiller: no worker declaring it is running)"
+    return ""
 
 
 def _wait(ms: int) -> str:

@@ -16,7 +16,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-QueueRole = Literal["task", "dead", "delay", "chords", "beat", "events", "revocations", "other"]
+QueueRole = Literal[
+    "task", "dead", "delay", "chords", "beat", "events", "revocations", "limit", "other"
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,32 @@ class DelayLevelFigures:
 
 
 @dataclass(frozen=True)
+class DeclaredLimit:
+    """A global limit as a worker declares it in its heartbeat (``limits/spec.py``)."""
+
+    name: str
+    kind: str  # rate | concurrency | mutex
+    rate: str | None = None  # a rate's "20/s"
+    burst: int | None = None  # a rate's burst
+    n: int | None = None  # concurrency: at once in all; mutex: at once per key
+
+
+@dataclass(frozen=True)
+class LimitFigures:
+    """One global limit's state, read from its queues (``docs/limits.md``)."""
+
+    name: str
+    kind: str  # rate | concurrency | mutex (told by its queues when no worker declares it)
+    declared: DeclaredLimit | None
+    tokens: int | None  # a rate: tokens ready in its bucket (at most burst)
+    refilled: bool | None  # a rate: a process holds the refiller queue
+    holders: int  # slots held: tasks running under a concurrency or mutex limit
+    keys: int  # a mutex: keys with a slot held or tasks waiting
+    waiting: int  # tasks in the waiting queues, not yet taken by a worker
+    taken: int  # tasks taken from the waiting queues: waiting for a token, or running
+
+
+@dataclass(frozen=True)
 class WorkerFigures:
     """A node as its newest heartbeat (or worker-online) describes it."""
 
@@ -75,6 +103,7 @@ class WorkerFigures:
     online: bool  # heard from within two heartbeat intervals, and not gone offline
     queues: tuple[str, ...] = ()
     chords_in_flight: int | None = None  # None: a worker that does not report it (Celery's)
+    limits: tuple[DeclaredLimit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +144,8 @@ class Snapshot:
     delay_levels: tuple[DelayLevelFigures, ...] = ()
     chords: ChordFigures | None = None
     beat: BeatFigures | None = None
+    limits: tuple[LimitFigures, ...] = ()
+    limits_returned: int = 0  # waiting tasks come back from a wait that ran long
     problems: tuple[str, ...] = field(default=())  # what could not be read, and why
 
     @property

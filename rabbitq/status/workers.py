@@ -8,10 +8,10 @@ until it misses two heartbeats (Flower's rule); a node gone quiet is forgotten a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeGuard
 
-from rabbitq.status.snapshot import WorkerFigures
+from rabbitq.status.snapshot import DeclaredLimit, WorkerFigures
 
 FORGET_AFTER = 300.0  # seconds after its last event
 DEFAULT_FREQ = 2.0  # Celery's (and rabbitq's) heartbeat interval; also for events without ``freq``
@@ -59,7 +59,23 @@ def _figures(hostname: str, heard: float, event: Mapping[str, Any], now: float) 
         online=online,
         queues=tuple(str(queue) for queue in queues if isinstance(queue, str)),
         chords_in_flight=_int_or_none(event.get("rabbitq_chords")),
+        limits=tuple(_limits(event.get("rabbitq_limits"))),
     )
+
+
+def _limits(value: Any) -> Iterator[DeclaredLimit]:
+    for item in _sequence(value):
+        if not isinstance(item, Mapping):
+            continue
+        name, kind, rate = item.get("name"), item.get("kind"), item.get("rate")
+        if isinstance(name, str) and kind in ("rate", "concurrency", "mutex"):
+            yield DeclaredLimit(
+                name=name,
+                kind=str(kind),
+                rate=rate if isinstance(rate, str) else None,
+                burst=_int_or_none(item.get("burst")),
+                n=_int_or_none(item.get("n")),
+            )
 
 
 def _sequence(value: Any) -> tuple[Any, ...]:

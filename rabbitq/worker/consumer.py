@@ -42,6 +42,7 @@ from rabbitq.errors import RabbitqError, TopologyConflictError
 from rabbitq.events.dispatcher import BATCH_WINDOW, EventDispatcher
 from rabbitq.events.heartbeat import WorkerHeartbeat
 from rabbitq.events.task_events import TaskEvents
+from rabbitq.limits.names import RETURNED_QUEUE
 from rabbitq.limits.resolve import task_limits
 from rabbitq.middleware import Middleware, MiddlewareStack, WorkerStats
 from rabbitq.middleware.revocations import Revocations
@@ -204,6 +205,11 @@ class Consumer:
     def chords_in_flight(self) -> int:
         """Chords this process tallies as chord coordinator (heartbeats: ``rabbitq_chords``)."""
         return self._coordinator.in_flight if self._coordinator is not None else 0
+
+    @property
+    def declared_limits(self) -> list[dict[str, Any]]:
+        """The global limits this process enforces (heartbeats: ``rabbitq_limits``)."""
+        return self.limits.declarations() if self.limits is not None else []
 
     @property
     def publisher(self) -> AsyncPublisher:
@@ -507,6 +513,10 @@ class Consumer:
                 delivery = Delivery.of(queue, message)
             except Exception:  # unreadable frame: the broker keeps it unacked
                 log.exception("could not read a delivery from %s", queue)
+                return
+            if self.limits is not None and delivery.via == RETURNED_QUEUE:
+                self._acks.delivered(delivery)
+                await self.limits.send_home(delivery)
                 return
             await self.run_delivery(delivery)
 

@@ -35,7 +35,7 @@ from rabbitq.amqp.limit_queues import Drain, Lease, Refiller, SlotLocks, TokenFe
 from rabbitq.errors import Deferred, UnroutableError
 from rabbitq.limits.bucket import RefillCredit, TokenBucket
 from rabbitq.limits.names import ORIGIN_HEADER, RETURNED_QUEUE, scope_name, waiting_queue
-from rabbitq.limits.spec import Concurrency, Mutex, SlotLimit, TaskLimits, key_of
+from rabbitq.limits.spec import Concurrency, Mutex, SlotLimit, TaskLimits, declaration, key_of
 from rabbitq.limits.spec import call_parameters as caller_view
 from rabbitq.middleware import Middleware, TaskContext
 from rabbitq.worker.delivery import Delivery
@@ -102,6 +102,10 @@ class Limits(Middleware):
 
     # -- the worker's side ------------------------------------------------------------------
 
+    def declarations(self) -> list[dict[str, Any]]:
+        limits = [*self.rates.values(), *self.slot_limits.values()]
+        return [declaration(limit) for limit in sorted(limits, key=lambda limit: limit.name)]
+
     def queues_to_consume(self) -> list[str]:
         """Besides the task queues: each rate's waiting queue, and the returned copies."""
         queues = [waiting_queue(scope_name(name)) for name in self.rates]
@@ -149,6 +153,39 @@ class Limits(Middleware):
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def send_home(self, delivery: Delivery) -> None:
+        """A copy back from a long wait (``rabbitq.limits.returned``, which every worker with
+        a mutex consumes, of whatever app) goes to the back of the queue it came from, where
+        its own app's workers take it and admit it again; acked once that is confirmed. Its
+        queue gone (unroutable): it is handled here, as a task of that queue (run, or
+        dead-lettered as unknown)."""
+        envelope = delivery.envelope
+        headers = {name: value for name, value in envelope.headers.items()
+                   if name != ORIGIN_HEADER}  # fmt: skip
+        home = dataclasses.replace(envelope, headers=headers)
+
+        async def publish_home() -> bool:
+            try:
+                await self.publisher.publish(delivery.queue, home, exchange="")
+            except UnroutableError:
+                return False
+            return True
+
+        try:
+            sent = await self._retrying(delivery, "send a returned copy home", publish_home)
+        except Deferred as exc:  # its channel closed: the broker has it back
+            log.info("returned copy %s: %s", envelope.message_id, exc)
+            return
+        if sent:
+            self.acks.ack(delivery)
+            return
+        log.warning(
+            "returned copy %s: its queue %s is gone; handling it here",
+            *(envelope.message_id, delivery.queue),
+        )
+        assert self._run is not None, "Limits.start() first"
+        await self._run(delivery)
 
     # -- admission ----------------------------------------------------------------------------
 

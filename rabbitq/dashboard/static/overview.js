@@ -93,6 +93,11 @@
       ["in flight", "parts waiting", "parts held", "coordinator", "dead"],
       [[c.in_flight ?? "unknown (no coordinator heard from)", c.parts_waiting, c.parts_held, c.coordinator ?? "", c.dead]], [1, 2, 4])
       : el("p", { class: "empty" }, "No chord queue."));
+    fill("limits", doc.limits.length ? table("limit-table",
+      ["limit", "kind", "allows", "tokens", "running", "keys", "waiting", "taken"],
+      doc.limits.map((l) => [l.name, l.kind, allows(l.declared), l.tokens ?? "",
+        l.kind === "rate" ? "" : l.holders, l.kind === "mutex" ? l.keys : "", l.waiting, l.taken]), [3, 4, 5, 6, 7])
+      : el("p", { class: "empty" }, "No global limits."));
     const b = doc.beat;
     fill("beat", b ? el("div", {},
       el("p", { id: "beat-leader" }, b.led
@@ -101,6 +106,12 @@
       table("beat-table", ["entry", "schedule", "last", "next"],
         b.ticks.map((t) => [t.entry, t.schedule, t.last, t.next ?? ""])))
       : el("p", { class: "empty" }, "No beat."));
+  }
+
+  function allows(d) {
+    if (!d) return "no worker online declares it";
+    if (d.kind === "rate") return d.rate + " burst " + d.burst;
+    return d.n + (d.kind === "concurrency" ? " at once" : " per key");
   }
 
   function showStale(problem) {
