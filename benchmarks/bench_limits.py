@@ -4,7 +4,8 @@
 
 One worker (rabbitq.testing.Worker, concurrency 8) on one broker drains the same number of
 no-op tasks: unlimited, under a concurrency limit far above 8, under a mutex with a key per
-task, and under a global rate of 200/s (burst 1). Prints tasks/s and the ratio to unlimited;
+task, and under a global rate of 200/s (burst 1); and unlimited tasks of an app that also has
+a limited task (the limits' middleware installed). Prints tasks/s and the ratio to unlimited;
 for the rate, the observed start rate and the most starts in any 1 s window. A throwaway
 LocalBroker is started unless --url is given.
 """
@@ -32,7 +33,7 @@ def broker(url: str | None) -> Iterator[str]:
 
 
 def drain(url: str, tasks: int, limits: list[rabbitq.Rate | rabbitq.Concurrency | rabbitq.Mutex],
-          keyed: bool) -> tuple[float, list[float]]:  # fmt: skip
+          keyed: bool, neighbour: bool = False) -> tuple[float, list[float]]:  # fmt: skip
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     app = rabbitq.App("bench", broker=url, default_queue=queue)
     starts: list[float] = []
@@ -43,6 +44,12 @@ def drain(url: str, tasks: int, limits: list[rabbitq.Rate | rabbitq.Concurrency 
         starts.append(time.perf_counter())
         if len(starts) >= tasks:
             done.set()
+
+    if neighbour:  # a limited task beside it: the limits' middleware is installed
+
+        @app.task(limits=[rabbitq.Concurrency(f"n{queue}", 1)])
+        def limited() -> None:
+            pass
 
     for i in range(tasks):
         noop.delay(f"k{i}" if keyed else "k")
@@ -73,6 +80,9 @@ def main() -> None:
     with broker(options.url) as url:
         base, _ = drain(url, options.tasks, [], keyed=False)
         print(f"unlimited:            {base:8.0f} tasks/s")
+        beside, _ = drain(url, options.tasks, [], keyed=False, neighbour=True)
+        print(f"unlimited, beside a limited task: {beside:8.0f} tasks/s  "
+              f"({beside / base:.2f}x unlimited)")  # fmt: skip
         for label, limit, keyed in (
             ("concurrency 1000", rabbitq.Concurrency(f"c{tag}", 1000), False),
             ("mutex, key per task", rabbitq.Mutex(f"m{tag}", key="key"), True),
