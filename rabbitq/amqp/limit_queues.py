@@ -17,16 +17,18 @@ heartbeat window), and nothing is kept in worker memory that another process wou
   on to ``rabbitq.limits.returned`` (dead-lettered by TTL), from where a worker sends it
   back to the queue it came from: a key whose last holder died is never stranded.
 
-A failed exclusive declare closes its channel: slots are tried on a channel of their own,
-opened again after each refusal.
+A failed exclusive declare closes its channel: slots are tried on channels of their own (a
+small pool, so a process's tasks do not queue for each other's round trips), each opened
+again after a refusal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiormq
@@ -108,62 +110,83 @@ class Lease:
 
 
 class SlotLocks:
-    """Taking and giving back slots, and reading and declaring waiting queues."""
+    """Taking and giving back slots, and reading and declaring waiting queues.
 
-    def __init__(self, connection: AbstractRobustConnection) -> None:
+    The calls go out on a small pool of channels, so that the tasks of one process do not
+    wait in line for each other's round trips; a refusal closes only the channel it came on.
+    A slot is marked held here before its declare goes out: two tasks of this process never
+    declare the same slot (the second declare on one connection would succeed too)."""
+
+    def __init__(self, connection: AbstractRobustConnection, channels: int = 4) -> None:
         self.connection = connection
         self._held: dict[str, set[int]] = {}
-        self._lock = asyncio.Lock()  # one slot operation at a time: a refusal closes the channel
-        self._channel = RefusableChannel(connection)
+        self._idle: asyncio.Queue[RefusableChannel] = asyncio.Queue()
+        for _ in range(max(1, channels)):
+            self._idle.put_nowait(RefusableChannel(connection))
 
     def held(self, scope: str) -> int:
         return len(self._held.get(scope, ()))
 
+    @contextlib.asynccontextmanager
+    async def _channel(self) -> AsyncIterator[AbstractChannel]:
+        refusable = await self._idle.get()
+        try:
+            yield await refusable.underlay()
+        finally:
+            self._idle.put_nowait(refusable)
+
     async def try_take(self, scope: str, slots: int) -> Lease | None:
         """A free slot of ``scope`` (one of ``slots``), now held by this process; None when
         every slot is held (here or elsewhere)."""
-        async with self._lock:
+        for slot in range(slots):
+            # Looked up afresh each time: a set emptied meanwhile is dropped (``_forget``),
+            # and a slot marked in a dropped set would be invisible to the other tasks.
             mine = self._held.setdefault(scope, set())
-            for slot in range(slots):
-                if slot in mine:
-                    continue
-                channel = await self._channel.underlay()
-                try:
+            if slot in mine:
+                continue
+            mine.add(slot)  # before the declare: no other task of ours tries this slot
+            try:
+                async with self._channel() as channel:
                     await channel.queue_declare(
                         slot_queue(scope, slot), exclusive=True, auto_delete=False
                     )
-                except aiormq.exceptions.ChannelLockedResource:
-                    continue  # held by another process
-                mine.add(slot)
-                return Lease(scope, slot)
-            return None
+            except aiormq.exceptions.ChannelLockedResource:
+                self._forget(scope, slot)
+                continue  # held by another process
+            except BaseException:
+                self._forget(scope, slot)
+                raise
+            return Lease(scope, slot)
+        if not self._held.get(scope):
+            self._held.pop(scope, None)
+        return None
 
     async def give_back(self, lease: Lease) -> None:
-        async with self._lock:
-            mine = self._held.get(lease.scope, set())
-            if lease.slot not in mine:
-                return
-            channel = await self._channel.underlay()
-            try:
+        if lease.slot not in self._held.get(lease.scope, set()):
+            return
+        try:
+            async with self._channel() as channel:
                 await channel.queue_delete(slot_queue(lease.scope, lease.slot))
-            finally:
-                # Deleted, or its connection gone (the broker deleted it): free either way.
-                mine.discard(lease.slot)
-                if not mine:
-                    self._held.pop(lease.scope, None)
+        finally:
+            # Deleted, or its connection gone (the broker deleted it): free either way.
+            self._forget(lease.scope, lease.slot)
+
+    def _forget(self, scope: str, slot: int) -> None:
+        mine = self._held.get(scope, set())
+        mine.discard(slot)
+        if not mine:
+            self._held.pop(scope, None)
 
     async def declare_waiting(self, scope: str, *, keyed: bool) -> None:
         """Declared (again: a mutex key's expires when idle) before copies are put there."""
-        async with self._lock:
-            channel = await self._channel.underlay()
+        async with self._channel() as channel:
             await channel.queue_declare(
                 waiting_queue(scope), durable=True, arguments=waiting_arguments(keyed=keyed)
             )
 
     async def waiting(self, scope: str, *, keyed: bool) -> int:
         """Copies waiting on ``scope`` now (declaring the queue: an idle key's may be gone)."""
-        async with self._lock:
-            channel = await self._channel.underlay()
+        async with self._channel() as channel:
             ok = await channel.queue_declare(
                 waiting_queue(scope), durable=True, arguments=waiting_arguments(keyed=keyed)
             )

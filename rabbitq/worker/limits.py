@@ -115,7 +115,7 @@ class Limits(Middleware):
 
     async def start(self, connection: AbstractRobustConnection, run: RunDelivery) -> None:
         self._run = run
-        self._locks = SlotLocks(connection)
+        self._locks = SlotLocks(connection, channels=min(self.concurrency, 8))
         self._drain = Drain(connection)
         channel = await connection.channel()
         for name in self.rates:
