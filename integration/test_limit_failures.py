@@ -128,30 +128,22 @@ def test_a_copy_left_on_a_key_nobody_holds_comes_back_and_runs(
         # As a holder that died after the copy was parked would leave it: no slot held, no
         # arrival of that key to look again.
         scope = scope_name(f"{unique_name}-m", "ada")
-        connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-        channel = connection.channel()
-        channel.queue_declare(
-            waiting_queue(scope), durable=True, arguments=limit_queues.waiting_arguments(keyed=True)
-        )
-        headers = {**message.envelope.headers, ORIGIN_HEADER: unique_name}
-        channel.basic_publish(
-            "", waiting_queue(scope), message.envelope.body,
-            pika.BasicProperties(headers=headers, content_type=message.envelope.content_type,
-                                 content_encoding=message.envelope.content_encoding),
-        )  # fmt: skip
-        connection.close()
+        publish_copy(broker_url, message, unique_name, waiting_queue(scope),
+                     limit_queues.waiting_arguments(keyed=True))  # fmt: skip
         wait_for(lambda: ran == ["ada"], 30, lambda: f"ran {ran}")
     stranded.close()
 
 
-def publish_returned(broker_url: str, message: Any, origin: str) -> None:
-    """A copy as a mutex key's waiting queue dead-letters it after RETURN_AFTER."""
+def publish_copy(broker_url: str, message: Any, origin: str, queue: str = RETURNED_QUEUE,
+                 arguments: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """A copy of ``message`` from ``origin`` in ``queue``, as a worker parks it (a waiting
+    queue) or a mutex key's waiting queue dead-letters it after RETURN_AFTER (the returned)."""
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     channel = connection.channel()
-    channel.queue_declare(RETURNED_QUEUE, durable=True)
+    channel.queue_declare(queue, durable=True, arguments=arguments)
     headers = {**message.envelope.headers, ORIGIN_HEADER: origin}
     channel.basic_publish(
-        "", RETURNED_QUEUE, message.envelope.body,
+        "", queue, message.envelope.body,
         pika.BasicProperties(headers=headers, content_type=message.envelope.content_type,
                              content_encoding=message.envelope.content_encoding),
     )  # fmt: skip
@@ -174,7 +166,7 @@ def test_a_returned_copy_goes_back_to_its_own_queue_not_to_whoever_takes_it(
     other.ensure_queue(home)
     message = other.prepare(sync.name, ("ada",), None, PublishOptions())
     with Worker(app, [unique_name]):
-        publish_returned(broker_url, message, home)
+        publish_copy(broker_url, message, home)
         wait_for(lambda: queue_depth(broker_url, home) == 1, 30)
         assert queue_depth(broker_url, RETURNED_QUEUE) == 0
     other.close()
@@ -202,7 +194,7 @@ def test_a_returned_copy_whose_queue_is_gone_runs_where_it_was_taken(
 
     message = app.prepare(sync.name, ("ada",), None, PublishOptions())
     with Worker(app, [unique_name]):
-        publish_returned(broker_url, message, f"{unique_name}-deleted")
+        publish_copy(broker_url, message, f"{unique_name}-deleted")
         wait_for(lambda: ran == ["ada"], 30, lambda: f"ran {ran}")
         wait_for(lambda: queue_depth(broker_url, RETURNED_QUEUE) == 0, 10)
 
