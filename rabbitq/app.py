@@ -49,7 +49,13 @@ from rabbitq.limits.spec import (
     combine,
 )
 from rabbitq.middleware import CelerySignals, Middleware, MiddlewareStack
-from rabbitq.prepare import Context, PreparedMessage, Route
+from rabbitq.prepare import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Context,
+    PreparedMessage,
+    Route,
+    refuse_oversized,
+)
 from rabbitq.publish_options import (
     OPTION_NAMES,
     PublishOptions,
@@ -120,6 +126,7 @@ class App:
         revocations_kept_for: float | None = None,
         metrics_port: int | None = None,
         metrics_bind: str = "0.0.0.0",
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -127,6 +134,11 @@ class App:
         self.serializer = serializer_named(serializer)
         self.default_queue = default_queue
         self.publish_timeout = publish_timeout
+        if type(max_message_size) is not int or max_message_size < 1:
+            raise ConfigurationError(
+                f"max_message_size must be a positive number of bytes: {max_message_size!r}"
+            )
+        self.max_message_size = max_message_size
         # Celery's publish retries on a lost connection (``publish_retry.py``): apply_async's
         # retry/retry_policy, else the task's, else these; Celery's defaults.
         self.task_publish_retry = task_publish_retry
@@ -464,6 +476,7 @@ class App:
         reconnects and resends on its own within ``publish_timeout`` (the canvas, the worker's
         follow-ups and the beat publish that way).
         """
+        refuse_oversized(messages, self.max_message_size)
         for queue in {m.route.queue for m in messages}:
             self.ensure_queue(queue)
         if any(m.delayed for m in messages):
@@ -491,6 +504,7 @@ class App:
         publisher: contract.AsyncPublisher | None = None,
         retry: PublishRetryPolicy | None = None,
     ) -> None:
+        refuse_oversized(messages, self.max_message_size)
         keeps_the_contract = publisher or self.async_publisher()
         for queue in {m.route.queue for m in messages}:
             await self._declare_once.aqueue(queue, keeps_the_contract)

@@ -12,6 +12,7 @@
     │   └── EventHistoryMissingError the broker keeps no event history (rabbitq events)
     ├── PublishError                a message was not accepted by the broker
     │   ├── UnroutableError         no queue is bound for the routing key (mandatory return)
+    │   ├── MessageTooLargeError    a body over App(max_message_size=), refused before sending
     │   ├── PublishNackedError      the broker refused to store the message (nack)
     │   ├── PublishTimeoutError     no confirm in time (broker down, or connection.blocked)
     │   └── PublishConnectionError  the connection failed before the confirm (retry=False,
@@ -106,6 +107,25 @@ class UnroutableError(PublishError):
             f"no queue is bound to exchange {exchange!r} for routing key {routing_key!r}; "
             "the message was returned and the task was not enqueued "
             "(start a worker for the queue, or declare it with `rabbitq topology apply`)"
+        )
+
+
+class MessageTooLargeError(PublishError):
+    """A message's body is over the App's ``max_message_size``: nothing of its batch was sent.
+
+    Checked before publishing because a broker over its own ``max_message_size`` closes the
+    channel instead of answering, and does not advertise the limit to clients.
+    """
+
+    def __init__(self, task_id: str, task_name: str, size: int, limit: int):
+        self.task_id = task_id
+        self.task_name = task_name
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"message {task_id} ({task_name}) is {size} bytes, over max_message_size={limit} "
+            "bytes; nothing was published (pass large data by reference, e.g. a storage key, "
+            "or raise max_message_size on the App and on the broker together)"
         )
 
 
