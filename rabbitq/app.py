@@ -48,14 +48,13 @@ from rabbitq.limits.spec import (
     check_shared,
     combine,
 )
-from rabbitq.middleware import CelerySignals, Middleware, MiddlewareStack
-from rabbitq.prepare import (
+from rabbitq.message_size import (
     DEFAULT_MAX_MESSAGE_SIZE,
-    Context,
-    PreparedMessage,
-    Route,
+    check_max_message_size,
     refuse_oversized,
 )
+from rabbitq.middleware import CelerySignals, Middleware, MiddlewareStack
+from rabbitq.prepare import Context, PreparedMessage, Route
 from rabbitq.publish_options import (
     OPTION_NAMES,
     PublishOptions,
@@ -134,11 +133,7 @@ class App:
         self.serializer = serializer_named(serializer)
         self.default_queue = default_queue
         self.publish_timeout = publish_timeout
-        if type(max_message_size) is not int or max_message_size < 1:
-            raise ConfigurationError(
-                f"max_message_size must be a positive number of bytes: {max_message_size!r}"
-            )
-        self.max_message_size = max_message_size
+        self.max_message_size = check_max_message_size(max_message_size)
         # Celery's publish retries on a lost connection (``publish_retry.py``): apply_async's
         # retry/retry_policy, else the task's, else these; Celery's defaults.
         self.task_publish_retry = task_publish_retry

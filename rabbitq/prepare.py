@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rabbitq.canvas import CHORD_OPTION, signature_dicts
 from rabbitq.chunks import MAP_TASK, STARMAP_TASK
 from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
-from rabbitq.errors import ConfigurationError, MessageTooLargeError
+from rabbitq.errors import ConfigurationError
 from rabbitq.message import SENT_AT_HEADER, Envelope, TaskMessage, encode_task, sent_at_ms, utcnow
 from rabbitq.publish_options import PublishOptions, absolute_time, eta_of
 from rabbitq.routing import route_for_task, validate_routing_key
@@ -67,20 +67,6 @@ class PreparedMessage:
     @property
     def delayed(self) -> bool:
         return self.exchange.startswith(EXCHANGE_PREFIX)
-
-
-# RabbitMQ 4's own default ``max_message_size``; 3.x allowed 128 MiB, but such bodies stall
-# the queue behind them, and the broker cannot tell a client its limit (issue 21).
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-
-
-def refuse_oversized(messages: Sequence[PreparedMessage], limit: int) -> None:
-    """Raise for the first body over ``limit`` bytes, before any of the batch is sent."""
-    for message in messages:
-        size = len(message.envelope.body)
-        if size > limit:
-            task_name = message.envelope.headers.get("task")
-            raise MessageTooLargeError(message.task_id, str(task_name), size, limit)
 
 
 class Settings(Protocol):

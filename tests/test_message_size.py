@@ -11,7 +11,7 @@ import pytest
 
 import rabbitq
 from rabbitq import dead_letters
-from rabbitq.prepare import DEFAULT_MAX_MESSAGE_SIZE, refuse_oversized
+from rabbitq.message_size import DEFAULT_MAX_MESSAGE_SIZE, refuse_oversized
 from rabbitq.publish_options import parse_options
 from rabbitq.worker.decisions import DeadLetter, decide_followup_failure
 
