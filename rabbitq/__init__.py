@@ -21,6 +21,9 @@ from rabbitq.app import App
 from rabbitq.beat.schedules import Crontab, Every, PeriodicEntry, crontab
 from rabbitq.canvas import Signature, chain, chord, group, signature
 from rabbitq.errors import (
+    BadSignatureError,
+    BodyTooDeepError,
+    BodyTooLargeError,
     BrokerConnectionError,
     BrokerError,
     ConfigFileError,
@@ -73,6 +76,9 @@ __all__ = [
     "SUCCESS",
     "App",
     "AsyncResult",
+    "BadSignatureError",
+    "BodyTooDeepError",
+    "BodyTooLargeError",
     "BrokerConnectionError",
     "BrokerError",
     "Concurrency",

@@ -68,6 +68,7 @@ from rabbitq.results.rpc import RpcBackend
 from rabbitq.retries import RetryPolicy
 from rabbitq.routing import load_routing, validate_routing_key
 from rabbitq.serializers import serializer_named
+from rabbitq.signing import Signer, signer_from_settings
 from rabbitq.task import Task, TaskOptions
 from rabbitq.task_names import task_name_for
 from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout
@@ -126,6 +127,8 @@ class App:
         metrics_port: int | None = None,
         metrics_bind: str = "0.0.0.0",
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        signing_key: str | bytes | None = None,
+        signing_keys: Mapping[str, str | bytes] | None = None,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
@@ -134,6 +137,7 @@ class App:
         self.default_queue = default_queue
         self.publish_timeout = publish_timeout
         self.max_message_size = check_max_message_size(max_message_size)
+        self.signer = signer_from_settings(signing_key, signing_keys)
         # Celery's publish retries on a lost connection (``publish_retry.py``): apply_async's
         # retry/retry_policy, else the task's, else these; Celery's defaults.
         self.task_publish_retry = task_publish_retry
@@ -479,13 +483,13 @@ class App:
         self._before_publish(messages)
         publisher: contract.Publisher = self.publisher  # mypy checks it keeps the contract
         if retry is None:
-            outcomes = publisher.publish_batch(_batch(messages))
+            outcomes = publisher.publish_batch(_batch(messages, self.signer))
         else:
             outcomes = publish_retrying(
                 lambda items, timeout: publisher.publish_batch(
                     items, timeout=timeout, reconnect=False
                 ),
-                _batch(messages),
+                _batch(messages, self.signer),
                 retry,
                 self.publish_timeout,
             )
@@ -507,13 +511,13 @@ class App:
             await self._declare_once.adelay_levels(keeps_the_contract)
         self._before_publish(messages)
         if retry is None:
-            outcomes = await keeps_the_contract.publish_batch(_batch(messages))
+            outcomes = await keeps_the_contract.publish_batch(_batch(messages, self.signer))
         else:
             outcomes = await apublish_retrying(
                 lambda items, timeout: keeps_the_contract.publish_batch(
                     items, timeout=timeout, reconnect=False
                 ),
-                _batch(messages),
+                _batch(messages, self.signer),
                 retry,
                 self.publish_timeout,
             )
@@ -651,7 +655,10 @@ class App:
             await self._backend.aclose()
 
 
-def _batch(messages: Sequence[PreparedMessage]) -> list[BatchItem]:
+def _batch(messages: Sequence[PreparedMessage], signer: Signer | None) -> list[BatchItem]:
+    # Signed last, after the middleware's before_publish: what it adds is what is checked.
+    if signer is not None:
+        return [(m.exchange, m.routing_key, signer.sign(m.envelope)) for m in messages]
     return [(m.exchange, m.routing_key, m.envelope) for m in messages]
 
 

@@ -5,7 +5,9 @@ The worker puts in ``<queue>.dead`` every message it cannot or will not run, wit
     rabbitq_reason                 undecodable | unknown-task | bad-arguments | expired |
                                    redelivery-limit | task-failed | retries-exhausted |
                                    followup-failed (the task succeeded; what follows it
-                                   could not be sent) | unsupported (a Celery chord member)
+                                   could not be sent) | unsupported (a Celery chord member) |
+                                   too-large | too-deep (refused before decoding) |
+                                   bad-signature (signing is on; nothing ran)
     rabbitq_exception_type         e.g. "ValueError" (when an exception is the cause)
     rabbitq_exception_message      str(exception), truncated
     rabbitq_traceback              the formatted traceback, truncated
@@ -45,6 +47,9 @@ REASON_TASK_FAILED = "task-failed"
 REASON_RETRIES_EXHAUSTED = "retries-exhausted"
 REASON_FOLLOWUP_FAILED = "followup-failed"
 REASON_TIME_LIMIT = "time-limit"
+REASON_TOO_LARGE = "too-large"
+REASON_TOO_DEEP = "too-deep"
+REASON_BAD_SIGNATURE = "bad-signature"
 
 # Replay (``rabbitq dead replay``) puts the message back where it came from, resets its retry
 # and redelivery counts, and drops its eta: see ``replay_target`` and ``replay_envelope``.

@@ -19,6 +19,9 @@
     │                               or a retry_policy run out)
     ├── MessageError                an incoming message cannot be run
     │   ├── MessageDecodeError      body or headers are not a valid task message
+    │   │   ├── BodyTooLargeError   a body over the worker's max_message_size (not decoded)
+    │   │   └── BodyTooDeepError    a body nested deeper than MAX_NESTING (not decoded)
+    │   ├── BadSignatureError       signing is on and the signature is missing or wrong
     │   ├── UnknownTaskError        the message names a task this worker does not know
     │   └── UnsupportedMessageError a Celery feature rabbitq workers cannot serve (chords)
     ├── TaskArgumentsError          arguments do not fit the task's signature
@@ -153,6 +156,26 @@ class MessageDecodeError(MessageError):
     """The body or headers are not a valid task message."""
 
     reason = "undecodable"
+
+
+class BodyTooLargeError(MessageDecodeError):
+    """An incoming body is over the worker App's ``max_message_size``; it was not decoded."""
+
+    reason = "too-large"
+
+
+class BodyTooDeepError(MessageDecodeError):
+    """An incoming body nests lists and maps deeper than ``message_size.MAX_NESTING``; it was
+    refused from a scan of its bytes, before being decoded."""
+
+    reason = "too-deep"
+
+
+class BadSignatureError(MessageError):
+    """The App signs messages (``signing_key``) and this one carries no signature, one made
+    with a key the App does not hold, or one that does not match its body and headers."""
+
+    reason = "bad-signature"
 
 
 class UnsupportedMessageError(MessageError):
