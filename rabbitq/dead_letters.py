@@ -35,6 +35,7 @@ from typing import Any
 from rabbitq.delays import ROUTE, decode_delay
 from rabbitq.message import BROKER_DEATH_HEADERS, SENT_AT_HEADER, Envelope, sent_at_ms
 from rabbitq.redelivery import COUNT_HEADERS, QUORUM_DELIVERY_COUNT_HEADER
+from rabbitq.signing import SIGNATURE_HEADER
 from rabbitq.timeouts import STOPPED_HEADER
 from rabbitq.topology import DEAD_SUFFIX, TASK_EXCHANGE
 
@@ -209,7 +210,8 @@ def replay_target(dead: Envelope, dead_queue: str, routing_key: str) -> ReplayTa
 def replay_envelope(dead: Envelope, now: float | None = None) -> Envelope:
     """The message as it was, with a fresh start: retries and redelivery count reset, and
     its sent-at (if it has one) set to ``now`` (``time.time()``): a replay is a new publish,
-    and its wait for a worker starts there, not at the original's."""
+    and its wait for a worker starts there, not at the original's. Its ``eta`` is dropped
+    unless the message is signed (see below)."""
     restored = restored_envelope(dead)
     headers = {
         k: v
@@ -218,7 +220,11 @@ def replay_envelope(dead: Envelope, now: float | None = None) -> Envelope:
     }
     if "retries" in headers:
         headers["retries"] = 0
-    headers.pop("eta", None)  # replayed means "run now"
+    if SIGNATURE_HEADER not in headers:
+        # Replayed means "run now". A signed message keeps its eta, which signs with it:
+        # replay does not sign (a forged dead letter must not come back runnable), and an eta
+        # in the past runs now all the same.
+        headers.pop("eta", None)
     if SENT_AT_HEADER in headers:
         headers[SENT_AT_HEADER] = sent_at_ms(time.time() if now is None else now)
     return replace(restored, headers=headers)

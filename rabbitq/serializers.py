@@ -117,10 +117,17 @@ def serializer_named(name: str) -> Serializer:
         raise ConfigurationError(f"unknown serializer {name!r}; expected one of: {known}") from None
 
 
+def known_serializer(content_type: str | None) -> Serializer | None:
+    """The serializer a content type names, parameters and case aside; None if unknown."""
+    if content_type is None:
+        return None
+    return _BY_CONTENT_TYPE.get(content_type.split(";")[0].strip().lower())
+
+
 def serializer_for_content_type(content_type: str | None) -> Serializer:
     if content_type is None:
         raise MessageDecodeError("message has no content_type; cannot choose a serializer")
-    serializer = _BY_CONTENT_TYPE.get(content_type.split(";")[0].strip().lower())
+    serializer = known_serializer(content_type)
     if serializer is None:
         raise MessageDecodeError(
             f"unsupported content_type {content_type!r}; rabbitq reads msgpack and json only"

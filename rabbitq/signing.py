@@ -11,7 +11,7 @@ the dead-letter queue with reason ``bad-signature`` before it is decoded.
 
 What is signed, each field length-prefixed under a version tag (so no two different
 messages sign the same bytes): the key id, the content type, the headers ``task``, ``id``,
-``eta``, ``expires`` and the chord headers (absent and present are told apart), then the
+``eta``, ``expires`` and the chord headers (absent, or None, told apart from any value), then the
 whole body (arguments, callbacks, errbacks, chain). Not signed: the other headers
 (``retries``, tracing, rabbitq's bookkeeping), the AMQP properties (``reply_to``,
 ``correlation_id``, priority) and the routing key; nor anything outside task messages
@@ -136,20 +136,19 @@ def _digest(key: _Key, envelope: Envelope) -> str:
     mac = key.mac.copy()
     headers = envelope.headers
     parts = [_VERSION, key.key_id.encode(), (envelope.content_type or "").encode()]
-    parts.extend(_field(headers.get(name, _ABSENT)) for name in SIGNED_HEADERS)
+    parts.extend(_field(headers.get(name)) for name in SIGNED_HEADERS)
     mac.update(b"".join(len(part).to_bytes(4, "big") + part for part in parts))
     mac.update(envelope.body)
     digest: str = mac.hexdigest()
     return digest
 
 
-_ABSENT = object()
-
-
 def _field(value: object) -> bytes:
     # AMQP tables bring a value back as the same str, int or bool, except that a str may come
-    # back as bytes (pika, when it is not UTF-8): both sign the same.
-    if value is _ABSENT:
+    # back as bytes (pika, when it is not UTF-8): both sign the same. A header set to None
+    # signs as an absent one: Celery's producers send ``eta: None``, and a worker's copy of a
+    # message writes the eta it read, None included.
+    if value is None:
         return b"-"
     if isinstance(value, bytes):
         return b"+" + value

@@ -27,6 +27,7 @@ from rabbitq.beat.schedules import PeriodicEntry, format_time
 from rabbitq.canvas import Signature
 from rabbitq.dead_letters import dead_letter_envelope
 from rabbitq.errors import BrokerConnectionError, PublishError, RabbitqError, UnroutableError
+from rabbitq.message_size import refuse_oversized
 from rabbitq.prepare import Context, PreparedMessage
 
 log = logging.getLogger("rabbitq.beat")
@@ -162,7 +163,12 @@ class Beat:
         )
         beat = {"entry": tick.entry.name, "scheduled": format_time(tick.scheduled)}
         context = Context(headers={BEAT_HEADER: {**beat, "beat": self.identity}})
-        return self.app.prepare_signature(sig, context)
+        prepared = self.app.prepare_signature(sig, context)
+        # The beat sends on its own link, not through App.publish: the App's checks here.
+        refuse_oversized([prepared], self.app.max_message_size)
+        if self.app.signer is not None:
+            self.app.signer.sign(prepared.envelope)
+        return prepared
 
     def _fire(self, link: BeatLink, tick: Tick) -> None:
         try:

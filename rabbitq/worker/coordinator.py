@@ -172,6 +172,7 @@ class ChordCoordinator:
             delivery: Delivery = (self._generation, message)
             envelope = envelope_from_properties(message, message.body)
             try:
+                self._check_signature(envelope)
                 record = decode_record(envelope)
             except MessageError as exc:
                 dead = dead_letters.dead_letter_envelope(
@@ -184,7 +185,7 @@ class ChordCoordinator:
                     attempts=None,
                 )
                 self._undecodable.append(PendingDeadLetter(delivery, dead))
-                log.warning("undecodable chord part goes to %s: %s", CHORD_DEAD_QUEUE, exc)
+                log.warning("%s chord part goes to %s: %s", exc.reason, CHORD_DEAD_QUEUE, exc)
                 await self._dead_letter_undecodable()
                 return
             came_back = returned(message.headers)
@@ -192,6 +193,20 @@ class ChordCoordinator:
                 await self._remember(record, delivery, came_back)
             else:
                 await self._offer(record, delivery, came_back)
+
+    def _check_signature(self, envelope: Envelope) -> None:
+        """A signing App's chords take only signed parts: a forged part could complete a
+        chord early or run its callback with made-up results."""
+        signer = self.app.signer
+        if signer is not None:
+            error = signer.check(envelope)
+            if error is not None:
+                raise error
+
+    def _signed(self, envelope: Envelope) -> Envelope:
+        """Ledgers and folded parts the coordinator writes are signed like the workers'."""
+        signer = self.app.signer
+        return envelope if signer is None else signer.sign(envelope)
 
     async def _remember(self, ledger: ChordLedger, delivery: Delivery, came_back: bool) -> None:
         self._finished.hold(ledger, delivery, returned=came_back)
@@ -305,7 +320,7 @@ class ChordCoordinator:
     async def _record_finished(self, tally: ChordTally) -> None:
         # The record is confirmed before the parts are acked: a successor that takes over in
         # between receives both, and drops the parts as duplicates of a finished chord.
-        record = ledger_envelope(ChordLedger([tally.chord_id]), self.app.serializer)
+        record = self._signed(ledger_envelope(ChordLedger([tally.chord_id]), self.app.serializer))
         await self.publisher.publish(CHORD_QUEUE, record, exchange="")
         self._finished.add(tally.chord_id)
         self._tallies.pop(tally.chord_id, None)
@@ -361,7 +376,7 @@ class ChordCoordinator:
     async def _fold(self, tally: ChordTally) -> None:
         part = tally.fold()
         await self.publisher.publish(
-            CHORD_QUEUE, part_envelope(part, self.app.serializer), exchange=""
+            CHORD_QUEUE, self._signed(part_envelope(part, self.app.serializer)), exchange=""
         )
         await self._ack_all(tally.folded())
         self.folds += 1
@@ -370,7 +385,7 @@ class ChordCoordinator:
     async def _compact_ledger(self) -> None:
         ledger = self._finished.compacted()
         await self.publisher.publish(
-            CHORD_QUEUE, ledger_envelope(ledger, self.app.serializer), exchange=""
+            CHORD_QUEUE, self._signed(ledger_envelope(ledger, self.app.serializer)), exchange=""
         )
         await self._ack_all(self._finished.replaced())
         log.info("ledger of %d finished chords compacted into one record", len(ledger.done))

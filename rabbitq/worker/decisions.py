@@ -7,7 +7,11 @@ answers; every branch here is a unit test without a broker.
 
 1. redelivered too often (a crash loop)?         DeadLetter("redelivery-limit")
    redelivered from a classic queue?             Recount (the count rides in a header)
-2. not a valid task message?                     DeadLetter("undecodable")
+2. a body over ``max_message_size``, or nested
+   deeper than ``nesting.MAX_NESTING``?           DeadLetter("too-large" | "too-deep"), undecoded
+   the App signs, and the signature is missing,
+   made with a key it lacks, or does not match?  DeadLetter("bad-signature"), undecoded
+   not a valid task message?                     DeadLetter("undecodable")
 3. ``expires`` passed?                           DeadLetter("expired")
 4. a Celery chord member?                        DeadLetter("unsupported")
 5. unknown task, or arguments that do not fit?   DeadLetter("unknown-task" | "bad-arguments")
@@ -58,7 +62,9 @@ from rabbitq.errors import (
     UnsupportedMessageError,
 )
 from rabbitq.message import Envelope, TaskMessage, decode_task, utcnow
+from rabbitq.message_size import DEFAULT_MAX_MESSAGE_SIZE, incoming_refusal
 from rabbitq.redelivery import judge_redelivery
+from rabbitq.signing import Signer
 from rabbitq.task import Task
 from rabbitq.timeouts import STOPPED_HEADER
 
@@ -146,9 +152,12 @@ def decide_arrival(
     redelivery_limit: int,
     quorum: bool = False,
     clock: Callable[[], dt.datetime] = utcnow,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    signer: Signer | None = None,
 ) -> Arrival:
     """``quorum``: the queue is known to be a quorum queue (see ``redelivery.py``); ``clock``
-    is read only for a message with an ``expires`` or an ``eta``."""
+    is read only for a message with an ``expires`` or an ``eta``; ``signer``: the App signs,
+    so nothing unsigned runs."""
     verdict = judge_redelivery(redelivered, envelope.headers, redelivery_limit, quorum=quorum)
     if verdict.action == "dead-letter":
         return DeadLetter(
@@ -160,6 +169,11 @@ def decide_arrival(
         )
     if verdict.action == "recount":
         return Recount(verdict.redeliveries)
+    refusal = incoming_refusal(envelope, max_message_size)
+    if refusal is None and signer is not None:
+        refusal = signer.check(envelope)
+    if refusal is not None:
+        return DeadLetter(refusal.reason, refusal)
     try:
         message = decode_task(envelope)
     except MessageError as exc:

@@ -97,7 +97,7 @@ class Pipeline:
         # What "now" is for etas, expiries and retry times: the wall clock, or the in-memory
         # broker's virtual one (``testing/stub_worker.py``).
         self.clock = clock
-        self.republish = Republisher(publisher, acks, app.topology, clock)
+        self.republish = Republisher(publisher, acks, app.topology, clock, app.signer)
         self.slots = slots
         self.worker_name = worker_name
         self.stopping = stopping
@@ -130,6 +130,8 @@ class Pipeline:
             redelivery_limit=self.app.redelivery_limit,
             quorum=quorum,
             clock=self.clock,
+            max_message_size=self.app.max_message_size,
+            signer=self.app.signer,
         )
         if type(action) is Run:
             context = self._context(delivery, action.task, action.message)

@@ -27,6 +27,7 @@ from rabbitq.delays import QUEUE, delay_ms_until, delayed_route
 from rabbitq.message import Envelope, TaskMessage, utcnow
 from rabbitq.redelivery import REDELIVERY_COUNT_HEADER, redeliveries_so_far
 from rabbitq.retries import retry_envelope
+from rabbitq.signing import Signer
 from rabbitq.timeouts import STOPPED_HEADER
 from rabbitq.topology import Topology
 from rabbitq.worker.delivery import Delivery
@@ -45,11 +46,13 @@ class Republisher:
         acks: Acker,
         topology: Topology,
         clock: Callable[[], dt.datetime] = utcnow,
+        signer: Signer | None = None,
     ) -> None:
         self.publisher = publisher
         self.acks = acks
         self.topology = topology
         self.clock = clock
+        self.signer = signer
 
     def dead_letter_queue(self, delivery: Delivery) -> str:
         return self.topology.queue(delivery.queue).dead_letter_queue
@@ -96,13 +99,13 @@ class Republisher:
     async def retry(
         self, delivery: Delivery, task_message: TaskMessage, retries: int, eta: dt.datetime
     ) -> None:
-        successor = retry_envelope(delivery.envelope, retries, eta)
+        successor = self._signed(retry_envelope(delivery.envelope, retries, eta))
         await self._publish_at(delivery.queue, successor, eta)
         log.info("task %s[%s] retry %d at %s", task_message.task, task_message.id, retries, eta)
         self.acks.ack(delivery)
 
     async def later(self, delivery: Delivery, task_message: TaskMessage, eta: dt.datetime) -> None:
-        successor = retry_envelope(delivery.envelope, task_message.retries, eta)
+        successor = self._signed(retry_envelope(delivery.envelope, task_message.retries, eta))
         await self._publish_at(delivery.queue, successor, eta)
         log.info(
             "task %s[%s] is due at %s; sent through the delay levels",
@@ -132,7 +135,7 @@ class Republisher:
     ) -> None:
         successor = _same_message(delivery)
         successor.headers[STOPPED_HEADER] = note
-        await self._publish_at(delivery.queue, successor, eta)
+        await self._publish_at(delivery.queue, self._signed(successor), eta)
         log.warning(
             "task %s[%s] parked in the delay levels until %s, when its stuck run has ended",
             task_message.task,
@@ -141,8 +144,16 @@ class Republisher:
         )
         self.acks.ack(delivery)
 
+    def _signed(self, successor: Envelope) -> Envelope:
+        """A new eta needs a new signature. Only messages whose signature was checked come
+        here (retries, ``later``, parked runs); a copy sent back unchecked (``recount``,
+        ``hand_back``) keeps the signature it came with, and a dead letter is never signed,
+        so a forged message cannot come back signed."""
+        return successor if self.signer is None else self.signer.sign(successor)
+
     async def _copy_back(self, delivery: Delivery, count: int) -> None:
-        """The same message (retries and eta kept) back to its queue, carrying ``count``."""
+        """The same message (retries and eta kept) back to its queue, carrying ``count``: its
+        signed fields unchanged, so its signature (if any) still holds."""
         successor = _same_message(delivery)
         if count:
             successor.headers[REDELIVERY_COUNT_HEADER] = count
