@@ -7,6 +7,8 @@
     │       └── ScheduleConfigError a periodic-task schedule (file or add_periodic)
     ├── BrokerError                 talking to RabbitMQ failed
     │   ├── BrokerConnectionError   could not connect, or the connection was lost for good
+    │   │   └── BrokerTlsError      the TLS handshake failed (an untrusted certificate, a
+    │   │                           client certificate the broker refused)
     │   ├── TopologyConflictError   a queue exists with different arguments
     │   ├── QueueNotFoundError      a queue the caller named does not exist
     │   └── EventHistoryMissingError the broker keeps no event history (rabbitq events)
@@ -345,3 +347,9 @@ class FollowupError(RabbitqError):
     """A task succeeded, but its follow-ups (result, next chain step, callbacks, chord part)
     could not be published. The task is not run again; the message goes to ``<queue>.dead``
     with reason ``followup-failed`` and this error."""
+
+
+class BrokerTlsError(BrokerConnectionError):
+    """The TLS handshake with the broker (or its management API, or Redis) failed: its
+    certificate is not trusted by the CA given (``broker_use_ssl={"ca_certs": ...}``), names
+    another host, or it refused our client certificate. Retrying does not help."""
