@@ -223,3 +223,23 @@ def test_a_beat_of_a_signing_app_sends_ticks_the_worker_runs(
         finally:
             beat.stop()
         assert drain_queue(broker_url, f"{queue}.dead") == [], worker.log()
+
+
+def test_a_celery_producers_message_is_refused_by_a_signing_worker(
+    broker_url: str, queue: str, tmp_path: Path
+) -> None:
+    import celery
+
+    from rabbitq.compat import celery_queue, celery_route
+
+    caller = celery.Celery("unsigned-celery", broker=broker_url, set_as_current=False)
+    caller.conf.update(
+        task_queues=[celery_queue(queue)], task_routes={"signed.*": celery_route(queue)}
+    )
+    try:
+        with signing_worker(broker_url, queue, tmp_path) as worker:
+            caller.send_task("signed.record", ("from celery",))
+            assert dead_reasons(broker_url, queue, 1, worker) == ["bad-signature"]
+        assert ran_labels(tmp_path / "ran.txt") == []
+    finally:
+        caller.close()
