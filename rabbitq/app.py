@@ -29,6 +29,7 @@ from rabbitq import prepare as preparing
 from rabbitq.amqp import contract
 from rabbitq.amqp.contract import BatchItem, Outcomes, raise_first
 from rabbitq.beat.schedules import PeriodicEntries, PeriodicEntry, PeriodicOptions, periodic_entry
+from rabbitq.broker_urls import broker_url
 from rabbitq.builtin_tasks import register_builtin_tasks
 from rabbitq.canvas import (
     ResultHandle,
@@ -99,8 +100,9 @@ class App:
     def __init__(
         self,
         name: str = "rabbitq",
-        broker: str | None = None,
+        broker: str | Sequence[str] | None = None,
         *,
+        broker_use_ssl: bool | Mapping[str, Any] | None = None,
         routing: str | os.PathLike[str] | Topology | None = None,
         serializer: str = "msgpack",
         default_queue: str = DEFAULT_QUEUE,
@@ -131,7 +133,11 @@ class App:
         signing_keys: Mapping[str, str | bytes] | None = None,
     ) -> None:
         self.name = name
-        self.broker_url = broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL
+        # One string however it was given: several nodes are joined by ";" and TLS settings
+        # ride in each URL's query, so every process handed it reaches the broker the same way.
+        self.broker_url = broker_url(
+            broker or os.environ.get("RABBITQ_BROKER_URL") or DEFAULT_BROKER_URL, broker_use_ssl
+        )
         self.topology = _load_topology(routing)
         self.serializer = serializer_named(serializer)
         self.default_queue = default_queue
