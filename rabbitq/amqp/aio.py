@@ -33,6 +33,7 @@ from aio_pika.abc import (
 )
 from pamqp import commands as spec
 
+from rabbitq.amqp.aio_connection import connect_robust
 from rabbitq.amqp.contract import BatchItem, Outcomes
 from rabbitq.amqp.event_buffer import EventBuffer
 from rabbitq.errors import (
@@ -128,15 +129,11 @@ class AsyncPublisher:
                 await self._connection.ready()
                 return self._channel
             if self._connection is None or self._connection.is_closed:
-                try:
-                    self._connection = await aio_pika.connect_robust(
-                        self.url,
-                        client_properties={
-                            "connection_name": f"rabbitq-async-publisher-{os.getpid()}"
-                        },
-                    )
-                except (OSError, aiormq.exceptions.AMQPError) as exc:
-                    raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
+                self._connection = await connect_robust(
+                    self.url,
+                    name=f"rabbitq-async-publisher-{os.getpid()}",
+                    what="publishing",
+                )
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             self._exchanges = {
                 TASK_EXCHANGE: await channel.declare_exchange(

@@ -19,8 +19,9 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from rabbitq.amqp.blocking import to_pika_properties
+from rabbitq.amqp.connection_parameters import open_blocking
 from rabbitq.amqp.pika_support import CONNECTION_ERRORS as PIKA_CONNECTION_ERRORS
-from rabbitq.amqp.pika_support import quick_parameters
+from rabbitq.amqp.pika_support import open_quickly
 from rabbitq.beat.state import (
     CONTENT_TYPE,
     BeatState,
@@ -60,14 +61,18 @@ class BeatLink:
         self.state_queue = state_queue_name(group)
         self.dead_queue = dead_queue_name(group)
         refuse_in_memory(url, "the beat")
-        parameters = pika.URLParameters(url)
         # The heartbeat bounds how long a leader cut off by the network keeps its lease: the
         # broker drops the connection after two missed beats. Shorter than the 60 s default
-        # because a false alarm costs little (a failover, at most one tick sent twice).
-        parameters.heartbeat = heartbeat
-        parameters.client_properties = {"connection_name": f"rabbitq-beat {identity}"}
+        # because a false alarm costs little (a failover, at most one tick sent twice). Of
+        # several broker URLs the first that answers is used; a beat that loses its node
+        # reconnects through them all again (``beat/runner.py``).
+        self.connection = open_blocking(
+            url,
+            "the beat",
+            heartbeat=heartbeat,
+            client_properties={"connection_name": f"rabbitq-beat {identity}"},
+        )
         try:
-            self.connection = pika.BlockingConnection(parameters)
             self.channel: BlockingChannel = self.connection.channel()
             self.channel.confirm_delivery()
             self.channel.queue_declare(
@@ -160,10 +165,7 @@ class BeatStatus:
 
 def read_status(url: str, group: str = "") -> BeatStatus:
     """Whether a beat leads, and the last state it wrote; changes nothing."""
-    try:
-        connection = pika.BlockingConnection(quick_parameters(url))
-    except CONNECTION_ERRORS as exc:
-        raise BrokerConnectionError(f"cannot connect to the broker: {exc!r}") from exc
+    connection = open_quickly(url, "reading the beat")
     try:
         return BeatStatus(_lease_held(connection, group), _peek_state(connection, group))
     except CONNECTION_ERRORS as exc:

@@ -46,11 +46,12 @@ import pika.exceptions
 import pika.spec
 
 from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
+from rabbitq.amqp.connection_parameters import describe_failure, pika_parameters
 from rabbitq.amqp.contract import BatchItem, Outcomes
 from rabbitq.amqp.event_buffer import EventBuffer
+from rabbitq.broker_urls import endpoints
 from rabbitq.errors import PublishConnectionError, PublishError, PublishTimeoutError
 from rabbitq.message import Envelope, envelope_from_properties, properties_of
-from rabbitq.redaction import without_password
 from rabbitq.topology import EVENT_EXCHANGE, TASK_EXCHANGE
 
 log = logging.getLogger("rabbitq.publisher")
@@ -94,6 +95,9 @@ class BlockingPublisher:
         self._ready = False
         self._blocked_reason: str | None = None
         self._last_error: str | None = None
+        # Which of the URL's nodes the next connection tries: moved on after each failure or
+        # loss, so a publisher whose node dies reconnects to the next (failover).
+        self._node = 0
         self._confirms = ConfirmTracker()
         self._reply_queue: str | None = None
         self._on_reply: Callable[[Envelope], None] | None = None
@@ -271,12 +275,16 @@ class BlockingPublisher:
             time.sleep(delay)
 
     def _connect_and_serve(self) -> None:
-        params = pika.URLParameters(self.url)
-        params.heartbeat = self._heartbeat
-        params.connection_attempts = 1
-        params.blocked_connection_timeout = None  # our per-call timeout governs instead
-        params.client_properties = {"connection_name": f"rabbitq-publisher-{os.getpid()}"}
         try:
+            nodes = pika_parameters(
+                self.url,
+                heartbeat=self._heartbeat,
+                connection_attempts=1,
+                blocked_connection_timeout=None,  # our per-call timeout governs instead
+                client_properties={"connection_name": f"rabbitq-publisher-{os.getpid()}"},
+            )
+            self._node %= len(nodes)
+            params = nodes[self._node]
             connection = pika.SelectConnection(
                 params,
                 on_open_callback=self._on_connection_open,
@@ -301,10 +309,10 @@ class BlockingPublisher:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_error(self, connection: pika.SelectConnection, error: Any) -> None:
-        self._last_error = str(error) or type(error).__name__
-        log.warning(
-            "publisher cannot connect to %s: %s", without_password(self.url), self._last_error
-        )
+        node = endpoints(self.url)[self._node]
+        self._last_error = describe_failure(node, error)
+        self._node += 1
+        log.warning("publisher cannot connect: %s", self._last_error)
         self._connection_failed()
         connection.ioloop.stop()
 
@@ -316,6 +324,7 @@ class BlockingPublisher:
         self._event_channel_opening = False
         self._last_error = str(reason)
         if not self._closing:
+            self._node += 1
             log.warning("publisher connection lost (%s); reconnecting", reason)
         self._requeue_unconfirmed()
         connection.ioloop.stop()

@@ -25,6 +25,7 @@ import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from rabbitq.amqp.blocking import BlockingPublisher
+from rabbitq.amqp.connection_parameters import open_blocking
 from rabbitq.broker_urls import refuse_in_memory
 from rabbitq.dead_letters import (
     DeadLetterSummary,
@@ -92,7 +93,7 @@ class DeadQueue:
         self.queue = queue
         refuse_in_memory(url, "browsing a dead-letter queue (StubBroker.dead_letters reads them)")
         try:
-            self._connection = pika.BlockingConnection(pika.URLParameters(url))
+            self._connection = open_blocking(url, f"browsing {queue!r}")
             self._channel = self._connection.channel()
             self._depth = self._channel.queue_declare(queue, passive=True).method.message_count
             self.kind = self._probe_kind()

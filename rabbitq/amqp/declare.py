@@ -18,10 +18,10 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractConnection, ExchangeType
 
+from rabbitq.amqp.aio_connection import connect_once
 from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE
 from rabbitq.delays import (
     DELIVERY_EXCHANGE,
@@ -35,7 +35,7 @@ from rabbitq.delays import (
     level_pattern,
     level_ttl_ms,
 )
-from rabbitq.errors import BrokerConnectionError, TopologyConflictError
+from rabbitq.errors import TopologyConflictError
 from rabbitq.status.newest import NEWEST_QUEUE_ARGUMENTS, newest_queue_name
 from rabbitq.topology import (
     EVENT_EXCHANGE,
@@ -295,10 +295,7 @@ def _describe(arguments: dict[str, Any]) -> str:
 
 async def with_connection(url: str, work: Callable[[AbstractConnection], Awaitable[T]]) -> T:
     """Open a plain (non-robust) connection for one job, then close it."""
-    try:
-        connection = await aio_pika.connect(url)
-    except (OSError, aiormq.exceptions.AMQPError) as exc:
-        raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
+    connection = await connect_once(url, what="declaring the topology")
     try:
         return await work(connection)
     finally:

@@ -29,8 +29,15 @@ from aio_pika.abc import AbstractConnection
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from rabbitq.amqp.connection_parameters import (
+    connection_failure,
+    describe_failure,
+    pika_parameters,
+)
 from rabbitq.amqp.declare import declare_delay_levels, ensure_queue
+from rabbitq.broker_urls import Endpoint, endpoints
 from rabbitq.errors import PublishTimeoutError
+from rabbitq.tls import tls_failure
 from rabbitq.topology import QueueSpec, QueueType
 
 T = TypeVar("T")
@@ -66,6 +73,9 @@ def within_deadline(
     deadline = time.monotonic() + timeout
     attempt = 0
     last_error = "connecting"
+    # Each node's latest handshake failure: when every node refused our TLS, waiting does
+    # not mend a certificate, so the caller hears so at once.
+    tls_refusals: dict[int, tuple[Endpoint, BaseException]] = {}
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -73,11 +83,21 @@ def within_deadline(
                 f"could not declare {what} within {timeout:g}s: not connected to the broker "
                 f"({last_error})"
             )
+        nodes = _parameters(url, remaining)
+        node = attempt % len(nodes)  # each attempt the next node: failover
         try:
-            connection = pika.BlockingConnection(_parameters(url, remaining))
+            connection = pika.BlockingConnection(nodes[node])
         except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
             # Refused, or (a peer that accepts TCP and never speaks) the handshake timed out.
-            last_error = _describe(exc)
+            endpoint = endpoints(url)[node]
+            last_error = describe_failure(endpoint, exc)
+            if tls_failure(exc) is None:
+                tls_refusals.pop(node, None)
+            else:
+                tls_refusals[node] = (endpoint, exc)
+                if len(tls_refusals) == len(nodes):
+                    failure = connection_failure(list(tls_refusals.values()), f"declaring {what}")
+                    raise failure from None
         else:
             try:
                 return run_to_end(work(cast(AbstractConnection, PikaConnection(connection))))
@@ -95,15 +115,16 @@ def within_deadline(
         time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
 
-def _parameters(url: str, remaining: float) -> pika.URLParameters:
-    params = pika.URLParameters(url)
-    params.connection_attempts = 1
+def _parameters(url: str, remaining: float) -> list[pika.URLParameters]:
     # Bound every phase of opening by what is left of the caller's deadline.
-    params.socket_timeout = remaining
-    params.stack_timeout = remaining
-    params.blocked_connection_timeout = remaining
-    params.client_properties = {"connection_name": f"rabbitq-declare-{os.getpid()}"}
-    return params
+    return pika_parameters(
+        url,
+        connection_attempts=1,
+        socket_timeout=remaining,
+        stack_timeout=remaining,
+        blocked_connection_timeout=remaining,
+        client_properties={"connection_name": f"rabbitq-declare-{os.getpid()}"},
+    )
 
 
 def _describe(error: BaseException) -> str:

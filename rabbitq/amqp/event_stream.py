@@ -21,7 +21,8 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from rabbitq.errors import BrokerConnectionError, EventHistoryMissingError
+from rabbitq.amqp.aio_connection import connect_once
+from rabbitq.errors import EventHistoryMissingError
 from rabbitq.events.event import Event, decode_events
 from rabbitq.topology import EVENT_EXCHANGE, EVENT_HISTORY_QUEUE
 
@@ -32,10 +33,7 @@ PREFETCH = 1000  # stream consumers need a prefetch: the broker sends that many 
 async def read_events(url: str, *, since: dt.datetime | None, follow: bool) -> AsyncIterator[Event]:
     """The events stored since ``since`` (all, when None), then, with ``follow``, new ones as
     they come; without a history, ``follow`` reads live events only."""
-    try:
-        connection = await aio_pika.connect(url)
-    except (OSError, aiormq.exceptions.AMQPError) as exc:
-        raise BrokerConnectionError(f"cannot connect to the broker: {exc}") from exc
+    connection = await connect_once(url, what="reading events")
     try:
         if await _has_history(connection):
             async for event in _read_history(connection, since, follow):

@@ -8,35 +8,76 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
-from rabbitq.errors import BrokerConnectionError, TopologyConflictError
+from rabbitq.broker_urls import endpoint_of, first_url, is_in_memory
+from rabbitq.errors import BrokerConnectionError, ConfigurationError, TopologyConflictError
+from rabbitq.redaction import without_password
+from rabbitq.tls import ssl_context
 from rabbitq.topology import Policy, Topology, exact_pattern, policy_contests, policy_name
 
 DEFAULT_MANAGEMENT_PORT = 15672
+DEFAULT_MANAGEMENT_TLS_PORT = 15671
 
 
 def management_url_for(broker_url: str) -> str:
-    """Guess the management URL from the AMQP URL: same host and credentials, port 15672."""
-    parts = urllib.parse.urlsplit(broker_url)
+    """Guess the management URL from the (first node's) AMQP URL: same host and credentials,
+    port 15672, or HTTPS on 15671 for an ``amqps://`` broker."""
+    parts = urllib.parse.urlsplit(first_url(broker_url))
     user = parts.username or "guest"
     password = parts.password or "guest"
     host = parts.hostname or "localhost"
+    if parts.scheme.lower() == "amqps":
+        return f"https://{user}:{password}@{host}:{DEFAULT_MANAGEMENT_TLS_PORT}/"
     return f"http://{user}:{password}@{host}:{DEFAULT_MANAGEMENT_PORT}/"
 
 
 def vhost_of(broker_url: str) -> str:
-    path = urllib.parse.urlsplit(broker_url).path
+    path = urllib.parse.urlsplit(first_url(broker_url)).path
     return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
 
 
+def management_client(
+    broker_url: str, management_url: str | None = None, *, timeout: float = 5.0
+) -> ManagementClient:
+    """The management API of ``broker_url``'s broker (at ``management_url``, or guessed).
+
+    For an ``amqps://`` broker the API is spoken over HTTPS only, trusting what the broker's
+    TLS settings trust (``ca_certs``): its credentials must not cross the network in clear
+    when the broker's own traffic does not."""
+    url = management_url or management_url_for(broker_url)
+    broker = endpoint_of(first_url(broker_url)) if not is_in_memory(broker_url) else None
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if broker is not None and broker.tls is not None and scheme != "https":
+        raise ConfigurationError(
+            f"management URL {without_password(url)} is plain HTTP but the broker is reached "
+            "over TLS (amqps://): give an https:// management URL (its credentials would "
+            "otherwise cross the network in clear)"
+        )
+    tls = broker.tls if broker is not None and broker.tls is not None else None
+    context = ssl_context(tls) if scheme == "https" and tls is not None else None
+    return ManagementClient(url, timeout=timeout, context=context)
+
+
 class ManagementClient:
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, context: ssl.SSLContext | None = None
+    ) -> None:
         parts = urllib.parse.urlsplit(url)
-        self._base = f"{parts.scheme}://{parts.hostname}:{parts.port or DEFAULT_MANAGEMENT_PORT}"
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ConfigurationError(
+                f"management URL {without_password(url)}: expected http:// or https://"
+            )
+        default_port = (
+            DEFAULT_MANAGEMENT_TLS_PORT if parts.scheme == "https" else DEFAULT_MANAGEMENT_PORT
+        )
+        self._base = f"{parts.scheme}://{parts.hostname}:{parts.port or default_port}"
+        # None for https: the system's CAs (urllib's default).
+        self._context = context
         # A URL's credentials are percent-encoded (a password with '@' or '%'); Basic auth
         # wants them as they are.
         user = urllib.parse.unquote(parts.username or "guest")
@@ -62,7 +103,9 @@ class ManagementClient:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(self._base + path, data, headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            with urllib.request.urlopen(
+                request, timeout=self._timeout, context=self._context
+            ) as response:
                 answer = response.read()
                 return json.loads(answer) if answer else None
         except urllib.error.HTTPError as exc:

@@ -19,11 +19,11 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from rabbitq.amqp.connection_parameters import open_blocking
 from rabbitq.broker_urls import refuse_in_memory
 from rabbitq.control import pidbox
-from rabbitq.errors import BrokerConnectionError, ControlError, MessageError
+from rabbitq.errors import ControlError, MessageError
 from rabbitq.message import Envelope
-from rabbitq.redaction import without_password
 from rabbitq.revocations import CONTENT_TYPE, Revocation, stream_arguments
 from rabbitq.topology import CONTROL_EXCHANGE, CONTROL_REPLY_EXCHANGE, REVOCATION_STREAM
 
@@ -38,15 +38,12 @@ class PidboxClient:
         self._connection: pika.BlockingConnection | None = None
 
     def __enter__(self) -> PidboxClient:
-        parameters = pika.URLParameters(self.url)
-        parameters.socket_timeout = self.connect_timeout
-        parameters.blocked_connection_timeout = self.connect_timeout
-        try:
-            self._connection = pika.BlockingConnection(parameters)
-        except pika.exceptions.AMQPError as exc:
-            raise BrokerConnectionError(
-                f"cannot connect to the broker at {without_password(self.url)}: {exc!r}"
-            ) from exc
+        self._connection = open_blocking(
+            self.url,
+            "remote control",
+            socket_timeout=self.connect_timeout,
+            blocked_connection_timeout=self.connect_timeout,
+        )
         return self
 
     def __exit__(

@@ -8,27 +8,34 @@ finishes the AMQP handshake: ``AMQPConnectorStackTimeout``) outside its ``AMQPEr
 from __future__ import annotations
 
 import pika
-import pika.exceptions
-from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from rabbitq.amqp.connection_parameters import (
+    PIKA_CONNECTION_ERRORS,
+    open_blocking,
+    pika_parameters,
+)
 from rabbitq.broker_urls import refuse_in_memory
 
-CONNECTION_ERRORS = (
-    pika.exceptions.AMQPError,
-    AMQPConnectorException,
-    OSError,
-)
+CONNECTION_ERRORS = PIKA_CONNECTION_ERRORS
 
 # Seconds: a status reader must answer "cannot read" soon, not after pika's 15 s handshake.
 QUICK_SOCKET_TIMEOUT = 5.0
 QUICK_STACK_TIMEOUT = 8.0
+QUICK = {
+    "socket_timeout": QUICK_SOCKET_TIMEOUT,
+    "stack_timeout": QUICK_STACK_TIMEOUT,
+    "blocked_connection_timeout": QUICK_STACK_TIMEOUT,
+}
 
 
-def quick_parameters(url: str) -> pika.URLParameters:
-    """``url``'s parameters, with timeouts fit for a reader that must answer within seconds."""
+def quick_parameters(url: str) -> list[pika.URLParameters]:
+    """``url``'s parameters, one per node (``pika.BlockingConnection`` tries them in turn),
+    with timeouts fit for a reader that must answer within seconds."""
     refuse_in_memory(url, "reading the broker's status")
-    parameters = pika.URLParameters(url)
-    parameters.socket_timeout = QUICK_SOCKET_TIMEOUT
-    parameters.stack_timeout = QUICK_STACK_TIMEOUT
-    parameters.blocked_connection_timeout = QUICK_STACK_TIMEOUT
-    return parameters
+    return pika_parameters(url, **QUICK)
+
+
+def open_quickly(url: str, what: str = "reading the broker's status") -> pika.BlockingConnection:
+    """A connection for a reader that must answer within seconds (``BrokerConnectionError``,
+    ``BrokerTlsError``, naming each node, otherwise)."""
+    return open_blocking(url, what, **QUICK)

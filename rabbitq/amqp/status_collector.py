@@ -26,11 +26,11 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from rabbitq.amqp.beat_link import read_status
-from rabbitq.amqp.management import ManagementClient, management_url_for, vhost_of
-from rabbitq.amqp.pika_support import CONNECTION_ERRORS, quick_parameters
+from rabbitq.amqp.management import management_client, vhost_of
+from rabbitq.amqp.pika_support import CONNECTION_ERRORS, open_quickly
 from rabbitq.beat.schedules import format_time
 from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE
-from rabbitq.errors import RabbitqError
+from rabbitq.errors import BrokerConnectionError, RabbitqError
 from rabbitq.limits.names import RETURNED_QUEUE
 from rabbitq.redaction import without_password
 from rabbitq.status.classify import delay_levels, queue_figures, source_of
@@ -82,8 +82,8 @@ class HeartbeatWatcher:
         while not self._stop.is_set():
             try:
                 self._listen()
-            except CONNECTION_ERRORS as exc:
-                self.problem = f"worker events not heard: {exc!r}"
+            except (*CONNECTION_ERRORS, BrokerConnectionError) as exc:
+                self.problem = f"worker events not heard: {exc}"
                 log.debug("status listener: %s", self.problem)
                 self._stop.wait(RECONNECT_PAUSE)
             except Exception as exc:  # the listener must outlive anything: reconnect
@@ -92,7 +92,7 @@ class HeartbeatWatcher:
                 self._stop.wait(RECONNECT_PAUSE)
 
     def _listen(self) -> None:
-        connection = pika.BlockingConnection(quick_parameters(self._url))
+        connection = open_quickly(self._url, "hearing worker events")
         try:
             channel = connection.channel()
             channel.exchange_declare(EVENT_EXCHANGE, "topic", durable=True)
@@ -124,7 +124,7 @@ class StatusCollector:
         self, broker_url: str, management_url: str | None = None, *, beat_group: str = ""
     ) -> None:
         self.broker_url = broker_url
-        self.management = ManagementClient(management_url or management_url_for(broker_url))
+        self.management = management_client(broker_url, management_url)
         self.vhost = vhost_of(broker_url)
         self.beat_group = beat_group
         self._watcher = HeartbeatWatcher(broker_url)
@@ -188,7 +188,7 @@ class StatusCollector:
         ]
         try:
             newest = _read_newest(self.broker_url, with_records) if with_records else {}
-        except CONNECTION_ERRORS as exc:
+        except (*CONNECTION_ERRORS, BrokerConnectionError) as exc:
             problems.append(f"newest dead letters not read: {exc or type(exc).__name__}")
             newest = {}
         return tuple(
@@ -228,7 +228,7 @@ class StatusCollector:
 
 def _read_newest(url: str, dead_queues: list[str]) -> dict[str, NewestDeadLetter]:
     """Each dead queue's newest record: taken and handed back (classic queues count nothing)."""
-    connection = pika.BlockingConnection(quick_parameters(url))
+    connection = open_quickly(url, "reading the newest dead letters")
     try:
         channel = connection.channel()
         found: dict[str, NewestDeadLetter] = {}

@@ -8,9 +8,8 @@ import click
 
 from rabbitq.amqp.declare import apply_topology, with_connection
 from rabbitq.amqp.management import (
-    ManagementClient,
     apply_dead_letter_policies,
-    management_url_for,
+    management_client,
     vhost_of,
 )
 from rabbitq.cli.options import broker_option, management_url_option
@@ -35,7 +34,7 @@ def apply(routing_file: str, broker: str, management_url: str | None) -> None:
         spec = load_routing(routing_file)
     except RabbitqError as exc:
         raise click.ClickException(str(exc)) from None
-    client = ManagementClient(management_url or management_url_for(broker))
+    client = management_client(broker, management_url)
     vhost = vhost_of(broker)
     wants_policies = bool(spec.dead_letter_policies())
     if wants_policies:
@@ -76,7 +75,7 @@ def apply(routing_file: str, broker: str, management_url: str | None) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Also show queues not bound to rabbitq.")
 def show(broker: str, management_url: str | None, show_all: bool) -> None:
     """Print exchanges, queues (type, depth, consumers) and bindings on the broker."""
-    client = ManagementClient(management_url or management_url_for(broker))
+    client = management_client(broker, management_url)
     vhost = vhost_of(broker)
     try:
         exchanges = client.exchanges(vhost)

@@ -138,9 +138,9 @@ def _purge(url: str, queues: list[str]) -> None:
     import pika
     import pika.exceptions
 
-    from rabbitq.amqp.pika_support import quick_parameters
+    from rabbitq.amqp.pika_support import open_quickly
 
-    connection = pika.BlockingConnection(quick_parameters(url))
+    connection = open_quickly(url)
     try:
         for queue in queues:
             for name in (queue, dead_letter_queue_name(queue)):

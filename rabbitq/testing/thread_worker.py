@@ -143,11 +143,10 @@ class Worker:
         ``timeout`` seconds, saying what is left."""
         if self.consumer is None:
             raise RabbitqError("the worker is not started (use `with Worker(app):`)")
-        import pika
 
-        from rabbitq.amqp.pika_support import quick_parameters
+        from rabbitq.amqp.pika_support import open_quickly
 
-        connection = pika.BlockingConnection(quick_parameters(self.app.broker_url))
+        connection = open_quickly(self.app.broker_url)
         try:
             channel = connection.channel()
             deadline = time.monotonic() + timeout

@@ -21,12 +21,13 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
-import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.connection import make_url
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from rabbitq.amqp.aio import AsyncPublisher
+from rabbitq.amqp.aio_connection import robust_connection
+from rabbitq.amqp.connection_parameters import connection_failure
 from rabbitq.amqp.declare import (
     declare_chord_queues,
     declare_delay_levels,
@@ -38,7 +39,7 @@ from rabbitq.amqp.declare import (
 from rabbitq.amqp.revocation_log import RevocationFollower, declare_revocation_log
 from rabbitq.app import App
 from rabbitq.broker_urls import refuse_in_memory
-from rabbitq.errors import RabbitqError, TopologyConflictError
+from rabbitq.errors import BrokerTlsError, RabbitqError, TopologyConflictError
 from rabbitq.events.dispatcher import BATCH_WINDOW, EventDispatcher
 from rabbitq.events.heartbeat import WorkerHeartbeat
 from rabbitq.events.task_events import TaskEvents
@@ -47,7 +48,6 @@ from rabbitq.limits.resolve import task_limits
 from rabbitq.middleware import Middleware, MiddlewareStack, WorkerStats
 from rabbitq.middleware.revocations import Revocations
 from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
-from rabbitq.redaction import without_password
 from rabbitq.timeouts import refuse_limits_over_the_ceiling
 from rabbitq.topology import EventHistory
 from rabbitq.worker.acks import AckBatcher
@@ -226,9 +226,9 @@ class Consumer:
         """Connect, retrying with backoff (and saying so) while the broker is not up yet."""
         delay = CONNECT_BACKOFF_FIRST
         while True:
-            connection = aio_pika.RobustConnection(
-                make_url(self.app.broker_url),
-                client_properties={"connection_name": f"rabbitq-worker-{self.hostname}"},
+            # Of several nodes, each (re)connect tries them in turn (aio_connection.py).
+            connection = robust_connection(
+                self.app.broker_url, name=f"rabbitq-worker-{self.hostname}", what="the worker"
             )
             try:
                 await connection.connect()
@@ -238,15 +238,15 @@ class Consumer:
                 # otherwise keep reconnecting on its own, and the loop would never finish.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(connection.close())
-                if not isinstance(exc, OSError | aiormq.exceptions.AMQPError):
+                if not isinstance(exc, CONNECTION_EXCEPTIONS):
                     raise
-                log.warning(
-                    "broker not reachable at %s (%s: %s); retrying in %.1fs",
-                    without_password(self.app.broker_url),
-                    type(exc).__name__,
-                    exc,
-                    delay,
+                failure = connection_failure(
+                    connection.failures or [(connection.target.endpoint, exc)], "the worker"
                 )
+                if isinstance(failure, BrokerTlsError):
+                    # Waiting does not mend a certificate: say so and stop.
+                    raise failure from exc
+                log.warning("%s; retrying in %.1fs", failure, delay)
                 await asyncio.sleep(delay)
                 delay = min(CONNECT_BACKOFF_MAX, delay * 2)
 
