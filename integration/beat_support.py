@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pika
-
 import rabbitq
 from rabbitq.amqp.beat_link import read_status
+from rabbitq.amqp.connection_parameters import open_blocking
 
 from .support import LoggedProcess, wait_for
 
@@ -69,7 +68,7 @@ class TickRecorder:
             raise AssertionError("the tick recorder did not start consuming")
 
     def _run(self, broker_url: str, queue: str) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+        connection = open_blocking(broker_url)
         channel = connection.channel()
 
         def on_message(_ch: Any, _method: Any, properties: Any, _body: bytes) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from rabbitq.amqp.connection_parameters import open_blocking
 from rabbitq.testing import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +155,7 @@ def ran_labels(record_file: Path) -> list[str]:
 
 def drain_queue(broker_url: str, queue: str) -> list[tuple[Any, bytes]]:
     """Take every message out of ``queue``: a list of (properties, body)."""
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    connection = open_blocking(broker_url)
     try:
         channel = connection.channel()
         messages: list[tuple[Any, bytes]] = []
@@ -168,7 +169,7 @@ def drain_queue(broker_url: str, queue: str) -> list[tuple[Any, bytes]]:
 
 
 def consumer_count(broker_url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    connection = open_blocking(broker_url)
     try:
         result = connection.channel().queue_declare(queue, passive=True)
         return int(result.method.consumer_count)
@@ -180,7 +181,7 @@ def consumer_count(broker_url: str, queue: str) -> int:
 
 
 def queue_depth(broker_url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    connection = open_blocking(broker_url)
     try:
         result = connection.channel().queue_declare(queue, passive=True)
         return int(result.method.message_count)

@@ -33,3 +33,38 @@ def test_persistent_message_survives_a_restart_and_stop_leaves_nothing_behind() 
     assert not broker.running
     assert _beam_processes(broker.node_name) == ""
     assert not broker.base.exists()
+
+
+def test_dev_broker_tls_prints_an_amqps_url_a_client_connects_to() -> None:
+    import os
+    import re
+    import signal
+    import sys
+    import time
+
+    from rabbitq.amqp.connection_parameters import open_blocking
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rabbitq", "dev-broker", "--tls", "--no-management"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        printed = ""
+        deadline = time.monotonic() + 120
+        while "Ctrl-C" not in printed and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            printed += line
+        found = re.search(r"export RABBITQ_BROKER_URL='(amqps://[^']+)'", printed)
+        assert found, printed
+        connection = open_blocking(found.group(1), "the test")
+        assert connection.is_open
+        connection.close()
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(60)

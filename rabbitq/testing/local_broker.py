@@ -21,11 +21,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from types import TracebackType
 
 from rabbitq.errors import ConfigurationError
+from rabbitq.testing.certificates import Certificates, make_certificates
 
 SERVER_CANDIDATES = ("/usr/lib/rabbitmq/bin/rabbitmq-server",)
 START_TIMEOUT = 90.0
@@ -116,6 +118,8 @@ class LocalBroker:
         consumer_timeout_ms: int | None = None,
         max_message_size: int | None = None,
         channel_tick_interval_ms: int | None = None,
+        tls: bool = False,
+        tls_require_client_certificate: bool = False,
     ) -> None:
         self.management = management
         self.consumer_timeout_ms = consumer_timeout_ms
@@ -131,6 +135,16 @@ class LocalBroker:
         self.dist_port = free_port()
         self.epmd_port = free_port()
         self.management_port = free_port() if management else None
+        # TLS: an amqps:// listener (and HTTPS management) beside the plain ones, with
+        # certificates of a throwaway CA (``certificates.py``); the plain listener stays for
+        # the readiness probe and for tests that compare the two.
+        if tls_require_client_certificate and not tls:
+            raise ConfigurationError("tls_require_client_certificate needs tls=True")
+        self.tls = tls
+        self.tls_require_client_certificate = tls_require_client_certificate
+        self.tls_port = free_port() if tls else None
+        self.management_tls_port = free_port() if tls and management else None
+        self._certificates: Certificates | None = None
         self.log_path = self.base / "rabbitmq.log"
         self._process: subprocess.Popen[bytes] | None = None
         atexit.register(self.stop)
@@ -144,6 +158,30 @@ class LocalBroker:
         if self.management_port is None:
             return None
         return f"http://guest:guest@127.0.0.1:{self.management_port}/"
+
+    @property
+    def certificates(self) -> Certificates:
+        """The CA, server and client certificates (``tls=True``), made on first use."""
+        if not self.tls:
+            raise ConfigurationError("this LocalBroker has no TLS listener (LocalBroker(tls=True))")
+        if self._certificates is None:
+            self._certificates = make_certificates(self.base / "tls")
+        return self._certificates
+
+    @property
+    def tls_url(self) -> str:
+        """``amqps://`` to the TLS listener, trusting this broker's CA (the URL's query)."""
+        if self.tls_port is None:
+            raise ConfigurationError("this LocalBroker has no TLS listener (LocalBroker(tls=True))")
+        ca = urllib.parse.quote(str(self.certificates.ca), safe="/")
+        return f"amqps://guest:guest@localhost:{self.tls_port}/?ca_certs={ca}"
+
+    @property
+    def tls_management_url(self) -> str | None:
+        """HTTPS to the management API (``tls=True, management=True``)."""
+        if self.management_tls_port is None:
+            return None
+        return f"https://guest:guest@localhost:{self.management_tls_port}/"
 
     @property
     def running(self) -> bool:
@@ -174,6 +212,8 @@ class LocalBroker:
                 f"management.tcp.port = {self.management_port}",
                 "management.tcp.ip = 127.0.0.1",
             ]
+        if self.tls_port is not None:
+            config += self._tls_config()
         if self.consumer_timeout_ms is not None:
             config.append(f"consumer_timeout = {self.consumer_timeout_ms}")
         if self.max_message_size is not None:
@@ -198,6 +238,28 @@ class LocalBroker:
             "RABBITMQ_PID_FILE": str(self.base / "rabbitmq.pid"),
             "RABBITMQ_LOGS": "-",
         }
+
+    def _tls_config(self) -> list[str]:
+        files = self.certificates
+        config = [
+            f"listeners.ssl.default = 127.0.0.1:{self.tls_port}",
+            f"ssl_options.cacertfile = {files.ca}",
+            f"ssl_options.certfile = {files.server_cert}",
+            f"ssl_options.keyfile = {files.server_key}",
+            # A client certificate, when sent, must chain to our CA; required only if asked.
+            "ssl_options.verify = verify_peer",
+            "ssl_options.fail_if_no_peer_cert = "
+            + ("true" if self.tls_require_client_certificate else "false"),
+        ]
+        if self.management_tls_port is not None:
+            config += [
+                f"management.ssl.port = {self.management_tls_port}",
+                "management.ssl.ip = 127.0.0.1",
+                f"management.ssl.cacertfile = {files.ca}",
+                f"management.ssl.certfile = {files.server_cert}",
+                f"management.ssl.keyfile = {files.server_key}",
+            ]
+        return config
 
     def _advanced_config(self) -> str:
         """Erlang terms for the settings rabbitmq.conf cannot carry."""
@@ -238,7 +300,11 @@ class LocalBroker:
                     f"rabbitmq-server exited with {self._process.returncode} while starting; "
                     f"last log lines:\n{log_tail(self.log_path)}"
                 )
-            if not port_open(self.port):
+            # The TLS listener (if any) opens with the plain one, but check: a bad
+            # certificate file leaves the node up without it.
+            if not port_open(self.port) or (
+                self.tls_port is not None and not port_open(self.tls_port)
+            ):
                 time.sleep(0.2)
                 continue
             try:
