@@ -239,3 +239,23 @@ def test_a_missing_certificate_file_is_a_configuration_error_naming_it(
     )
     with pytest.raises(ConfigurationError, match=r"nowhere\.pem"):
         open_blocking(app.broker_url, "the test")
+
+
+def test_results_are_stored_and_read_over_rediss(tls_broker: LocalBroker, unique_name: str) -> None:
+    from rabbitq.testing import LocalRedis
+
+    with LocalRedis(tls=True) as redis:
+        assert redis.url.startswith("rediss://")
+        app = rabbitq.App(
+            "tls", broker=tls_broker.tls_url, default_queue=unique_name, result_backend=redis.url
+        )
+
+        @app.task
+        def add(x: int, y: int) -> int:
+            return x + y
+
+        try:
+            with Worker(app, [unique_name]):
+                assert add.delay(20, 22).get(timeout=TIMEOUT) == 42
+        finally:
+            app.close()

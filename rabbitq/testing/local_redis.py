@@ -7,22 +7,53 @@ import atexit
 import contextlib
 import shutil
 import subprocess
+import tempfile
 import time
+import urllib.parse
+from pathlib import Path
 from types import TracebackType
 
 from rabbitq.errors import ConfigurationError
+from rabbitq.testing.certificates import Certificates, make_certificates
 from rabbitq.testing.local_broker import die_with_parent, free_port, port_open
 
 START_TIMEOUT = 30.0
 
 
 class LocalRedis:
-    """``with LocalRedis() as redis: App(result_backend=redis.url)``."""
+    """``with LocalRedis() as redis: App(result_backend=redis.url)``.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``tls=True``: TLS only (no plain port), with certificates of a throwaway CA
+    (``certificates.py``); ``url`` is then ``rediss://`` trusting that CA (redis-py's
+    ``ssl_ca_certs`` in the query)."""
+
+    def __init__(self, port: int | None = None, *, tls: bool = False) -> None:
         self.port = port or free_port()
+        self.tls = tls
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._certificates: Certificates | None = None
+        if tls:
+            self._directory = Path(tempfile.mkdtemp(prefix="rabbitq-redis-"))
+            self._certificates = make_certificates(self._directory)
+            ca = urllib.parse.quote(str(self._certificates.ca), safe="/")
+            self.url = f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={ca}"
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def certificates(self) -> Certificates:
+        if self._certificates is None:
+            raise ConfigurationError("this LocalRedis has no TLS (LocalRedis(tls=True))")
+        return self._certificates
+
+    def _listen_arguments(self) -> list[str]:
+        if self._certificates is None:
+            return ["--port", str(self.port)]
+        files = self._certificates
+        return [
+            "--port", "0", "--tls-port", str(self.port),
+            "--tls-cert-file", str(files.server_cert), "--tls-key-file", str(files.server_key),
+            "--tls-ca-cert-file", str(files.ca), "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def start(self) -> LocalRedis:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -33,8 +64,7 @@ class LocalRedis:
         self._process = subprocess.Popen(
             [
                 binary,
-                "--port",
-                str(self.port),
+                *self._listen_arguments(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -67,6 +97,8 @@ class LocalRedis:
                 process.wait(10)
             if process.poll() is None:
                 process.kill()
+        if self.tls:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self) -> LocalRedis:
         return self.start()
