@@ -246,7 +246,7 @@ class Consumer:
                 if isinstance(failure, BrokerTlsError):
                     # Waiting does not mend a certificate: say so and stop.
                     raise failure from exc
-                log.warning("%s; retrying in %.1fs", failure, delay)
+                log.warning("broker not reachable (%s); retrying in %.1fs", failure, delay)
                 await asyncio.sleep(delay)
                 delay = min(CONNECT_BACKOFF_MAX, delay * 2)
 
