@@ -51,6 +51,7 @@ REASON_TIME_LIMIT = "time-limit"
 REASON_TOO_LARGE = "too-large"
 REASON_TOO_DEEP = "too-deep"
 REASON_BAD_SIGNATURE = "bad-signature"
+REASON_UNSUPPORTED = "unsupported"
 
 # Replay (``rabbitq dead replay``) puts the message back where it came from, resets its retry
 # and redelivery counts, and drops its eta: see ``replay_target`` and ``replay_envelope``.

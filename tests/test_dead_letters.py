@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from rabbitq import dead_letters, errors
 from rabbitq.dead_letters import (
     MAX_TRACEBACK_CHARS,
     dead_letter_envelope,
@@ -71,3 +72,19 @@ def test_restored_envelope_is_the_original_message() -> None:
         exception=_failure(),
     )
     assert restored_envelope(dead).headers == original.headers
+
+
+def test_every_reason_an_incoming_message_is_refused_with_is_a_reason_constant() -> None:
+    # The worker dead-letters a refused message with its error's ``reason``; each must be
+    # one that readers of dead letters (CLI, dashboard, events) can name by its constant.
+    constants = {v for k, v in vars(dead_letters).items() if k.startswith("REASON_")}
+    refusals: list[type[errors.MessageError] | type[errors.TaskArgumentsError]] = [
+        errors.TaskArgumentsError
+    ]
+    pending = list(errors.MessageError.__subclasses__())
+    while pending:
+        error = pending.pop()
+        refusals.append(error)
+        pending.extend(error.__subclasses__())
+    assert {error.reason for error in refusals} <= constants
+    assert errors.UnsupportedMessageError.reason == dead_letters.REASON_UNSUPPORTED
