@@ -29,11 +29,28 @@ def test_multiple_ack_resolves_every_tag_up_to_it() -> None:
     assert [r.outcome.done() for r in requests] == [True, True, False]
 
 
-def test_nack_fails_the_request() -> None:
+def test_a_first_nack_hands_the_request_back_unresolved_to_be_sent_again() -> None:
+    tracker, r = ConfirmTracker(), request("a")
+    tracker.sent(r)
+    assert tracker.confirmed(1, multiple=False, ack=False) == [r]
+    assert not r.outcome.done() and len(tracker) == 0
+
+
+def test_a_second_nack_fails_the_request() -> None:
     tracker, r = ConfirmTracker(), request("a")
     tracker.sent(r)
     tracker.confirmed(1, multiple=False, ack=False)
+    tracker.reset()  # the fresh channel
+    tracker.sent(r)
+    assert tracker.confirmed(1, multiple=False, ack=False) == []
     assert isinstance(r.outcome.error, PublishNackedError)
+
+
+def test_a_nack_of_an_abandoned_request_is_not_sent_again() -> None:
+    tracker, r = ConfirmTracker(), request("a")
+    tracker.sent(r)
+    r.abandoned = True
+    assert tracker.confirmed(1, multiple=False, ack=False) == []
 
 
 def test_returned_then_acked_is_unroutable_naming_the_key() -> None:

@@ -207,7 +207,8 @@ class AsyncPublisher:
             return [not_sent] * len(items)
         try:
             # While reconnecting, this waits for the connection: within the deadline too.
-            underlay = await asyncio.wait_for(self._underlay_channel(), limit)
+            channel = await asyncio.wait_for(self.connect(), limit)
+            underlay = await channel.get_underlay_channel()
         except TimeoutError:
             raise PublishTimeoutError(
                 f"not connected to the broker within {limit:g}s for a batch of {len(items)}"
@@ -249,7 +250,16 @@ class AsyncPublisher:
                 results.append(outcome)
                 continue
             refusal = broker_refusal(outcome, routing_key, exchange)
-            if refusal is None and not reconnect:
+            if isinstance(refusal, PublishNackedError):
+                # Sent again alone, on a fresh channel, as ``publish`` does with a nack.
+                await self._renew_channel(channel)
+                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+                try:
+                    await self.publish(routing_key, envelope, exchange=exchange, timeout=remaining)
+                    refusal = None
+                except PublishError as exc:
+                    refusal = exc
+            elif refusal is None and not reconnect:
                 refusal = PublishConnectionError(
                     "the connection was lost before the confirm; the broker may or may not "
                     f"have the message ({type(outcome).__name__}: {outcome})"
@@ -278,28 +288,33 @@ class AsyncPublisher:
             return PublishConnectionError(f"{exc}: not sent")
         return None
 
-    async def _underlay_channel(self) -> aiormq.abc.AbstractChannel:
-        channel = await self.connect()
-        return await channel.get_underlay_channel()
-
     async def _publish_until_confirmed(
         self, routing_key: str, envelope: Envelope, exchange_name: str
     ) -> None:
         message = to_aio_message(envelope)
+        nacked = False
         while True:
-            await self.connect()
+            channel = await self.connect()
             exchange = await self._exchange(exchange_name)
             try:
                 await exchange.publish(message, routing_key=routing_key, mandatory=True)
                 return
             except (
-                aiormq.exceptions.PublishError,
-                aiormq.exceptions.DeliveryError,
+                aiormq.exceptions.PublishError,  # returned: a DeliveryError, but not a nack
                 *PERMANENT_CHANNEL_ERRORS,
             ) as exc:
                 refusal = broker_refusal(exc, routing_key, exchange_name)
                 assert refusal is not None
                 raise refusal from None
+            except aiormq.exceptions.DeliveryError as exc:
+                if nacked:
+                    refusal = broker_refusal(exc, routing_key, exchange_name)
+                    assert refusal is not None
+                    raise refusal from None
+                # Once more on a fresh channel (``confirms.ConfirmTracker.confirmed``: after
+                # a quorum queue's leader moves, an old channel may nack all it sends there).
+                nacked = True
+                await self._renew_channel(channel)
             except (
                 aiormq.exceptions.ConnectionClosed,
                 aiormq.exceptions.ChannelInvalidStateError,
@@ -309,6 +324,17 @@ class AsyncPublisher:
                 # The confirm is lost with the connection: send again once restored.
                 log.warning("publish interrupted (%s); retrying after reconnect", exc)
                 await asyncio.sleep(0.2)
+
+    async def _renew_channel(self, stale: AbstractChannel) -> None:
+        """Drop ``stale`` for a new channel (opened by the next ``connect``). The reply
+        consumer moves with it: a reply sent in between is lost, as on any reconnect."""
+        async with self._connect_lock:
+            if self._channel is not stale:
+                return  # renewed already, by a publish nacked alongside this one
+            self._channel = None
+            self._exchanges = {}
+        with contextlib.suppress(Exception):
+            await stale.close()
 
     async def _exchange(self, name: str) -> AbstractExchange:
         exchange = self._exchanges.get(name)

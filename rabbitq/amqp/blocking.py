@@ -92,6 +92,7 @@ class BlockingPublisher:
         # Only the I/O thread touches what follows.
         self._connection: pika.SelectConnection | None = None
         self._channel: Any = None
+        self._renewing = False  # closing the channel to open a fresh one (after a nack)
         self._ready = False
         self._blocked_reason: str | None = None
         self._last_error: str | None = None
@@ -440,6 +441,14 @@ class BlockingPublisher:
         connection = self._connection
         if connection is None or not connection.is_open or self._closing:
             return
+        if self._renewing:
+            # Closed by us after a nack: what was in flight goes again, on the new channel.
+            self._renewing = False
+            in_flight = self._confirms.take_unconfirmed()
+            with self._lock:
+                self._pending.extendleft(reversed(in_flight))
+            connection.channel(on_open_callback=self._on_channel_open)
+            return
         # A channel error (e.g. a message over the broker's max size) is not transient:
         # fail what was in flight with the broker's reason instead of resending it forever.
         log.warning("publisher channel closed by the broker: %s", reason)
@@ -487,11 +496,24 @@ class BlockingPublisher:
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        self._confirms.confirmed(
+        again = self._confirms.confirmed(
             method.delivery_tag,
             multiple=bool(method.multiple),
             ack=isinstance(method, pika.spec.Basic.Ack),
         )
+        if again:
+            # Sent again first, on a fresh channel (``ConfirmTracker.confirmed`` says why).
+            with self._lock:
+                self._pending.extendleft(reversed(again))
+            self._renew_channel()
+
+    def _renew_channel(self) -> None:
+        channel = self._channel
+        if self._renewing or channel is None or not channel.is_open:
+            return
+        self._renewing = True
+        self._ready = False
+        channel.close()
 
     def _requeue_unconfirmed(self) -> None:
         # Sent but never confirmed: the broker may or may not have it. Send again on the next

@@ -54,6 +54,8 @@ class PublishRequest:
     outcome: Outcome = field(default_factory=Outcome)
     returned: bool = False
     abandoned: bool = False  # the caller timed out: do not (re)send it
+    # Nacked once already: sent again on a fresh channel, a second nack is the answer.
+    nacked: bool = False
     # False: a connection error fails it (PublishConnectionError) instead of it waiting for
     # the reconnect and being sent again (publish_retry.py decides what follows).
     reconnect: bool = True
@@ -91,23 +93,37 @@ class ConfirmTracker:
                 request.returned = True
                 return
 
-    def confirmed(self, delivery_tag: int, *, multiple: bool, ack: bool) -> None:
+    def confirmed(self, delivery_tag: int, *, multiple: bool, ack: bool) -> list[PublishRequest]:
+        """Resolve what the ack or nack covers; returns the requests nacked for the first time,
+        unresolved, for the publisher to send again on a fresh channel.
+
+        Why once more: after a quorum queue's leader moves (a node lost), a channel that had
+        published to it may go on nacking every publish to it (RabbitMQ 3.10 does, until the
+        channel is closed), while a new channel's publishes are taken. A second nack, on the
+        fresh channel, is the broker's answer (a full queue with ``reject-publish``).
+        """
         tags = (
             [tag for tag in self._unconfirmed if tag <= delivery_tag]
             if multiple
             else [delivery_tag]
         )
+        again: list[PublishRequest] = []
         for tag in tags:
             request = self._unconfirmed.pop(tag, None)
             if request is None:
                 continue
             self._forget_message_id(request)
-            if not ack:
+            if not ack and not request.nacked and not request.abandoned:
+                request.nacked = True
+                request.returned = False
+                again.append(request)
+            elif not ack:
                 request.resolve(PublishNackedError("the broker nacked the message"))
             elif request.returned:
                 request.resolve(UnroutableError(request.routing_key, request.exchange))
             else:
                 request.resolve(None)
+        return again
 
     def take_unconfirmed(self) -> list[PublishRequest]:
         """Everything sent but not confirmed, oldest first; the tracker is left empty."""
