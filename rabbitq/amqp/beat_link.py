@@ -20,6 +20,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from rabbitq.amqp.blocking import to_pika_properties
 from rabbitq.amqp.connection_parameters import open_blocking
+from rabbitq.amqp.declare import home_node_down
 from rabbitq.amqp.pika_support import CONNECTION_ERRORS as PIKA_CONNECTION_ERRORS
 from rabbitq.amqp.pika_support import open_quickly
 from rabbitq.beat.state import (
@@ -37,14 +38,19 @@ from rabbitq.errors import (
     BrokerConnectionError,
     MessageDecodeError,
     PublishNackedError,
+    TopologyConflictError,
     UnroutableError,
 )
 from rabbitq.message import Envelope
-from rabbitq.topology import TASK_EXCHANGE
+from rabbitq.topology import TASK_EXCHANGE, UNREACHABLE_DELIVERY_LIMIT
 
 log = logging.getLogger("rabbitq.beat")
 
 RESOURCE_LOCKED = 405
+PRECONDITION_FAILED = 406
+# Only the newest state matters. Readers requeue the copy they peek at, which a quorum queue
+# counts as a delivery: the unreachable limit keeps it from ever dropping the state.
+STATE_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-length": 1, "x-overflow": "drop-head"}
 STATE_READ_PATIENCE = 1.0  # seconds a new leader waits for a state copy a reader may hold
 STATE_READ_RETRIES = 5
 NOT_FOUND = 404
@@ -73,20 +79,41 @@ class BeatLink:
             client_properties={"connection_name": f"rabbitq-beat {identity}"},
         )
         try:
+            # Quorum queues, so the beat's state and dead letters outlive a node; one declared
+            # classic by an earlier version is kept as it is (``_declare_durable``).
+            self._declare_durable(self.state_queue, STATE_QUEUE_ARGUMENTS)
+            self._declare_durable(self.dead_queue, {})
             self.channel: BlockingChannel = self.connection.channel()
             self.channel.confirm_delivery()
-            self.channel.queue_declare(
-                self.state_queue,
-                durable=True,
-                # Only the newest state matters; a classic queue because readers requeue the
-                # message they peek at, and quorum queues count (and may drop) requeues.
-                arguments={"x-max-length": 1, "x-overflow": "drop-head"},
-            )
-            self.channel.queue_declare(self.dead_queue, durable=True)
             self.channel.exchange_declare(TASK_EXCHANGE, "topic", durable=True)
         except CONNECTION_ERRORS as exc:
             self.close()
             raise BrokerConnectionError(f"beat cannot connect to the broker: {exc}") from exc
+
+    def _declare_durable(self, queue: str, arguments: dict[str, Any]) -> None:
+        """``queue`` as a quorum queue, or as the classic one an earlier version declared
+        (a 406 on the quorum form), or left alone on a node that is down (a 404 saying so:
+        it comes back with its node). Each attempt on a channel of its own: a refusal
+        closes it."""
+        limit = UNREACHABLE_DELIVERY_LIMIT
+        quorum = {**arguments, "x-queue-type": "quorum", "x-delivery-limit": limit}
+        for candidate in (quorum, arguments):
+            channel = self.connection.channel()
+            try:
+                channel.queue_declare(queue, durable=True, arguments=candidate)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == PRECONDITION_FAILED:
+                    continue
+                if exc.reply_code == NOT_FOUND and home_node_down(exc):
+                    log.warning("beat queue %r is on a node that is down: %s", queue, exc)
+                    return
+                raise
+            channel.close()
+            return
+        raise TopologyConflictError(
+            f"beat queue {queue!r} exists with arguments rabbitq does not expect; delete it "
+            "(it holds only the beat's last state or its dead letters) and start the beat again"
+        )
 
     def try_to_lead(self) -> bool:
         """Take the lease if nobody holds it. Another holder closes our probe channel (405)."""
@@ -134,14 +161,27 @@ class BeatLink:
     def publish(self, exchange: str, routing_key: str, envelope: Envelope) -> None:
         """Publish and wait for the confirm; raises ``UnroutableError`` or
         ``PublishNackedError`` if the broker refuses, a connection error if the link died."""
-        try:
-            self.channel.basic_publish(
-                exchange, routing_key, envelope.body, to_pika_properties(envelope), mandatory=True
-            )
-        except pika.exceptions.UnroutableError:
-            raise UnroutableError(routing_key, exchange) from None
-        except pika.exceptions.NackError:
-            raise PublishNackedError("the broker nacked the tick") from None
+        for attempt in (1, 2):
+            try:
+                self.channel.basic_publish(
+                    exchange,
+                    routing_key,
+                    envelope.body,
+                    to_pika_properties(envelope),
+                    mandatory=True,
+                )
+                return
+            except pika.exceptions.UnroutableError:
+                raise UnroutableError(routing_key, exchange) from None
+            except pika.exceptions.NackError:
+                if attempt == 2:
+                    raise PublishNackedError("the broker nacked the tick") from None
+                # Once more on a fresh channel: after a quorum queue's leader moves, an old
+                # channel may nack all it sends there (``amqp/confirms.py`` says more).
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    self.channel.close()
+                self.channel = self.connection.channel()
+                self.channel.confirm_delivery()
 
     def dead_letter(self, envelope: Envelope) -> None:
         self.publish("", self.dead_queue, envelope)

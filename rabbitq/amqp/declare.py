@@ -61,8 +61,11 @@ async def declare_task_exchange(connection: AbstractConnection) -> None:
         # A delayed message nobody binds at delivery time must not vanish: the alternate
         # exchange catches it into rabbitq.delay.dead.
         await channel.declare_exchange(UNROUTABLE_EXCHANGE, ExchangeType.FANOUT, durable=True)
-        dead = await channel.declare_queue(UNROUTABLE_QUEUE, durable=True)
-        await dead.bind(UNROUTABLE_EXCHANGE)
+    if await _declare_one(connection, UNROUTABLE_QUEUE, {}) is not None:
+        async with connection.channel() as channel:
+            dead = await channel.get_queue(UNROUTABLE_QUEUE, ensure=False)
+            await dead.bind(UNROUTABLE_EXCHANGE)
+    async with connection.channel() as channel:
         await channel.declare_exchange(
             DELIVERY_EXCHANGE,
             ExchangeType.TOPIC,
@@ -265,8 +268,9 @@ async def _declare_one(
     name: str,
     arguments: dict[str, Any],
     earlier: tuple[dict[str, Any], ...] = (),
-) -> bool:
-    """Declare ``name`` with ``arguments``; True if it exists with one of ``earlier`` instead.
+) -> bool | None:
+    """Declare ``name`` with ``arguments``; True if it exists with one of ``earlier`` instead,
+    None if it exists on a node that is down.
 
     Each attempt has its own channel: a mismatch (406) closes the channel it happened on.
     """
@@ -277,6 +281,14 @@ async def _declare_one(
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             refusal = exc
             continue
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            if not home_node_down(exc):
+                raise
+            # A classic queue whose node is down (a cluster that lost a node): it exists,
+            # and comes back with its node. Declaring it cannot succeed meanwhile; what
+            # depends on the rest of the topology must not wait for it.
+            log.warning("queue %r is on a node that is down; left as it is: %s", name, exc)
+            return None
         # A classic queue counts no deliveries: nothing to warn about.
         adopted = candidate is not arguments and candidate.get("x-queue-type") == "quorum"
         if adopted:
@@ -287,6 +299,11 @@ async def _declare_one(
         f"({_describe(arguments)}); the broker said: {refusal}. Delete the queue or change the "
         "routing file to match it (queue arguments cannot change in place)."
     ) from None
+
+
+def home_node_down(error: BaseException) -> bool:
+    """The broker's 404 for a durable classic queue whose node is down or unreachable."""
+    return "home node" in str(error) and "is down or inaccessible" in str(error)
 
 
 def _describe(arguments: dict[str, Any]) -> str:
