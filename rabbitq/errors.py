@@ -350,6 +350,7 @@ class FollowupError(RabbitqError):
 
 
 class BrokerTlsError(BrokerConnectionError):
-    """The TLS handshake with the broker (or its management API, or Redis) failed: its
-    certificate is not trusted by the CA given (``broker_use_ssl={"ca_certs": ...}``), names
-    another host, or it refused our client certificate. Retrying does not help."""
+    """The TLS handshake with the broker failed on every node: its certificate is not
+    trusted by the CA given (``broker_use_ssl={"ca_certs": ...}``), names another host, or it
+    refused our client certificate. Retrying does not help. (The management API's TLS
+    failures are ``BrokerConnectionError``; Redis's are ``ResultBackendError``.)"""

@@ -20,8 +20,10 @@ whole body (arguments, callbacks, errbacks, chain). Not signed: the other header
 A key's id is the first 16 hex digits of its SHA-256, not a name: every process holding
 the key agrees on it without configuration, and the id says nothing about the key. The names
 in ``signing_keys`` are for people: errors say which one a message was signed with.
-Rotation: give the new key as ``signing_key`` and the old one in ``signing_keys`` on every
-worker first, then switch the producers, then drop the old key.
+Rotation: workers sign too (retries, chain steps, chord parts), so every process must accept
+the new key before any signs with it: first ``signing_key=OLD, signing_keys={"next": NEW}``
+everywhere, then ``signing_key=NEW, signing_keys={"previous": OLD}`` everywhere, then, once
+nothing signed with the old key is left in the queues, drop it (docs/security.md).
 """
 
 from __future__ import annotations
