@@ -16,6 +16,7 @@ policy, not by a worker).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -37,6 +38,7 @@ PREFETCH = 500  # stream consumers must set a prefetch: entries the broker sends
 ACK_EVERY = 100  # while catching up; well under PREFETCH, so the broker never waits for one
 CATCH_UP_WARNING = 10.0  # seconds: catching up longer than this is said in the log
 MARKER_TIMEOUT = 5.0  # seconds to store the marker before reading until quiet instead
+NO_LOCAL_REPLICA = "does not have a replica on the local node"
 QUIET = 1.0  # seconds without an entry after which an unmarked log counts as read
 
 
@@ -84,7 +86,26 @@ class RevocationFollower:
         # aio-pika reopens the channel after a reconnect but does not consume on it again.
         channel.reopen_callbacks.add(self._consume_again)
         self._channel = channel
-        await self._consume(channel)
+        try:
+            await self._consume(channel)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if NO_LOCAL_REPLICA not in str(exc):
+                raise
+            # RabbitMQ 3.10 serves a stream only from a node holding a replica of it: on a
+            # cluster whose stream lacks one here, this worker cannot read the log. Revokes
+            # broadcast from now on still reach it (``middleware/revocations.py``); those
+            # stored before are not applied. Starting matters more than the history.
+            channel.reopen_callbacks.discard(self._consume_again)
+            with contextlib.suppress(Exception):
+                await channel.close()
+            log.warning(
+                "the revocation log %r has no replica on the node this worker is connected "
+                "to (%s): revocations stored before now are not applied here; new revokes "
+                "still are",
+                REVOCATION_STREAM,
+                exc,
+            )
+            return
         await self._append_marker()
         try:
             await asyncio.wait_for(asyncio.shield(self._caught_up.wait()), CATCH_UP_WARNING)
