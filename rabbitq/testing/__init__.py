@@ -1,5 +1,6 @@
-"""Testing: with real servers (``LocalBroker`` for RabbitMQ, ``LocalRedis``,
-``LocalPostgres``, and ``Worker``, a real worker in a thread), or without any
+"""Testing: with real servers (``LocalBroker`` for RabbitMQ, ``LocalCluster`` for several of
+its nodes, ``LocalRedis``, ``LocalPostgres``, and ``Worker``, a real worker in a thread), or
+without any
 (``StubBroker`` and ``StubWorker``: the in-memory broker running the worker's own pipeline;
 ``eager``). The pytest plugin (``rabbitq.testing.pytest_plugin``) offers them as fixtures.
 See docs/testing.md."""
@@ -11,6 +12,7 @@ from rabbitq.testing.local_broker import (
     find_rabbitmq_server,
     free_port,
 )
+from rabbitq.testing.local_cluster import LocalCluster
 from rabbitq.testing.local_postgres import LocalPostgres
 from rabbitq.testing.local_redis import LocalRedis
 from rabbitq.testing.stub_broker import StubBroker
@@ -19,6 +21,7 @@ from rabbitq.testing.thread_worker import Worker
 
 __all__ = [
     "LocalBroker",
+    "LocalCluster",
     "LocalPostgres",
     "LocalRedis",
     "StubBroker",

@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -35,6 +36,7 @@ PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 20.0
 
 _handed_out_ports: set[int] = set()
+DLX_CONFIRM_TIMEOUT_MS = 5000
 
 
 def free_port() -> int:
@@ -108,6 +110,34 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+@dataclass(frozen=True)
+class ClusterMembership:
+    """What a node of a ``LocalCluster`` shares with the others."""
+
+    node_name: str
+    peers: tuple[str, ...]  # every node's name, this one's included
+    epmd_port: int
+    cookie: str
+
+    def config(self) -> list[str]:
+        # Classic peer discovery: a starting node joins the first listed peer that is up
+        # (nodes start one after another, so there is always one, but the first).
+        return [
+            "cluster_formation.peer_discovery_backend = classic_config",
+            *(f"cluster_formation.classic_config.nodes.{i} = {peer}"
+              for i, peer in enumerate(self.peers, start=1)),
+        ]  # fmt: skip
+
+    def advanced_config(self) -> list[str]:
+        return [f"{{dead_letter_worker_publisher_confirm_timeout, {DLX_CONFIRM_TIMEOUT_MS}}}"]
+
+    def write_cookie(self, home: Path) -> None:
+        cookie = home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(self.cookie)
+            cookie.chmod(0o400)
+
+
 class LocalBroker:
     """``with LocalBroker() as broker: connect(broker.url)``."""
 
@@ -120,8 +150,12 @@ class LocalBroker:
         channel_tick_interval_ms: int | None = None,
         tls: bool = False,
         tls_require_client_certificate: bool = False,
+        *,
+        cluster: ClusterMembership | None = None,
     ) -> None:
         self.management = management
+        # A node of a ``LocalCluster``: its name, cookie, epmd and peers are the cluster's.
+        self.cluster = cluster
         self.consumer_timeout_ms = consumer_timeout_ms
         # How often each channel checks its deliveries against consumer_timeout (RabbitMQ's
         # default: every 60 s, so a short timeout is enforced up to a minute late). Not a
@@ -130,10 +164,13 @@ class LocalBroker:
         self.max_message_size = max_message_size  # bytes; larger publishes close the channel
         self._own_dir = data_dir is None
         self.base = Path(data_dir or tempfile.mkdtemp(prefix="rabbitq-broker-"))
-        self.node_name = f"rabbitq-{uuid.uuid4().hex[:10]}@localhost"
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.node_name = (
+            cluster.node_name if cluster else f"rabbitq-{uuid.uuid4().hex[:10]}@localhost"
+        )
         self.port = free_port()
         self.dist_port = free_port()
-        self.epmd_port = free_port()
+        self.epmd_port = cluster.epmd_port if cluster else free_port()
         self.management_port = free_port() if management else None
         # TLS: an amqps:// listener (and HTTPS management) beside the plain ones, with
         # certificates of a throwaway CA (``certificates.py``); the plain listener stays for
@@ -218,6 +255,9 @@ class LocalBroker:
             config.append(f"consumer_timeout = {self.consumer_timeout_ms}")
         if self.max_message_size is not None:
             config.append(f"max_message_size = {self.max_message_size}")
+        if self.cluster is not None:
+            config += self.cluster.config()
+            self.cluster.write_cookie(home)
         (self.base / "rabbitmq.conf").write_text("\n".join(config) + "\n")
         (self.base / "advanced.config").write_text(self._advanced_config())
         plugins = "[rabbitmq_management]." if self.management else "[]."
@@ -266,6 +306,8 @@ class LocalBroker:
         rabbit = []
         if self.channel_tick_interval_ms is not None:
             rabbit.append(f"{{channel_tick_interval, {int(self.channel_tick_interval_ms)}}}")
+        if self.cluster is not None:
+            rabbit += self.cluster.advanced_config()
         if not rabbit:
             return "[].\n"
         return f"[{{rabbit, [{', '.join(rabbit)}]}}].\n"
@@ -273,6 +315,11 @@ class LocalBroker:
     def start(self) -> None:
         if self.running:
             return
+        self.launch()
+        self.wait_until_ready()
+
+    def launch(self) -> None:
+        """Start the server process and return at once (``wait_until_ready`` waits for it)."""
         server = find_rabbitmq_server()
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         try:
@@ -288,9 +335,8 @@ class LocalBroker:
             )
         finally:
             log.close()
-        self._wait_until_ready()
 
-    def _wait_until_ready(self) -> None:
+    def wait_until_ready(self) -> None:
         import pika  # only needed here; keeps `import rabbitq.testing` light
 
         deadline = time.monotonic() + START_TIMEOUT
@@ -331,7 +377,8 @@ class LocalBroker:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
         self._process = None
-        self._kill_epmd()
+        if self.cluster is None:  # a cluster's epmd serves the nodes still up
+            self._kill_epmd()
 
     def _kill_epmd(self) -> None:
         epmd = _find_epmd()
