@@ -61,6 +61,23 @@ def _docker_engine_answers() -> bool:
         return False
 
 
+# Fixtures that start nodes of the machine's own RabbitMQ (3.10), whatever broker the run
+# was given.
+OWN_BROKER_FIXTURES = frozenset({"small_broker", "broker_not_started_yet", "restartable_broker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In the RabbitMQ 4.0 pass (``RABBITQ_TEST_BROKER_PASS``), skip what only starts the
+    machine's own 3.10 nodes again: the first pass ran it, and it says nothing about 4.0."""
+    if not os.environ.get("RABBITQ_TEST_BROKER_PASS"):
+        return
+    skip = pytest.mark.skip(reason="runs the machine's own RabbitMQ nodes; the first pass ran it")
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("own_broker") or fixtures & OWN_BROKER_FIXTURES:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def local_broker_or_none() -> Iterator[LocalBroker | None]:
     if os.environ.get("RABBITQ_TEST_URL"):
