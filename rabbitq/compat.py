@@ -57,6 +57,7 @@ def celery_queue(name: str, topology: Topology | None = None) -> Any:
 # Celery settings with an App option of the same meaning: Celery name -> App keyword.
 APP_OPTIONS = {
     "broker_url": "broker",
+    "broker_use_ssl": "broker_use_ssl",
     "result_backend": "result_backend",
     "task_serializer": "serializer",
     "result_serializer": "result_serializer",
@@ -92,6 +93,8 @@ NOTES = {
     "task_routes": "translated into the routing file's tasks",
     "task_default_queue_type": "translated into the routing file's default_queue_type",
     "broker_connection_retry_on_startup": "publishers and workers always retry connecting",
+    "redis_backend_use_ssl": "give the TLS settings in the result backend's URL instead: "
+    "rediss://host:6380/0?ssl_ca_certs=/path/ca.pem (docs/security.md)",
 }
 
 # Celery settings that mean a different way of working here: set (truthy), they are refused

@@ -42,6 +42,15 @@ def test_settings_with_an_app_option_translate_one_to_one() -> None:
     assert app.default_queue == "work" and app.result_expires == 7200.0
 
 
+def test_celery_s_broker_use_ssl_becomes_the_app_s_tls_settings() -> None:
+    translated = from_celery_settings(
+        {"broker_url": "amqp://u:p@rabbit/", "broker_use_ssl": {"ca_certs": "/etc/ca.pem"}}
+    )
+    assert translated.app_options["broker_use_ssl"] == {"ca_certs": "/etc/ca.pem"}
+    app = rabbitq.App("translated", **translated.app_options)
+    assert app.broker_url.startswith("amqps://") and "ca_certs=" in app.broker_url
+
+
 def test_celery_time_limits_become_app_wide_task_time_limits() -> None:
     translated = from_celery_settings({"task_time_limit": 300, "task_soft_time_limit": 240})
     app = rabbitq.App("translated", **translated.app_options)
