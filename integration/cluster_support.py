@@ -124,8 +124,10 @@ def run_node_loss_drill(
         ";".join(urls_from(cluster, leaders_on)), queue, record_file,
         work_dir / "placing.log", env=env, app="integration.apps.cluster_app",
     )  # fmt: skip
-    placing.wait_until_consuming(timeout=60)
-    placing.stop()
+    try:
+        placing.wait_until_consuming(timeout=60)
+    finally:
+        placing.stop()
     placement = rabbitq.App(broker=urls_from(cluster, leaders_on), routing=routing)
     placement.ensure_queue(beat_queue)
     placement.close()
@@ -139,6 +141,7 @@ def run_node_loss_drill(
     schedule = every_second_schedule(work_dir / "schedule.yaml", beat_queue)
     beat = BeatProcess(";".join(client_urls), schedule, f"cluster{run}", work_dir / "beat.log")
     app = rabbitq.App(broker=client_urls, routing=routing, default_queue=queue)
+    stop = threading.Event()
     try:
         worker.wait_until_consuming(timeout=60)
         wait_for(lambda: len(recorder.ticks) >= 1, 30, beat.log)
@@ -146,8 +149,9 @@ def run_node_loss_drill(
             [rabbitq.signature("cl.part", (i,), app=app, queue=queue) for i in range(CHORD_SIZE)],
             rabbitq.signature("cl.body", ("drill",), app=app, queue=queue),
         ).apply_async()
-        stop = threading.Event()
-        publisher = threading.Thread(target=_publish, args=(app, queue, report, stop))
+        publisher = threading.Thread(
+            target=_publish, args=(app, queue, report, stop), name="drill-publisher", daemon=True
+        )
         publisher.start()
         time.sleep(before)
         report.killed_at = time.time()
@@ -183,6 +187,7 @@ def run_node_loss_drill(
         time.sleep(2.0)
         _read(record_file, report)
     finally:
+        stop.set()
         app.close()
         beat.stop()
         recorder.stop()

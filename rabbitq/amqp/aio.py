@@ -251,12 +251,23 @@ class AsyncPublisher:
                 continue
             refusal = broker_refusal(outcome, routing_key, exchange)
             if isinstance(refusal, PublishNackedError):
-                # Sent again alone, on a fresh channel, as ``publish`` does with a nack.
+                # Sent again alone, on a fresh channel, as ``publish`` does with a nack; a
+                # second nack is the answer.
                 await self._renew_channel(channel)
                 remaining = max(0.0, deadline - asyncio.get_running_loop().time())
                 try:
-                    await self.publish(routing_key, envelope, exchange=exchange, timeout=remaining)
+                    await asyncio.wait_for(
+                        self._publish_until_confirmed(
+                            routing_key, envelope, exchange, nacked_before=True
+                        ),
+                        remaining,
+                    )
                     refusal = None
+                except TimeoutError:
+                    refusal = PublishTimeoutError(
+                        f"no publisher confirm for routing key {routing_key!r} within "
+                        f"{limit:g}s (broker unreachable, or the connection is blocked)"
+                    )
                 except PublishError as exc:
                     refusal = exc
             elif refusal is None and not reconnect:
@@ -289,10 +300,15 @@ class AsyncPublisher:
         return None
 
     async def _publish_until_confirmed(
-        self, routing_key: str, envelope: Envelope, exchange_name: str
+        self,
+        routing_key: str,
+        envelope: Envelope,
+        exchange_name: str,
+        *,
+        nacked_before: bool = False,
     ) -> None:
         message = to_aio_message(envelope)
-        nacked = False
+        nacked = nacked_before
         while True:
             channel = await self.connect()
             exchange = await self._exchange(exchange_name)
@@ -334,7 +350,7 @@ class AsyncPublisher:
             self._channel = None
             self._exchanges = {}
         with contextlib.suppress(Exception):
-            await stale.close()
+            await asyncio.shield(stale.close())
 
     async def _exchange(self, name: str) -> AbstractExchange:
         exchange = self._exchanges.get(name)

@@ -150,38 +150,37 @@ class BeatLink:
         return best
 
     def write_state(self, state: BeatState) -> None:
-        self.channel.basic_publish(
-            "",
-            self.state_queue,
-            encode_state(state),
-            pika.BasicProperties(content_type=CONTENT_TYPE, delivery_mode=2),
-            mandatory=True,
-        )
+        properties = pika.BasicProperties(content_type=CONTENT_TYPE, delivery_mode=2)
+        self._publish_confirmed("", self.state_queue, encode_state(state), properties)
 
     def publish(self, exchange: str, routing_key: str, envelope: Envelope) -> None:
         """Publish and wait for the confirm; raises ``UnroutableError`` or
         ``PublishNackedError`` if the broker refuses, a connection error if the link died."""
-        for attempt in (1, 2):
-            try:
-                self.channel.basic_publish(
-                    exchange,
-                    routing_key,
-                    envelope.body,
-                    to_pika_properties(envelope),
-                    mandatory=True,
-                )
-                return
-            except pika.exceptions.UnroutableError:
-                raise UnroutableError(routing_key, exchange) from None
-            except pika.exceptions.NackError:
-                if attempt == 2:
-                    raise PublishNackedError("the broker nacked the tick") from None
-                # Once more on a fresh channel: after a quorum queue's leader moves, an old
-                # channel may nack all it sends there (``amqp/confirms.py`` says more).
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    self.channel.close()
-                self.channel = self.connection.channel()
-                self.channel.confirm_delivery()
+        try:
+            self._publish_confirmed(
+                exchange, routing_key, envelope.body, to_pika_properties(envelope)
+            )
+        except pika.exceptions.UnroutableError:
+            raise UnroutableError(routing_key, exchange) from None
+        except pika.exceptions.NackError:
+            raise PublishNackedError("the broker nacked the tick") from None
+
+    def _publish_confirmed(
+        self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties
+    ) -> None:
+        """Publish and wait for the confirm; a nack is sent once more on a fresh channel
+        (after a quorum queue's leader moves, an old channel may nack all it sends there:
+        ``amqp/confirms.py``), and a second nack raises pika's ``NackError``."""
+        try:
+            self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+            return
+        except pika.exceptions.NackError:
+            pass
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            self.channel.close()
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+        self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
 
     def dead_letter(self, envelope: Envelope) -> None:
         self.publish("", self.dead_queue, envelope)

@@ -50,7 +50,12 @@ from rabbitq.amqp.connection_parameters import describe_failure, pika_parameters
 from rabbitq.amqp.contract import BatchItem, Outcomes
 from rabbitq.amqp.event_buffer import EventBuffer
 from rabbitq.broker_urls import endpoints
-from rabbitq.errors import PublishConnectionError, PublishError, PublishTimeoutError
+from rabbitq.errors import (
+    PublishConnectionError,
+    PublishError,
+    PublishNackedError,
+    PublishTimeoutError,
+)
 from rabbitq.message import Envelope, envelope_from_properties, properties_of
 from rabbitq.topology import EVENT_EXCHANGE, TASK_EXCHANGE
 
@@ -324,6 +329,7 @@ class BlockingPublisher:
         self._event_channel = None
         self._event_channel_opening = False
         self._last_error = str(reason)
+        self._renewing = False  # a renewal cut short by the loss: the reconnect opens anew
         if not self._closing:
             self._node += 1
             log.warning("publisher connection lost (%s); reconnecting", reason)
@@ -438,15 +444,28 @@ class BlockingPublisher:
         self._ready = False
         self._replies_ready.clear()
         self._channel = None
+        renewing, self._renewing = self._renewing, False
         connection = self._connection
+        if self._closing and renewing:
+            # Closed by us while closing: what it held unconfirmed gets no confirm now.
+            for request in self._confirms.take_unconfirmed():
+                request.resolve(PublishError("publisher closed before the confirm"))
+            return
         if connection is None or not connection.is_open or self._closing:
             return
-        if self._renewing:
-            # Closed by us after a nack: what was in flight goes again, on the new channel.
-            self._renewing = False
+        if renewing:
+            # Closed by us after a nack: what was in flight goes again, on the new channel,
+            # but for a caller who decides itself (``reconnect=False``, publish_retry.py).
+            lost = PublishConnectionError(
+                "the publishing channel was renewed before the confirm; the broker may or "
+                "may not have the message"
+            )
             in_flight = self._confirms.take_unconfirmed()
+            for request in in_flight:
+                if not request.reconnect:
+                    request.resolve(lost)
             with self._lock:
-                self._pending.extendleft(reversed(in_flight))
+                self._pending.extendleft(reversed([r for r in in_flight if r.reconnect]))
             connection.channel(on_open_callback=self._on_channel_open)
             return
         # A channel error (e.g. a message over the broker's max size) is not transient:
@@ -501,11 +520,17 @@ class BlockingPublisher:
             multiple=bool(method.multiple),
             ack=isinstance(method, pika.spec.Basic.Ack),
         )
-        if again:
-            # Sent again first, on a fresh channel (``ConfirmTracker.confirmed`` says why).
-            with self._lock:
-                self._pending.extendleft(reversed(again))
-            self._renew_channel()
+        if not again:
+            return
+        if self._closing:
+            # No fresh channel is coming: a nack is the answer.
+            for request in again:
+                request.resolve(PublishNackedError("the broker nacked the message"))
+            return
+        # Sent again first, on a fresh channel (``ConfirmTracker.confirmed`` says why).
+        with self._lock:
+            self._pending.extendleft(reversed(again))
+        self._renew_channel()
 
     def _renew_channel(self) -> None:
         channel = self._channel

@@ -186,7 +186,8 @@ async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> list
         if await _declare_one(connection, name, arguments, earlier)
     ]
     await _declare_one(connection, newest_queue_name(dead.name), NEWEST_QUEUE_ARGUMENTS)
-    await bind_queue(connection, spec)
+    if await _reachable(connection, spec.name):
+        await bind_queue(connection, spec)
     return adopted
 
 
@@ -218,15 +219,30 @@ async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
         await _declare_one(connection, dead.name, dead.arguments())
     if not await _exists(connection, newest_queue_name(dead.name)):
         await _declare_one(connection, newest_queue_name(dead.name), NEWEST_QUEUE_ARGUMENTS)
-    await bind_queue(connection, spec)
+    if await _reachable(connection, spec.name):
+        await bind_queue(connection, spec)
 
 
 async def _exists(connection: AbstractConnection, queue: str) -> bool:
+    """Whether ``queue`` exists, on a node that is up or (a classic queue) one that is down."""
     try:
         async with connection.channel() as channel:
             await channel.declare_queue(queue, passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return False
+    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        return home_node_down(exc)
+    return True
+
+
+async def _reachable(connection: AbstractConnection, queue: str) -> bool:
+    """Whether ``queue`` can be used now: not a classic queue whose node is down (binding it
+    would fail the same way; its bindings are still there when its node comes back)."""
+    try:
+        async with connection.channel() as channel:
+            await channel.declare_queue(queue, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        if home_node_down(exc):
+            return False
+        raise
     return True
 
 

@@ -38,7 +38,8 @@ PREFETCH = 500  # stream consumers must set a prefetch: entries the broker sends
 ACK_EVERY = 100  # while catching up; well under PREFETCH, so the broker never waits for one
 CATCH_UP_WARNING = 10.0  # seconds: catching up longer than this is said in the log
 MARKER_TIMEOUT = 5.0  # seconds to store the marker before reading until quiet instead
-NO_LOCAL_REPLICA = "does not have a replica on the local node"
+# The broker's words for a node without a replica of the stream (3.10; later versions).
+NO_LOCAL_REPLICA = ("does not have a replica on the local node", "does not have a running replica")
 QUIET = 1.0  # seconds without an entry after which an unmarked log counts as read
 
 
@@ -86,25 +87,7 @@ class RevocationFollower:
         # aio-pika reopens the channel after a reconnect but does not consume on it again.
         channel.reopen_callbacks.add(self._consume_again)
         self._channel = channel
-        try:
-            await self._consume(channel)
-        except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            if NO_LOCAL_REPLICA not in str(exc):
-                raise
-            # RabbitMQ 3.10 serves a stream only from a node holding a replica of it: on a
-            # cluster whose stream lacks one here, this worker cannot read the log. Revokes
-            # broadcast from now on still reach it (``middleware/revocations.py``); those
-            # stored before are not applied. Starting matters more than the history.
-            channel.reopen_callbacks.discard(self._consume_again)
-            with contextlib.suppress(Exception):
-                await channel.close()
-            log.warning(
-                "the revocation log %r has no replica on the node this worker is connected "
-                "to (%s): revocations stored before now are not applied here; new revokes "
-                "still are",
-                REVOCATION_STREAM,
-                exc,
-            )
+        if not await self._consume_unless_no_replica(channel):
             return
         await self._append_marker()
         try:
@@ -127,7 +110,34 @@ class RevocationFollower:
     async def _consume_again(self, channel: AbstractRobustChannel | None) -> None:
         self._unacked = 0  # what the closed channel held unacked is no longer counted
         if channel is not None:
+            await self._consume_unless_no_replica(channel)
+
+    async def _consume_unless_no_replica(self, channel: AbstractRobustChannel) -> bool:
+        """Consume the log; False (and the follower stops, saying so) if the node has no
+        replica of it.
+
+        RabbitMQ 3.10 serves a stream only from a node holding a replica of it: a worker on
+        (or failed over to) a node of a cluster whose stream lacks one cannot read the log.
+        Revokes sent from then on still reach it by remote control
+        (``middleware/revocations.py``); those stored before are not applied here. Starting,
+        or staying up, matters more than the history."""
+        try:
             await self._consume(channel)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if not any(words in str(exc) for words in NO_LOCAL_REPLICA):
+                raise
+            channel.reopen_callbacks.discard(self._consume_again)
+            with contextlib.suppress(Exception):
+                await channel.close()
+            log.warning(
+                "the revocation log %r has no replica on the node this worker is connected "
+                "to (%s): revocations stored before now are not applied here; new revokes "
+                "still are",
+                REVOCATION_STREAM,
+                exc,
+            )
+            return False
+        return True
 
     async def _append_marker(self) -> None:
         """Through the publisher's connection: one that publishes while the broker blocks

@@ -86,14 +86,18 @@ class LocalCluster:
     def start_all(self) -> None:
         """The first node, then the others together (each joins the first), all members."""
         first, *rest = self.nodes
-        first.start()
-        # Launched from this thread, not helper threads: a node dies with the thread that
-        # started it (``die_with_parent``).
-        for node in rest:
-            node.launch()
-        for node in rest:
-            node.wait_until_ready()
-        self.wait_until_running(len(self.nodes))
+        try:
+            first.start()
+            # Launched from this thread, not helper threads: a node dies with the thread
+            # that started it (``die_with_parent``).
+            for node in rest:
+                node.launch()
+            for node in rest:
+                node.wait_until_ready()
+            self.wait_until_running(len(self.nodes))
+        except BaseException:
+            self.stop()  # no node left running when ``with`` never got in
+            raise
 
     def kill(self, index: int) -> None:
         """SIGKILL node ``index`` (a crash): its data stays for ``start``."""
