@@ -68,8 +68,17 @@ def most_starts_in_a_window(found: list[Run], window: float = 1.0) -> int:
 
 @contextmanager
 def workers(
-    broker_url: str, queue: str, tmp_path: Path, count: int, *, concurrency: int = 8, **env: str
+    broker_url: str,
+    queue: str,
+    tmp_path: Path,
+    count: int,
+    *,
+    concurrency: int = 8,
+    killed_after: bool = False,
+    **env: str,
 ) -> Iterator[list[WorkerProcess]]:
+    """``count`` worker processes on ``queue``; stopped at the end, or SIGKILLed
+    (``killed_after``) by a test that leaves long tasks running and only looked at them."""
     environment = {"RABBITQ_TEST_QUEUE": queue, "RABBITQ_TEST_LIMIT": queue, **env}
     with ExitStack() as stack:
         started = []
@@ -79,6 +88,8 @@ def workers(
                 "-c", str(concurrency), "--loglevel", "WARNING", env=environment, app=APP,
             )  # fmt: skip
             stack.callback(worker.stop)
+            if killed_after:
+                stack.callback(worker.kill)  # runs first: stop() then only closes the log
             started.append(worker)
         for number, worker in enumerate(started):
             worker.wait_until_consuming(count=number + 1)

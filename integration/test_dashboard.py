@@ -370,7 +370,7 @@ def test_the_overview_shows_a_global_limit_s_running_and_waiting_tasks(
     broker_url: str, dashboard: Dashboard, page: Any, unique_name: str, tmp_path: Path
 ) -> None:
     sender = rabbitq.App("throttled", broker=broker_url, default_queue=unique_name)
-    with workers(broker_url, unique_name, tmp_path, 1, concurrency=6):
+    with workers(broker_url, unique_name, tmp_path, 1, concurrency=6, killed_after=True):
         publish(sender, "held", [(f"t{i}", 30.0) for i in range(5)])
         page.goto(dashboard.base + "/")
         row = page.locator("#limit-table tr", has_text=f"held-{unique_name}")

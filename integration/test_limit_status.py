@@ -28,7 +28,7 @@ def limit(snapshot: dict[str, Any], name: str) -> dict[str, Any]:
 def test_status_shows_a_concurrency_limit_s_running_and_waiting_tasks(
     broker_url: str, management_url: str, unique_name: str, tmp_path: Path, send: rabbitq.App
 ) -> None:
-    with workers(broker_url, unique_name, tmp_path, 1, concurrency=6):
+    with workers(broker_url, unique_name, tmp_path, 1, concurrency=6, killed_after=True):
         publish(send, "held", [(f"t{i}", 30.0) for i in range(8)])
         name = f"held-{unique_name}"
         snapshot = settled(
@@ -50,7 +50,7 @@ def test_status_shows_a_concurrency_limit_s_running_and_waiting_tasks(
 def test_status_shows_a_mutex_s_keys_and_holders(
     broker_url: str, management_url: str, unique_name: str, tmp_path: Path, send: rabbitq.App
 ) -> None:
-    with workers(broker_url, unique_name, tmp_path, 1, concurrency=6):
+    with workers(broker_url, unique_name, tmp_path, 1, concurrency=6, killed_after=True):
         calls = [(user, f"t{i}", 30.0) for user in ("ann", "bob") for i in range(3)]
         publish(send, "per_user", calls)
         name = f"user-{unique_name}"
