@@ -298,6 +298,8 @@ def test_a_new_leader_reads_the_state_a_status_reader_holds_for_a_moment(
     def hold_for_a_moment() -> None:  # a reader on its own connection, in its own thread
         reader = pika.BlockingConnection(pika.URLParameters(broker_url))
         channel = reader.channel()  # the queue is the link's, declared as the beat does
+        # Confirmed, as the beat writes it: a quorum queue has the copy once it confirms.
+        channel.confirm_delivery()
         channel.basic_publish("", queue, encode_state(BeatState(seq=7, leader="gone:1")))
         method, _properties, _body = channel.basic_get(queue, auto_ack=False)
         assert method is not None
