@@ -166,11 +166,17 @@ def tls_failure(error: BaseException | None) -> ssl.SSLError | None:
     return ssl.SSLError(quoted) if quoted is not None else None
 
 
+# The ssl module's words when the peer ends TLS abruptly: under TLS 1.3 a broker refusing a
+# client without a certificate may just close, and pika keeps only the text of what it saw.
+SSL_EOF = "EOF occurred in violation of protocol"
+
+
 def _quoted_ssl_error(text: str) -> str | None:
-    """``[SSL: NAME] words`` from an error's text, if it quotes one."""
+    """``[SSL: NAME] words`` (or the ssl module's abrupt-EOF words) from an error's text, if
+    it quotes them."""
     start = text.find("[SSL: ")
     if start < 0:
-        return None
+        return SSL_EOF if SSL_EOF in text else None
     end = text.find("(_ssl.c", start)
     return text[start : end if end > 0 else None].strip()
 

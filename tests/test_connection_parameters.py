@@ -75,6 +75,21 @@ def test_a_tls_alert_pika_keeps_only_as_text_is_still_a_tls_error() -> None:
     assert "client certificate" in str(error)
 
 
+def test_a_tls_connection_the_broker_ends_abruptly_is_a_tls_error_asking_for_a_certificate() -> (
+    None
+):
+    # TLS 1.3: a broker refusing a client without a certificate may just close; pika keeps
+    # only the text of the EOF it saw.
+    (node,) = endpoints("amqps://h//")
+    lost = OSError(
+        "StreamLostError: (\"Stream connection lost: SSLEOFError(8, 'EOF occurred in violation "
+        "of protocol (_ssl.c:2427)')\",)"
+    )
+    error = connection_failure([(node, lost)])
+    assert isinstance(error, BrokerTlsError)
+    assert "client certificate" in str(error)
+
+
 def test_the_management_api_of_an_amqps_broker_is_guessed_as_https() -> None:
     assert management_url_for("amqps://u:p@rabbit//") == "https://u:p@rabbit:15671/"
     assert management_url_for("amqp://u:p@a//;amqp://u:p@b//") == "http://u:p@a:15672/"

@@ -208,3 +208,12 @@ def test_each_cluster_node_lists_every_peer_for_classic_peer_discovery() -> None
         "cluster_formation.classic_config.nodes.1 = n0@localhost",
         "cluster_formation.classic_config.nodes.2 = n1@localhost",
     ]
+
+
+def test_a_quorum_state_queue_not_running_yet_is_told_apart_from_other_internal_errors() -> None:
+    from rabbitq.amqp.beat_link import _queue_starting
+
+    noproc = "INTERNAL_ERROR - Cannot get a message from queue 'rabbitq.beat.state': noproc"
+    assert _queue_starting(pika.exceptions.ConnectionClosedByBroker(541, noproc))
+    assert not _queue_starting(pika.exceptions.ConnectionClosedByBroker(541, "INTERNAL_ERROR"))
+    assert not _queue_starting(pika.exceptions.ConnectionClosedByBroker(320, "noproc"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,9 @@ log = logging.getLogger("rabbitq.beat")
 
 RESOURCE_LOCKED = 405
 PRECONDITION_FAILED = 406
+INTERNAL_ERROR = 541
+STATUS_ATTEMPTS = 5  # a state queue just declared may not answer yet (``_queue_starting``)
+STATUS_RETRY_PAUSE = 0.2
 # Only the newest state matters. Readers requeue the copy they peek at, which a quorum queue
 # counts as a delivery: the unreachable limit keeps it from ever dropping the state.
 STATE_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-length": 1, "x-overflow": "drop-head"}
@@ -204,14 +208,29 @@ class BeatStatus:
 
 def read_status(url: str, group: str = "") -> BeatStatus:
     """Whether a beat leads, and the last state it wrote; changes nothing."""
-    connection = open_quickly(url, "reading the beat")
-    try:
-        return BeatStatus(_lease_held(connection, group), _peek_state(connection, group))
-    except CONNECTION_ERRORS as exc:
-        raise BrokerConnectionError(f"lost the broker while reading the beat: {exc!r}") from exc
-    finally:
-        with contextlib.suppress(*CONNECTION_ERRORS):
-            connection.close()
+    for attempt in range(STATUS_ATTEMPTS):
+        connection = open_quickly(url, "reading the beat")
+        try:
+            return BeatStatus(_lease_held(connection, group), _peek_state(connection, group))
+        except CONNECTION_ERRORS as exc:
+            if _queue_starting(exc) and attempt + 1 < STATUS_ATTEMPTS:
+                time.sleep(STATUS_RETRY_PAUSE)
+                continue
+            raise BrokerConnectionError(f"lost the broker while reading the beat: {exc!r}") from exc
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                connection.close()
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def _queue_starting(error: BaseException) -> bool:
+    """The broker's 541 for a quorum queue whose process is not running yet (a beat has just
+    declared it): it closes the whole connection; a moment later the queue answers."""
+    return (
+        isinstance(error, pika.exceptions.ConnectionClosedByBroker)
+        and error.reply_code == INTERNAL_ERROR
+        and "noproc" in str(error.reply_text)
+    )
 
 
 def _lease_held(connection: Any, group: str) -> bool:
