@@ -82,7 +82,7 @@ async def test_the_delay_dead_queue_on_a_node_that_is_down_is_not_bound() -> Non
 async def test_a_queue_that_exists_on_a_node_that_is_down_counts_as_existing() -> None:
     broker = AioBroker(down={"q"})
     assert await declare._exists(broker, "q")  # type: ignore[arg-type]
-    assert not await declare._reachable(broker, "q")  # type: ignore[arg-type]
+    assert await declare._probe(broker, "q") == "down"  # type: ignore[arg-type]
 
 
 # -- the beat's queues ---------------------------------------------------------------------------
@@ -217,3 +217,11 @@ def test_a_quorum_state_queue_not_running_yet_is_told_apart_from_other_internal_
     assert _queue_starting(pika.exceptions.ConnectionClosedByBroker(541, noproc))
     assert not _queue_starting(pika.exceptions.ConnectionClosedByBroker(541, "INTERNAL_ERROR"))
     assert not _queue_starting(pika.exceptions.ConnectionClosedByBroker(320, "noproc"))
+
+
+async def test_a_task_queue_on_a_node_that_is_down_is_declared_without_binding_it() -> None:
+    from rabbitq.topology import Topology
+
+    broker = AioBroker(down={"q"})
+    assert await declare.declare_queue(broker, Topology().queue("q")) == []  # type: ignore[arg-type]
+    assert "q" not in broker.bound

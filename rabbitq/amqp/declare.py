@@ -16,7 +16,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiormq.exceptions
 from aio_pika.abc import AbstractConnection, ExchangeType
@@ -177,16 +177,15 @@ async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> list
     await declare_task_exchange(connection)  # binding to a missing exchange is a 404
     dead = spec.dead_letter_spec()
     # The task queue first, so a conflict names the queue the operator wrote down.
-    adopted = [
-        name
-        for name, arguments, earlier in (
-            (spec.name, spec.arguments(), spec.earlier_arguments()),
-            (dead.name, dead.arguments(), dead.earlier_arguments()),
-        )
-        if await _declare_one(connection, name, arguments, earlier)
-    ]
+    queue = await _declare_one(connection, spec.name, spec.arguments(), spec.earlier_arguments())
+    dead_queue = await _declare_one(
+        connection, dead.name, dead.arguments(), dead.earlier_arguments()
+    )
+    adopted = [name for name, kept in ((spec.name, queue), (dead.name, dead_queue)) if kept]
     await _declare_one(connection, newest_queue_name(dead.name), NEWEST_QUEUE_ARGUMENTS)
-    if await _reachable(connection, spec.name):
+    # None: on a node that is down, where binding fails the same way; its bindings are still
+    # there when its node comes back.
+    if queue is not None:
         await bind_queue(connection, spec)
     return adopted
 
@@ -207,7 +206,8 @@ async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
     Publishers use this: operations may have declared the queue differently with
     ``rabbitq topology apply``, and a publisher must not fight that.
     """
-    if not await _exists(connection, spec.name):
+    state = await _probe(connection, spec.name)
+    if state == "missing":
         await declare_queue(connection, spec)
         return
     # It exists (perhaps declared by Celery, without our arguments): make sure retries and
@@ -219,31 +219,24 @@ async def ensure_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
         await _declare_one(connection, dead.name, dead.arguments())
     if not await _exists(connection, newest_queue_name(dead.name)):
         await _declare_one(connection, newest_queue_name(dead.name), NEWEST_QUEUE_ARGUMENTS)
-    if await _reachable(connection, spec.name):
+    if state == "up":  # not bound while on a node that is down (see ``declare_queue``)
         await bind_queue(connection, spec)
 
 
 async def _exists(connection: AbstractConnection, queue: str) -> bool:
     """Whether ``queue`` exists, on a node that is up or (a classic queue) one that is down."""
+    return await _probe(connection, queue) != "missing"
+
+
+async def _probe(connection: AbstractConnection, queue: str) -> Literal["up", "down", "missing"]:
+    """``queue`` exists and answers; exists on a node that is down (a classic queue); or
+    does not exist."""
     try:
         async with connection.channel() as channel:
             await channel.declare_queue(queue, passive=True)
     except aiormq.exceptions.ChannelNotFoundEntity as exc:
-        return home_node_down(exc)
-    return True
-
-
-async def _reachable(connection: AbstractConnection, queue: str) -> bool:
-    """Whether ``queue`` can be used now: not a classic queue whose node is down (binding it
-    would fail the same way; its bindings are still there when its node comes back)."""
-    try:
-        async with connection.channel() as channel:
-            await channel.declare_queue(queue, passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity as exc:
-        if home_node_down(exc):
-            return False
-        raise
-    return True
+        return "down" if home_node_down(exc) else "missing"
+    return "up"
 
 
 async def apply_topology(connection: AbstractConnection, topology: Topology) -> list[str]:
