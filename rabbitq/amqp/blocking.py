@@ -456,16 +456,12 @@ class BlockingPublisher:
         if renewing:
             # Closed by us after a nack: what was in flight goes again, on the new channel,
             # but for a caller who decides itself (``reconnect=False``, publish_retry.py).
-            lost = PublishConnectionError(
-                "the publishing channel was renewed before the confirm; the broker may or "
-                "may not have the message"
+            self._hand_back_unconfirmed(
+                PublishConnectionError(
+                    "the publishing channel was renewed before the confirm; the broker may or "
+                    "may not have the message"
+                )
             )
-            in_flight = self._confirms.take_unconfirmed()
-            for request in in_flight:
-                if not request.reconnect:
-                    request.resolve(lost)
-            with self._lock:
-                self._pending.extendleft(reversed([r for r in in_flight if r.reconnect]))
             connection.channel(on_open_callback=self._on_channel_open)
             return
         # A channel error (e.g. a message over the broker's max size) is not transient:
@@ -541,21 +537,25 @@ class BlockingPublisher:
         channel.close()
 
     def _requeue_unconfirmed(self) -> None:
+        reason = self._last_error or "connection lost"
+        self._hand_back_unconfirmed(
+            PublishConnectionError(
+                "the connection was lost before the confirm; the broker may or may not have "
+                f"the message ({reason})"
+            )
+        )
+        self._connection_failed()
+
+    def _hand_back_unconfirmed(self, lost: PublishConnectionError) -> None:
         # Sent but never confirmed: the broker may or may not have it. Send again on the next
-        # connection, ahead of newer requests (at-least-once), unless its caller decides
+        # channel, ahead of newer requests (at-least-once), unless its caller decides
         # (reconnect=False): then it fails now, and publish_retry.py may send it again.
         in_flight = self._confirms.take_unconfirmed()
-        reason = self._last_error or "connection lost"
-        lost = PublishConnectionError(
-            "the connection was lost before the confirm; the broker may or may not have "
-            f"the message ({reason})"
-        )
         for request in in_flight:
             if not request.reconnect:
                 request.resolve(lost)
         with self._lock:
             self._pending.extendleft(reversed([r for r in in_flight if r.reconnect]))
-        self._connection_failed()
 
     def _connection_failed(self) -> None:
         """Mark the connection down; fail the waiting publishes that do not wait for the next."""
