@@ -294,10 +294,22 @@ def events_cost(url: str, queue: str, count: int, runs: int) -> None:
 # -- latency ------------------------------------------------------------------------------------
 
 
-def ours_latency(url: str, queue: str, rate: int, seconds: float) -> list[float]:
+def read_latencies(path: Path, count: int) -> list[float]:
+    """The latencies the tasks appended to ``path``, once ``count`` are in (or after 30 s)."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if path.exists() and len(path.read_text().split()) >= count:
+            break
+        time.sleep(0.05)
+    return [float(x) for x in path.read_text().split()]
+
+
+def ours_latency(
+    url: str, queue: str, rate: int, seconds: float, loglevel: str = "INFO"
+) -> list[float]:
     latency_file = Path(tempfile.mkdtemp()) / "latency.txt"
     worker, _log = start_worker(
-        url, queue, "--loglevel", "INFO", RABBITQ_BENCH_LATENCY_FILE=str(latency_file)
+        url, queue, "--loglevel", loglevel, RABBITQ_BENCH_LATENCY_FILE=str(latency_file)
     )
     try:
         wait_for_consumer(url, queue)
@@ -308,12 +320,7 @@ def ours_latency(url: str, queue: str, rate: int, seconds: float) -> list[float]
             bench_app.stamp.apply_async((time.time(),), queue=queue)
             next_at += interval
             time.sleep(max(0.0, next_at - time.perf_counter()))
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if latency_file.exists() and len(latency_file.read_text().split()) >= count:
-                break
-            time.sleep(0.05)
-        return [float(x) for x in latency_file.read_text().split()]
+        return read_latencies(latency_file, count)
     finally:
         worker.terminate()
         worker.wait(30)
@@ -354,6 +361,18 @@ async def _raw_latency(url: str, queue: str, rate: int, seconds: float) -> list[
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def report_latencies(name: str, ours: list[float], raw: list[float]) -> None:
+    """p50 and p99 of two sets of latencies (seconds), in ms; ``name`` has a ``{}`` for which."""
+    for which, fraction in (("p50", 0.5), ("p99", 0.99)):
+        report(
+            name.format(which),
+            percentile(ours, fraction) * 1e3,
+            percentile(raw, fraction) * 1e3,
+            "ms",
+            higher_is_better=False,
+        )
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -431,14 +450,7 @@ def main() -> None:
         ours_lat = ours_latency(url, queue, 100, seconds)
         purge(url, queue)
         raw_lat = asyncio.run(_raw_latency(url, queue, 100, seconds))
-        for name, fraction in (("p50", 0.5), ("p99", 0.99)):
-            report(
-                f"send-to-start latency {name} at 100/s",
-                percentile(ours_lat, fraction) * 1e3,
-                percentile(raw_lat, fraction) * 1e3,
-                "ms",
-                higher_is_better=False,
-            )
+        report_latencies("send-to-start latency {} at 100/s", ours_lat, raw_lat)
         bench_app.app.close()
 
 

@@ -40,9 +40,11 @@ from benchmarks.bench_core import (  # noqa: E402
     broker,
     depth,
     ours_delay,
-    percentile,
+    ours_latency,
     purge,
+    read_latencies,
     report,
+    report_latencies,
     start_worker,
     wait_for_consumer,
 )
@@ -209,33 +211,6 @@ def peer_send(url: str, count: int) -> float:
     return float(output.stdout.split()[-1])
 
 
-def read_latencies(path: Path, count: int) -> list[float]:
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if path.exists() and len(path.read_text().split()) >= count:
-            break
-        time.sleep(0.05)
-    return [float(x) for x in path.read_text().split()]
-
-
-def ours_latency(url: str, queue: str, rate: int, seconds: float) -> list[float]:
-    latency_file = Path(tempfile.mkdtemp()) / "latency.txt"
-    worker, _log = start_worker(
-        url, queue, "--loglevel", "WARNING", RABBITQ_BENCH_LATENCY_FILE=str(latency_file)
-    )
-    try:
-        wait_for_consumer(url, queue)
-        interval = 1.0 / rate
-        next_at = time.perf_counter()
-        for _ in range(int(rate * seconds)):
-            bench_app.stamp.apply_async((time.time(),), queue=queue)
-            next_at += interval
-            time.sleep(max(0.0, next_at - time.perf_counter()))
-        return read_latencies(latency_file, int(rate * seconds))
-    finally:
-        stop(worker)
-
-
 def peer_latency(url: str, rate: int, seconds: float) -> list[float]:
     latency_file = Path(tempfile.mkdtemp()) / "latency.txt"
     extra = {"RABBITQ_BENCH_LATENCY_FILE": str(latency_file)}
@@ -301,16 +276,9 @@ def main() -> None:
         )
         purge(url, queue)
         purge(url, PEER_QUEUE)
-        ours_lat = ours_latency(url, queue, 100, seconds)
+        ours_lat = ours_latency(url, queue, 100, seconds, loglevel="WARNING")
         peer_lat = peer_latency(url, 100, seconds)
-        for name, fraction in (("p50", 0.5), ("p99", 0.99)):
-            report(
-                f"send-to-start {name} at 100/s vs Dramatiq",
-                percentile(ours_lat, fraction) * 1e3,
-                percentile(peer_lat, fraction) * 1e3,
-                "ms",
-                higher_is_better=False,
-            )
+        report_latencies("send-to-start {} at 100/s vs Dramatiq", ours_lat, peer_lat)
         bench_app.app.close()
 
 
