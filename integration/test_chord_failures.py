@@ -439,8 +439,10 @@ def test_a_late_duplicate_after_a_failover_is_dropped_not_held(chords: Chords) -
     first = chords.worker("first")
     finished = chords.chord("finished", size=2)
     chords.wait_recorded("finished")
-    first.signal(signal.SIGKILL)  # the successor has no memory of "finished", only the ledger
-    first.process.wait(10)
+    # Stopped, not killed: the successor still has no memory of "finished", only the ledger.
+    # A kill just after the body ran could land in the window docs/canvas.md states as
+    # at-least-once (the body's task or the completion record not yet settled).
+    stop_alive(first)
     second = chords.worker("second")
     # A member redelivered after a crash reports again, long after its chord finished.
     chords.send(ChordPart(finished, 2, chords.body("finished"), [(0, 0)]))
@@ -484,9 +486,8 @@ def test_completion_records_survive_failovers_under_the_delivery_limit(chords: C
     chords.policy("limit", f"^{CHORD_QUEUE}$", {"delivery-limit": 2})
     first = chords.worker("w0")
     finished = chords.chord("finished")
-    chords.wait_recorded("finished")  # its completion record is in rabbitq.chords by now
-    first.signal(signal.SIGKILL)
-    first.process.wait(10)
+    chords.wait_recorded("finished")
+    stop_alive(first)  # settled first (see the test above); its record returns to the queue
     for n in range(1, 4):
         # Each successor receives the record back (counted) and compacts it into a fresh one.
         worker = chords.worker(f"w{n}")
