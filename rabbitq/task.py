@@ -138,6 +138,7 @@ class Task(Generic[P, R]):
         self.rate_limit = rate_limit
         self.is_async = inspect.iscoroutinefunction(fn)
         self.parameters = inspect.signature(fn)
+        self._positional_only_fits = _positional_range(self.parameters, skip=1 if bind else 0)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__wrapped__ = fn
@@ -177,6 +178,9 @@ class Task(Generic[P, R]):
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` if ``args``/``kwargs`` do not fit the function's signature."""
+        fits = self._positional_only_fits
+        if fits is not None and not kwargs and fits[0] <= len(args) <= fits[1]:
+            return  # every delivery checks: the common shape needs no ``bind``
         if self.bind:
             self.parameters.bind(None, *args, **kwargs)
         else:
@@ -311,3 +315,21 @@ class Task(Generic[P, R]):
     ) -> AsyncResult[Any]:
         """``apply_async`` for asyncio code."""
         return await self.app.asend_task(self.name, args, kwargs, _task=self, **options)
+
+
+def _positional_range(signature: inspect.Signature, *, skip: int) -> tuple[int, float] | None:
+    """``(fewest, most)`` positional arguments that alone fit ``signature`` (after its first
+    ``skip`` parameters); None when no positional call alone can fit (a required
+    keyword-only parameter)."""
+    fewest, most = 0, 0.0
+    for parameter in list(signature.parameters.values())[skip:]:
+        kind = parameter.kind
+        if kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+            return None
+        if kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if parameter.default is parameter.empty:
+                fewest += 1
+        elif kind is parameter.VAR_POSITIONAL:
+            most = float("inf")
+    return fewest, most

@@ -3,7 +3,6 @@ publishes and acks, and can refuse publishes, so every branch runs without a bro
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups
 from rabbitq.worker.pipeline import Pipeline, Recycle
+from rabbitq.worker.slots import Slots
 
 _tags = itertools.count(1)
 
@@ -154,7 +154,7 @@ def harness(
         acks,
         Executor(4),
         Followups(app, publisher),  # type: ignore[arg-type]
-        slots=asyncio.Semaphore(4),
+        slots=Slots(4),
         worker_name="test@host",
         stopping=lambda: holder["h"].stopping,
         recycle=recycle,

@@ -37,6 +37,7 @@ from rabbitq.worker.delivery import Delivery
 from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups
 from rabbitq.worker.pipeline import Pipeline
+from rabbitq.worker.slots import Slots
 from rabbitq.worker.time_limits import TimeLimits
 
 log = logging.getLogger("rabbitq.testing")
@@ -246,7 +247,7 @@ class StubWorker:
             acks,
             executor,
             followups,
-            slots=asyncio.Semaphore(self.concurrency),
+            slots=Slots(self.concurrency),
             worker_name=self.name,
             stopping=lambda: self._stopping,
             recycle=self._cannot_recycle,

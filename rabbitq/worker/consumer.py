@@ -61,6 +61,7 @@ from rabbitq.worker.newest_dead_letter import NewestDeadLetterRecord
 from rabbitq.worker.node import WorkerNode
 from rabbitq.worker.pipeline import Pipeline
 from rabbitq.worker.recycling import Recycler, Recycling, end_now
+from rabbitq.worker.slots import Slots
 from rabbitq.worker.time_limits import TimeLimits
 
 log = logging.getLogger("rabbitq.worker")
@@ -177,7 +178,7 @@ class Consumer:
             self._acks,
             self.executor,
             self._followups,
-            slots=asyncio.Semaphore(concurrency),
+            slots=Slots(concurrency),
             worker_name=self.nodename,
             # Recycling: what has not started yet is handed back, as at a stop.
             stopping=lambda: self._stopping or self.recycler.requested.is_set(),

@@ -56,6 +56,7 @@ from rabbitq.worker.executor import Executor
 from rabbitq.worker.followups import Followups, check_result
 from rabbitq.worker.interrupts import Abandoned, being_cancelled
 from rabbitq.worker.republish import Acker, Republisher
+from rabbitq.worker.slots import Slots
 from rabbitq.worker.time_limits import HARD_GRACE
 
 log = logging.getLogger("rabbitq.worker")
@@ -81,7 +82,7 @@ class Pipeline:
         executor: Executor,
         followups: Followups,
         *,
-        slots: asyncio.Semaphore,
+        slots: Slots,
         worker_name: str,
         stopping: Callable[[], bool],
         redeclare: Callable[[str], Awaitable[None]] | None = None,
