@@ -215,6 +215,9 @@ def encode_task(message: TaskMessage, serializer: Serializer) -> Envelope:
     )
 
 
+_KNOWN_EMBED = frozenset({"callbacks", "errbacks", "chain", "chord"})
+
+
 def decode_task(envelope: Envelope) -> TaskMessage:
     """Parse a protocol v2 message. Anything malformed raises ``MessageDecodeError``."""
     headers = envelope.headers or {}
@@ -232,7 +235,6 @@ def decode_task(envelope: Envelope) -> TaskMessage:
             f"body is not valid {serializer.name}: {type(exc).__name__}: {exc}"
         ) from exc
     args, kwargs, embed = _split_body(body)
-    known_embed = {"callbacks", "errbacks", "chain", "chord"}
     return TaskMessage(
         task=task,
         args=list(args),
@@ -257,7 +259,7 @@ def decode_task(envelope: Envelope) -> TaskMessage:
         chord=embed.get("chord"),
         ignore_result=bool(headers.get("ignore_result")),
         serializer=serializer.name,
-        embed_extras={k: v for k, v in embed.items() if k not in known_embed},
+        embed_extras={k: v for k, v in embed.items() if k not in _KNOWN_EMBED} if embed else {},
         headers={
             k: v
             for k, v in headers.items()
