@@ -235,11 +235,21 @@ def peer_latency(url: str, rate: int, seconds: float) -> list[float]:
         stop(worker)
 
 
+FIGURES = ("drain-sync", "drain-async", "delay", "latency")
+
+
 def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=100_000, help="tasks per drain")
     parser.add_argument("--quick", action="store_true", help="a smoke run: small counts")
+    parser.add_argument(
+        "--only",
+        choices=FIGURES,
+        action="append",
+        help="measure only this figure (repeatable); all of them by default",
+    )
     options = parser.parse_args()
+    wanted = set(options.only or FIGURES)
     tasks = 2_000 if options.quick else options.tasks
     sends = 300 if options.quick else 3_000
     seconds = 2.0 if options.quick else 10.0
@@ -254,31 +264,35 @@ def main() -> None:
         purge(url, PEER_QUEUE)
         print(f"broker {url.split('@')[-1]}, {os.cpu_count()} cores, {tasks:,} tasks\n", flush=True)
 
-        report(
-            "drain sync no-op, 2 procs vs Dramatiq -p 2",
-            ours_drain(url, queue, "bench.noop", tasks),
-            peer_drain(url, tasks),
-            "task/s",
-        )
-        purge(url, queue)
-        report(
-            "drain async no-op, 2 procs vs aiormq 2 procs",
-            ours_drain(url, queue, "bench.anoop", tasks),
-            raw_drain(url, queue, tasks),
-            "task/s",
-        )
-        purge(url, queue)
-        report(
-            "delay() 1 thread vs Dramatiq send()",
-            ours_delay(sends, threads=1),
-            peer_send(url, sends),
-            "msg/s",
-        )
-        purge(url, queue)
-        purge(url, PEER_QUEUE)
-        ours_lat = ours_latency(url, queue, 100, seconds, loglevel="WARNING")
-        peer_lat = peer_latency(url, 100, seconds)
-        report_latencies("send-to-start {} at 100/s vs Dramatiq", ours_lat, peer_lat)
+        if "drain-sync" in wanted:
+            report(
+                "drain sync no-op, 2 procs vs Dramatiq -p 2",
+                ours_drain(url, queue, "bench.noop", tasks),
+                peer_drain(url, tasks),
+                "task/s",
+            )
+            purge(url, queue)
+        if "drain-async" in wanted:
+            report(
+                "drain async no-op, 2 procs vs aiormq 2 procs",
+                ours_drain(url, queue, "bench.anoop", tasks),
+                raw_drain(url, queue, tasks),
+                "task/s",
+            )
+            purge(url, queue)
+        if "delay" in wanted:
+            report(
+                "delay() 1 thread vs Dramatiq send()",
+                ours_delay(sends, threads=1),
+                peer_send(url, sends),
+                "msg/s",
+            )
+            purge(url, queue)
+            purge(url, PEER_QUEUE)
+        if "latency" in wanted:
+            ours_lat = ours_latency(url, queue, 100, seconds, loglevel="WARNING")
+            peer_lat = peer_latency(url, 100, seconds)
+            report_latencies("send-to-start {} at 100/s vs Dramatiq", ours_lat, peer_lat)
         bench_app.app.close()
 
 
