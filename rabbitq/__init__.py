@@ -67,6 +67,7 @@ from rabbitq.middleware import DeadLettered, Middleware, Outcome, TaskContext
 from rabbitq.results.handles import AsyncResult, GroupResult
 from rabbitq.results.meta import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
 from rabbitq.task import Task, TaskRequest
+from rabbitq.task_logs import JsonLogFormatter, TaskLogFilter
 
 __all__ = [
     "FAILURE",
@@ -95,6 +96,7 @@ __all__ = [
     "FollowupError",
     "GetInsideTaskError",
     "GroupResult",
+    "JsonLogFormatter",
     "MessageDecodeError",
     "MessageError",
     "MessageTooLargeError",
@@ -123,6 +125,7 @@ __all__ = [
     "TaskArgumentsError",
     "TaskContext",
     "TaskError",
+    "TaskLogFilter",
     "TaskRequest",
     "TaskRevokedError",
     "Terminated",

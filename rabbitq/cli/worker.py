@@ -10,6 +10,7 @@ import click
 from rabbitq.cli.options import loglevel_option, routing_option
 from rabbitq.errors import RabbitqError
 from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
+from rabbitq.task_logs import LOG_FORMATS, LogFormat
 from rabbitq.timeouts import refuse_limits_over_the_ceiling
 from rabbitq.worker.process import WorkerConfig, load_configured_app, run_worker_process
 from rabbitq.worker.supervisor import Supervisor
@@ -55,6 +56,13 @@ from rabbitq.worker.supervisor import Supervisor
 )
 @routing_option
 @loglevel_option
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="plain lines, or one JSON object per record; both carry the running task's id, "
+    "name, queue, retries and trace ids [default: plain].",
+)
 @click.option(
     "--shutdown-timeout",
     type=float,
@@ -123,6 +131,7 @@ def worker(
     processes: int,
     routing: str | None,
     loglevel: str,
+    log_format: LogFormat | None,
     shutdown_timeout: float | None,
     max_tasks_per_child: int | None,
     max_memory_per_child: int | None,
@@ -164,6 +173,7 @@ def worker(
             config,
             metrics_port=metrics_port if metrics_port is not None else app.metrics_port,
             metrics_bind=metrics_bind if metrics_bind is not None else app.metrics_bind,
+            log_format=log_format or "plain",
         )
         if processes == 1:
             run_worker_process(config)

@@ -26,6 +26,7 @@ from rabbitq.app import App
 from rabbitq.app_path import load_app
 from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
 from rabbitq.routing import load_routing
+from rabbitq.task_logs import LogFormat, task_log_handler
 from rabbitq.worker.consumer import Consumer
 from rabbitq.worker.interrupts import STOP_SIGNALS
 
@@ -47,6 +48,7 @@ class WorkerConfig:
     coordinate_chords: bool = True
     routing: str | None = None
     loglevel: str = "INFO"
+    log_format: LogFormat = "plain"  # or "json": one object per record (``task_logs.py``)
     shutdown_timeout: float | None = None
     max_tasks_per_child: int | None = None
     max_memory_per_child: int | None = None  # KiB
@@ -62,12 +64,9 @@ class WorkerConfig:
     supervised: bool = False
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="[%(asctime)s: %(levelname)s/%(processName)s %(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, log_format: LogFormat = "plain") -> None:
+    # Every record reaching this handler, user loggers' too, says which task wrote it.
+    logging.basicConfig(level=level.upper(), handlers=[task_log_handler(sys.stderr, log_format)])
 
 
 def load_configured_app(config: WorkerConfig) -> App:
@@ -199,7 +198,7 @@ def run_worker_process(config: WorkerConfig) -> None:
     # A process that re-executed itself to recycle may carry the timer that was to end the
     # old image (``Recycler.recycle_by`` in ``recycling.py``): this one starts clean.
     signal.setitimer(signal.ITIMER_REAL, 0)
-    configure_logging(config.loglevel)
+    configure_logging(config.loglevel, config.log_format)
     endpoint = None
     if config.metrics_port is not None and not config.supervised:
         from rabbitq.metrics.endpoint import MetricsEndpoint

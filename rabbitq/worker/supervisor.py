@@ -54,7 +54,7 @@ class Supervisor:
     def run(self) -> int:
         # Its own lines (starts, restarts, recycles) are as much the worker's log as its
         # children's: without this only its warnings would show, and unformatted.
-        configure_logging(self.config.loglevel)
+        configure_logging(self.config.loglevel, self.config.log_format)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         if self.config.metrics_port is not None:
