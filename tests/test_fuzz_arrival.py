@@ -11,7 +11,9 @@ signed, unsigned and tampered ones. Each property runs ``RABBITQ_FUZZ_EXAMPLES``
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+import zoneinfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +22,7 @@ from rabbitq import dead_letters
 from rabbitq.errors import MessageError
 from rabbitq.message import Envelope, TaskMessage, decode_task, encode_task
 from rabbitq.nesting import MAX_NESTING
-from rabbitq.serializers import Serializer
+from rabbitq.serializers import MSGPACK, Serializer
 from rabbitq.worker.decisions import DeadLetter, Later, Recount, Run, Stopped, decide_arrival
 from tests import fuzz_strategies as fuzz
 
@@ -89,9 +91,11 @@ def test_a_valid_celery_v2_message_decodes_to_the_task_and_arguments_it_was_buil
     message, decoded = built.message, decode_task(built.envelope)
     assert (decoded.task, decoded.id) == (message.task, message.id)
     assert (decoded.args, decoded.kwargs) == (message.args, message.kwargs)
-    assert (decoded.eta, decoded.expires, decoded.retries) == (
-        message.eta,
-        message.expires,
+    # Compared as instants: a local time in a zone's gap (Guayaquil's 1931-01-01 00:05)
+    # never equals the same instant in another zone under ``==`` (PEP 495).
+    assert (_instant(decoded.eta), _instant(decoded.expires), decoded.retries) == (
+        _instant(message.eta),
+        _instant(message.expires),
         message.retries,
     )
     assert (decoded.callbacks, decoded.errbacks, decoded.chain, decoded.chord) == (
@@ -101,6 +105,16 @@ def test_a_valid_celery_v2_message_decodes_to_the_task_and_arguments_it_was_buil
         message.chord,
     )
     assert decoded.serializer == built.serializer.name
+
+
+def _instant(value: dt.datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def test_an_expiry_inside_a_zones_gap_decodes_to_the_same_instant() -> None:
+    expires = dt.datetime(1931, 1, 1, 0, 5, tzinfo=zoneinfo.ZoneInfo("America/Guayaquil"))
+    decoded = decode_task(encode_task(TaskMessage(task="t", expires=expires), MSGPACK))
+    assert _instant(decoded.expires) == expires.timestamp()
 
 
 @fuzzed
