@@ -606,6 +606,9 @@ class App:
     @property
     def publisher(self) -> contract.Publisher:
         """The process's synchronous publisher (made on first use, remade after a fork)."""
+        publisher = self._publisher  # the lock only for the first use: read on every publish
+        if publisher is not None:
+            return publisher
         with self._publisher_lock:
             if self._publisher is None:
                 self._publisher = publisher_for(self.broker_url, self.publish_timeout)

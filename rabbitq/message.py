@@ -18,6 +18,7 @@ This module is pure: it turns ``TaskMessage`` into an ``Envelope`` and back.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import reprlib
 import socket
@@ -169,7 +170,22 @@ def utcnow() -> dt.datetime:
 
 
 def default_origin() -> str:
-    return f"{os.getpid()}@{socket.gethostname()}"
+    return _origin_of(os.getpid())
+
+
+# Keyed by pid: once per process (gethostname is a system call), again in a forked child.
+@functools.lru_cache(maxsize=1)
+def _origin_of(pid: int) -> str:
+    return f"{pid}@{socket.gethostname()}"
+
+
+def _args_repr(args: Sequence[Any]) -> str:
+    # ``delay()`` without arguments is common: skip reprlib for the empty tuple.
+    return _repr.repr(tuple(args)) if args else "()"
+
+
+def _kwargs_repr(kwargs: Mapping[str, Any]) -> str:
+    return _repr.repr(dict(kwargs)) if kwargs else "{}"
 
 
 def encode_task(message: TaskMessage, serializer: Serializer) -> Envelope:
@@ -196,8 +212,8 @@ def encode_task(message: TaskMessage, serializer: Serializer) -> Envelope:
             "expires": message.expires.isoformat() if message.expires else None,
             "retries": message.retries,
             "timelimit": _timelimit_header(message.timelimit),
-            "argsrepr": _repr.repr(tuple(message.args)),
-            "kwargsrepr": _repr.repr(dict(message.kwargs)),
+            "argsrepr": _args_repr(message.args),
+            "kwargsrepr": _kwargs_repr(message.kwargs),
             "origin": message.origin or default_origin(),
         }
     )

@@ -48,6 +48,10 @@ class Context:
     serializer: str | None = None
 
 
+# A message outside any workflow (``delay()``): read below, never changed, so one serves all.
+_NO_CANVAS = Context()
+
+
 @dataclass(frozen=True)
 class Route:
     """Where a message goes: its routing key, and the queue to make sure exists (if known)."""
@@ -139,7 +143,7 @@ def prepare(
     where = route(settings, routed_name, options, routed_task)
     if problem := validate_routing_key(where.routing_key):
         raise ConfigurationError(f"bad routing key {where.routing_key!r}: {problem}")
-    canvas = canvas or Context()
+    canvas = canvas or _NO_CANVAS
     serializer_name = options.serializer or (task.serializer if task else None) or canvas.serializer
     serializer = serializer_named(serializer_name) if serializer_name else settings.serializer
     if options.priority is not None and not 0 <= options.priority <= 255:

@@ -83,7 +83,14 @@ ADD_TO_PARENT_REFUSAL = (
 )
 
 
+# ``delay()`` passes no options: one shared value (frozen) instead of three set operations
+# and a dataclass per call.
+NO_OPTIONS = PublishOptions()
+
+
 def parse_options(options: Mapping[str, Any]) -> PublishOptions:
+    if not options:
+        return NO_OPTIONS
     refused = sorted(set(options) & set(REFUSED))
     if refused:
         raise ConfigurationError(

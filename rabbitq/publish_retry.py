@@ -139,8 +139,10 @@ def publish_retrying(
         for index, outcome in zip(todo, publish([items[i] for i in todo], remaining), strict=True):
             outcomes[index] = outcome
         todo = [i for i in todo if policy.retries(outcomes[i])]
+        if not todo:
+            return outcomes
         wait = next(waits, None)
-        if not todo or wait is None or deadline - time.monotonic() <= wait:
+        if wait is None or deadline - time.monotonic() <= wait:
             return outcomes
         time.sleep(wait)
 
@@ -163,7 +165,9 @@ async def apublish_retrying(
         for index, outcome in zip(todo, results, strict=True):
             outcomes[index] = outcome
         todo = [i for i in todo if policy.retries(outcomes[i])]
+        if not todo:
+            return outcomes
         wait = next(waits, None)
-        if not todo or wait is None or deadline - loop.time() <= wait:
+        if wait is None or deadline - loop.time() <= wait:
             return outcomes
         await asyncio.sleep(wait)

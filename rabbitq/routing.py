@@ -35,6 +35,7 @@ The file is read strictly through ``yaml_file`` so that every error names its li
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -93,6 +94,8 @@ def validate_topic_pattern(pattern: str) -> str | None:
     return None
 
 
+# Cached: a process publishes to a handful of keys, each checked on every publish otherwise.
+@functools.lru_cache(maxsize=1024)
 def validate_routing_key(key: str) -> str | None:
     """A problem with a routing key used for publishing, or None (no wildcards allowed)."""
     problem = _check_name(key, "routing key")
