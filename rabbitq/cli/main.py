@@ -5,12 +5,15 @@ from __future__ import annotations
 import click
 
 from rabbitq.cli.beat import beat
+from rabbitq.cli.call import call
 from rabbitq.cli.control import control, inspect
 from rabbitq.cli.dashboard import dashboard
 from rabbitq.cli.dead import dead
 from rabbitq.cli.dev_broker import dev_broker
 from rabbitq.cli.events import events
 from rabbitq.cli.exporter import exporter
+from rabbitq.cli.purge import purge
+from rabbitq.cli.result import result
 from rabbitq.cli.status import status
 from rabbitq.cli.topology import topology
 from rabbitq.cli.worker import worker
@@ -33,6 +36,9 @@ cli.add_command(inspect)
 cli.add_command(control)
 cli.add_command(status)
 cli.add_command(exporter)
+cli.add_command(purge)
+cli.add_command(call)
+cli.add_command(result)
 
 
 def main() -> None:
