@@ -71,6 +71,7 @@ from rabbitq.routing import load_routing, validate_routing_key
 from rabbitq.serializers import serializer_named
 from rabbitq.signing import Signer, signer_from_settings
 from rabbitq.task import Task, TaskOptions
+from rabbitq.task_logs import LogFormat, check_log_format
 from rabbitq.task_names import task_name_for
 from rabbitq.timeouts import DEFAULT_CONSUMER_TIMEOUT, check_consumer_timeout
 from rabbitq.topology import Topology
@@ -128,6 +129,7 @@ class App:
         revocations_kept_for: float | None = None,
         metrics_port: int | None = None,
         metrics_bind: str = "0.0.0.0",
+        log_format: str = "plain",
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         signing_key: str | bytes | None = None,
         signing_keys: Mapping[str, str | bytes] | None = None,
@@ -202,6 +204,8 @@ class App:
             raise ConfigurationError(f"metrics_port must be 1..65535, got {metrics_port}")
         self.metrics_port = metrics_port
         self.metrics_bind = metrics_bind
+        # How ``rabbitq worker`` writes its log (``--log-format`` wins; ``task_logs.py``).
+        self.log_format: LogFormat = check_log_format(log_format)
         self._control: Control | None = None
         self._backend: ResultBackend | None = None
         self._backend_lock = threading.Lock()

@@ -21,6 +21,7 @@ from rabbitq.delays import EXCHANGE_PREFIX, ROUTE, delay_ms_until, delayed_route
 from rabbitq.errors import ConfigurationError
 from rabbitq.message import SENT_AT_HEADER, Envelope, TaskMessage, encode_task, sent_at_ms, utcnow
 from rabbitq.publish_options import PublishOptions, absolute_time, eta_of
+from rabbitq.request import current_request
 from rabbitq.routing import route_for_task, validate_routing_key
 from rabbitq.serializers import Serializer, serializer_named
 from rabbitq.topology import TASK_EXCHANGE, Topology
@@ -122,6 +123,24 @@ def route(
     return Route(queue, queue)
 
 
+@dataclass(frozen=True)
+class _Sender:
+    parent_id: str | None = None
+    root_id: str | None = None
+
+
+_NO_SENDER = _Sender()
+
+
+def _sending_task() -> _Sender:
+    """A task sent by a running task is its child, as Celery has it: its parent is that
+    task and its root that task's root (the trace context that logs carry, task_logs.py)."""
+    running = current_request.get()
+    if running is None:
+        return _NO_SENDER
+    return _Sender(parent_id=running.id, root_id=running.root_id or running.id)
+
+
 def prepare(
     settings: Settings,
     task_name: str,
@@ -151,6 +170,7 @@ def prepare(
     time_limit = options.time_limit or (task.time_limit if task else None)
     soft_limit = options.soft_time_limit or (task.soft_time_limit if task else None)
     eta = eta_of(options.countdown, options.eta)
+    sender = _sending_task()
     message = TaskMessage(
         task=task_name,
         id=options.task_id or str(uuid.uuid4()),
@@ -159,8 +179,8 @@ def prepare(
         kwargs=dict(kwargs or {}),
         expires=absolute_time(options.expires, "expires"),
         priority=options.priority,
-        parent_id=options.parent_id or canvas.parent_id,
-        root_id=options.root_id or canvas.root_id,
+        parent_id=options.parent_id or canvas.parent_id or sender.parent_id,
+        root_id=options.root_id or canvas.root_id or sender.root_id,
         group=options.group_id or canvas.group_id,
         group_index=options.group_index if options.group_id else canvas.group_index,
         timelimit=(soft_limit, time_limit),

@@ -35,7 +35,8 @@ TASK_FIELDS = (
     "task_parent_id",
 )
 
-# The worker's plain format; ``task`` is "name[id]: " while a task runs, else empty.
+# The worker's plain format; ``task`` is "name[id]: " on the records user code writes while a
+# task runs, else empty (rabbitq's own lines name the task in their message already).
 PLAIN_FORMAT = (
     "[%(asctime)s: %(levelname)s/%(processName)s %(process)d] %(name)s: %(task)s%(message)s"
 )
@@ -58,7 +59,8 @@ class TaskLogFilter(logging.Filter):
                 request.root_id or request.id,
                 request.parent_id,
             )
-            record.task = f"{request.task}[{request.id}]: "
+            own = record.name == "rabbitq" or record.name.startswith("rabbitq.")
+            record.task = "" if own else f"{request.task}[{request.id}]: "
         for name, value in zip(TASK_FIELDS, values, strict=True):
             setattr(record, name, value)
         return True

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import rabbitq
 from rabbitq.errors import ConfigurationError
 from rabbitq.request import TaskRequest, current_request
 from rabbitq.task_logs import (
@@ -106,6 +107,23 @@ def test_the_plain_format_names_the_task_before_the_message() -> None:
     assert "shop: shop.send_email[t-1]: charged" in stream.getvalue()
 
 
+def test_the_plain_format_leaves_rabbitqs_own_lines_as_they_are() -> None:
+    stream = io.StringIO()
+    handler = task_log_handler(stream, "plain")
+    record = logging.LogRecord("rabbitq.worker", logging.INFO, __file__, 1, "done", (), None)
+    token = current_request.set(REQUEST)
+    try:
+        handler.handle(record)
+    finally:
+        current_request.reset(token)
+    assert "rabbitq.worker: done" in stream.getvalue()
+
+
 def test_an_unknown_log_format_is_refused_with_the_choices() -> None:
     with pytest.raises(ConfigurationError, match="plain, json"):
         check_log_format("xml")
+
+
+def test_an_app_with_an_unknown_log_format_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="unknown log format 'xml'"):
+        rabbitq.App("logs", log_format="xml")

@@ -61,7 +61,7 @@ from rabbitq.worker.supervisor import Supervisor
     type=click.Choice(LOG_FORMATS),
     default=None,
     help="plain lines, or one JSON object per record; both carry the running task's id, "
-    "name, queue, retries and trace ids [default: plain].",
+    "name, queue, retries and trace ids [default: App(log_format), plain].",
 )
 @click.option(
     "--shutdown-timeout",
@@ -123,6 +123,20 @@ from rabbitq.worker.supervisor import Supervisor
     metavar="ADDRESS",
     help="Address for --metrics-port [default: App(metrics_bind), 0.0.0.0].",
 )
+@click.option(
+    "--health-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Answer GET /health (and /) on this port: 200 while connected and consuming every "
+    "queue, 503 otherwise (under -P N: the supervisor, 200 only if every process is).",
+)
+@click.option(
+    "--health-bind",
+    default="0.0.0.0",
+    show_default=True,
+    metavar="ADDRESS",
+    help="Address for --health-port.",
+)
 def worker(
     app_path: str,
     queues: str,
@@ -141,6 +155,8 @@ def worker(
     no_chords: bool,
     metrics_port: int | None,
     metrics_bind: str | None,
+    health_port: int | None,
+    health_bind: str,
 ) -> None:
     """Consume QUEUES and run their tasks (acks after each task finishes)."""
     if "" not in sys.path:
@@ -163,6 +179,8 @@ def worker(
         processes=processes,
         task_events=task_events,
         heartbeat=not without_heartbeat,
+        health_port=health_port,
+        health_bind=health_bind,
     )
     try:
         format_nodename(nodename, processes=processes)  # a bad template is refused here
@@ -173,7 +191,7 @@ def worker(
             config,
             metrics_port=metrics_port if metrics_port is not None else app.metrics_port,
             metrics_bind=metrics_bind if metrics_bind is not None else app.metrics_bind,
-            log_format=log_format or "plain",
+            log_format=log_format or app.log_format,
         )
         if processes == 1:
             run_worker_process(config)
