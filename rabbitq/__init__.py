@@ -37,6 +37,7 @@ from rabbitq.errors import (
     MessageDecodeError,
     MessageError,
     MessageTooLargeError,
+    MissingExtraError,
     NotSupportedError,
     PublishConnectionError,
     PublishError,
@@ -68,6 +69,10 @@ from rabbitq.results.handles import AsyncResult, GroupResult
 from rabbitq.results.meta import FAILURE, PENDING, RETRY, REVOKED, STARTED, SUCCESS
 from rabbitq.task import Task, TaskRequest
 from rabbitq.task_logs import JsonLogFormatter, TaskLogFilter
+from rabbitq.versions import package_version
+
+# pyproject.toml's version, as installed (semantic versioning; CHANGELOG.md lists each).
+__version__ = package_version()
 
 __all__ = [
     "FAILURE",
@@ -101,6 +106,7 @@ __all__ = [
     "MessageError",
     "MessageTooLargeError",
     "Middleware",
+    "MissingExtraError",
     "Mutex",
     "NotSupportedError",
     "Outcome",

@@ -2,9 +2,11 @@
 
     RabbitqError
     ├── ConfigurationError          bad App options, bad --app path, missing task
-    │   └── ConfigFileError         a YAML file is invalid (names file and line)
-    │       ├── RoutingConfigError  the routing file
-    │       └── ScheduleConfigError a periodic-task schedule (file or add_periodic)
+    │   ├── ConfigFileError         a YAML file is invalid (names file and line)
+    │   │   ├── RoutingConfigError  the routing file
+    │   │   └── ScheduleConfigError a periodic-task schedule (file or add_periodic)
+    │   └── MissingExtraError       an optional feature without its extra (names it); also
+    │                               an ImportError
     ├── BrokerError                 talking to RabbitMQ failed
     │   ├── BrokerConnectionError   could not connect, or the connection was lost for good
     │   │   └── BrokerTlsError      the TLS handshake failed (an untrusted certificate, a
@@ -76,6 +78,28 @@ class RoutingConfigError(ConfigFileError):
 class ScheduleConfigError(ConfigFileError):
     """A periodic-task schedule is invalid: a YAML file (with its line) or an ``add_periodic``
     call."""
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """An optional feature was asked for without the packages of its extra. ``str()`` names
+    the missing packages and reads ``pip install 'rabbitq[<extra>]'``.
+
+    Also an ``ImportError`` (``name`` is the first missing module), so the usual
+    ``try: import ... except ImportError`` around an optional feature keeps working.
+    """
+
+    def __init__(
+        self, feature: str, extra: str, missing: list[str], *, module: str, hint: str = ""
+    ) -> None:
+        self.feature = feature
+        self.extra = extra
+        self.missing = missing
+        verb = "is" if len(missing) == 1 else "are"
+        message = (
+            f"{feature} needs {' and '.join(missing)}, which {verb} not installed: "
+            f"pip install 'rabbitq[{extra}]'"
+        )
+        super().__init__(f"{message} ({hint})" if hint else message, name=module)
 
 
 class BrokerError(RabbitqError):

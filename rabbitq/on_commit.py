@@ -9,19 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rabbitq.errors import ConfigurationError
+from rabbitq.extras import require
 
 
 def on_commit(publish: Callable[[], object]) -> None:
     """Run ``publish`` when the current Django transaction commits (now in autocommit)."""
-    try:
-        from django.conf import settings
-        from django.core.exceptions import ImproperlyConfigured
-        from django.db import transaction
-    except ImportError:
-        raise ConfigurationError(
-            "delay_on_commit needs Django (pip install 'rabbitq[django]'); "
-            "outside Django use delay()"
-        ) from None
+    require("django", feature="delay_on_commit", hint="outside Django, use delay()")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import transaction
+
     try:
         settings.DATABASES  # noqa: B018 - loads the settings, or says there are none
     except ImproperlyConfigured:

@@ -172,11 +172,12 @@ def test_delay_on_commit_without_django_installed_says_so() -> None:
         "t = app.task(lambda: None, name='t')\n"
         "try:\n"
         "    t.delay_on_commit()\n"
-        "except rabbitq.ConfigurationError as exc:\n"
+        "except rabbitq.MissingExtraError as exc:\n"
         "    print(exc)\n"
     )
     out = run_python(code)
-    assert "delay_on_commit needs Django" in out.stdout, out.stderr
+    assert "delay_on_commit needs django" in out.stdout, out.stderr
+    assert "pip install 'rabbitq[django]'" in out.stdout and "use delay()" in out.stdout
 
 
 def test_autodiscovery_while_django_loads_its_apps_waits_for_the_worker_process(

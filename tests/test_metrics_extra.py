@@ -30,4 +30,4 @@ def test_the_metrics_without_the_extra_say_to_install_rabbitq_metrics(module: st
     # None in sys.modules makes the import fail, as if the package were not installed.
     out = run(f"import sys; sys.modules['prometheus_client'] = None; import {module}")
     assert out.returncode != 0
-    assert "ConfigurationError" in out.stderr and "rabbitq[metrics]" in out.stderr
+    assert "MissingExtraError" in out.stderr and "rabbitq[metrics]" in out.stderr

@@ -63,13 +63,3 @@ def test_unread_results_are_bounded() -> None:
     for name in "xyz":
         box.put(meta.success(name, 0))
     assert box.get("x") is None and box.get("z") is not None
-
-
-def test_a_backend_whose_packages_are_missing_says_which_extra_to_install() -> None:
-    import pytest
-
-    from rabbitq.errors import ConfigurationError
-    from rabbitq.results.backend import require_extra
-
-    with pytest.raises(ConfigurationError, match=r"needs no_such_module.*rabbitq\[nosuch\]"):
-        require_extra("example", "nosuch", "json", "no_such_module")

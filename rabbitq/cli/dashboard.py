@@ -6,24 +6,11 @@ only once the command runs, so every other command works without them.
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
 from rabbitq.cli.options import broker_option, management_url_option
 from rabbitq.dashboard.config import TOKEN_ENV, DashboardConfig, bind_refusal
-
-EXTRA_MODULES = ("starlette", "uvicorn", "jinja2", "multipart")
-
-
-def missing_extra() -> list[str]:
-    missing = []
-    for name in EXTRA_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    return missing
+from rabbitq.errors import MissingExtraError
 
 
 @click.command()
@@ -66,16 +53,13 @@ def dashboard(
     refusal = bind_refusal(bind, token)
     if refusal:
         raise click.UsageError(refusal)
-    missing = missing_extra()
-    if missing:
-        raise click.ClickException(
-            f"rabbitq dashboard needs the dashboard extra (missing: {', '.join(missing)}): "
-            "pip install 'rabbitq[dashboard]'"
-        )
+    try:
+        from rabbitq.dashboard.app import create_app
+    except MissingExtraError as exc:
+        raise click.ClickException(str(exc)) from None
     import uvicorn
 
     from rabbitq.amqp.status_collector import StatusCollector
-    from rabbitq.dashboard.app import create_app
 
     config = DashboardConfig(broker, management_url, flower_url, token, bind)
     collector = StatusCollector(broker, management_url, beat_group=beat_group)

@@ -16,11 +16,12 @@ from rabbitq.cli.purge import purge
 from rabbitq.cli.result import result
 from rabbitq.cli.status import status
 from rabbitq.cli.topology import topology
+from rabbitq.cli.version import version, version_option
 from rabbitq.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="rabbitq")
+@version_option
 def cli() -> None:
     """rabbitq: background jobs on RabbitMQ."""
 
@@ -39,6 +40,7 @@ cli.add_command(exporter)
 cli.add_command(purge)
 cli.add_command(call)
 cli.add_command(result)
+cli.add_command(version)
 
 
 def main() -> None:

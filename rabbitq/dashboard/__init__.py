@@ -15,8 +15,10 @@ One module per job:
     login.py             /login and /logout, when there is a token
     pages.py             rendering a template with what every page needs
     metrics.py           /metrics: the queue-level Prometheus gauges
+    web_stack.py         the check that the extra is installed (app.py imports it first)
     app.py               the app factory that wires them together
 
 Importing this package imports nothing: Starlette, Jinja2 and uvicorn come with the
-``rabbitq[dashboard]`` extra and are imported by the modules that need them.
+``rabbitq[dashboard]`` extra and are imported by the modules that need them. Importing
+``rabbitq.dashboard.app`` without them raises ``MissingExtraError`` naming the extra.
 """

@@ -6,6 +6,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+# First, before any Starlette import here or in the modules below: without the dashboard
+# extra this raises MissingExtraError naming it, not ModuleNotFoundError: starlette.
+import rabbitq.dashboard.web_stack  # noqa: F401
+
+# isort: split
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware

@@ -15,14 +15,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rabbitq.dashboard.status_feed import StatusSource
-from rabbitq.errors import ConfigurationError
+from rabbitq.errors import MissingExtraError
 
 
 def metrics_routes(status: StatusSource) -> list[BaseRoute]:
     try:
         from rabbitq.metrics.prometheus import prometheus_client
         from rabbitq.metrics.queue_gauges import QueueGauges
-    except ConfigurationError:  # no prometheus-client: no /metrics
+    except MissingExtraError:  # no prometheus-client: no /metrics
         return []
     registry = prometheus_client.CollectorRegistry()
     registry.register(QueueGauges(status.collect))

@@ -16,10 +16,8 @@
 from __future__ import annotations
 
 import abc
-import importlib.util
 from typing import TYPE_CHECKING
 
-from rabbitq.errors import ConfigurationError
 from rabbitq.results.meta import ResultMeta
 from rabbitq.serializers import Serializer
 
@@ -76,13 +74,3 @@ class ResultBackend(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release the current event loop's connections."""
-
-
-def require_extra(what: str, extra: str, *modules: str) -> None:
-    """Refuse a backend whose optional packages are not installed, saying how to get them."""
-    missing = [name for name in modules if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigurationError(
-            f"the {what} result backend needs {' and '.join(missing)}: "
-            f"pip install 'rabbitq[{extra}]'"
-        )

@@ -40,8 +40,9 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rabbitq.errors import MessageDecodeError, ResultBackendError
+from rabbitq.extras import require
 from rabbitq.redaction import without_password
-from rabbitq.results.backend import ResultBackend, require_extra
+from rabbitq.results.backend import ResultBackend
 from rabbitq.results.meta import PENDING, ResultMeta, decode_meta, encode_meta
 from rabbitq.serializers import Serializer, serializer_named
 
@@ -50,6 +51,10 @@ if TYPE_CHECKING:
     import psycopg_pool
 
     from rabbitq.amqp.contract import AsyncPublisher
+
+# Here, not where psycopg is first imported (in the methods below): App(result_backend=
+# "postgresql://...") imports this module on first use, so a missing extra is named there.
+require("postgres", feature="the PostgreSQL result backend")
 
 TABLE = "rabbitq_taskmeta"
 CHANNEL = "rabbitq_results"
@@ -111,7 +116,6 @@ def pool_timeout(params: dict[str, Any]) -> float:
 class PostgresBackend(ResultBackend):
     def __init__(self, url: str, serializer: Serializer, expires: float | None) -> None:
         super().__init__(url, serializer, expires)
-        require_extra("PostgreSQL", "postgres", "psycopg", "psycopg_pool")
         self.params = connection_params(url)
         self._sync: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._sync_pid = 0

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from rabbitq.errors import MessageDecodeError, ResultBackendError
+from rabbitq.extras import require
 from rabbitq.redaction import without_password
-from rabbitq.results.backend import ResultBackend, require_extra
+from rabbitq.results.backend import ResultBackend
 from rabbitq.results.meta import PENDING, ResultMeta, decode_meta, encode_meta
 from rabbitq.serializers import Serializer, serializer_named
 
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     import redis.asyncio as redis_async
 
     from rabbitq.amqp.contract import AsyncPublisher
+
+# Here, not where redis is first imported (in the methods below): App(result_backend=
+# "redis://...") imports this module on first use, so a missing extra is named there.
+require("redis", feature="the redis result backend")
 
 KEY_PREFIX = "celery-task-meta-"
 SUBSCRIBE_BATCH = 500
@@ -45,7 +50,6 @@ def result_key(task_id: str) -> str:
 class RedisBackend(ResultBackend):
     def __init__(self, url: str, serializer: Serializer, expires: float | None) -> None:
         super().__init__(url, serializer, expires)
-        require_extra("redis", "redis", "redis")
         self._sync: redis_sync.Redis | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_async.Redis] = (
             weakref.WeakKeyDictionary()

@@ -14,7 +14,8 @@ and in a view, ``send_receipt.delay_on_commit(order.pk)``. ``rabbitq worker -A
 proj.rabbitq_app`` then finds every task. See docs/frameworks.md.
 
 Django is imported inside the functions only: ``import rabbitq`` (and this module) never
-loads it, so a project without Django pays nothing.
+loads it, so a project without Django pays nothing. Importing this module without Django
+installed raises ``MissingExtraError`` naming the ``rabbitq[django]`` extra.
 
 ``delay_on_commit`` follows Celery 5.4's ``DjangoTask``: it hands the publish to Django's
 ``transaction.on_commit``, so
@@ -42,11 +43,15 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rabbitq.errors import ConfigurationError
+from rabbitq.extras import require
 from rabbitq.middleware.middleware import Middleware
 from rabbitq.on_commit import on_commit
 
 if TYPE_CHECKING:
     from rabbitq.app import App
+
+# A look-up, not an import: Django itself is imported by the functions that use it.
+require("django", feature="rabbitq.contrib.django")
 
 __all__ = [
     "app_from_settings",
