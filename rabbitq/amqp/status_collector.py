@@ -27,7 +27,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from rabbitq.amqp.beat_link import read_status
 from rabbitq.amqp.management import management_client, vhost_of
-from rabbitq.amqp.pika_support import CONNECTION_ERRORS, open_quickly
+from rabbitq.amqp.pika_support import CONNECTION_ERRORS, QUICK_STACK_TIMEOUT, open_quickly
 from rabbitq.beat.schedules import format_time
 from rabbitq.chords import CHORD_DEAD_QUEUE, CHORD_QUEUE
 from rabbitq.errors import BrokerConnectionError, RabbitqError
@@ -54,6 +54,10 @@ log = logging.getLogger("rabbitq.status")
 
 LISTEN_FIRST = DEFAULT_FREQ + 0.5  # seconds: every live worker beats once in this time
 RECONNECT_PAUSE = 2.0
+NOT_HEARD = "worker events not heard: "
+# Seconds ``hear_workers`` waits at most: pika's quick handshake limit (``pika_support``),
+# then one heartbeat interval of listening.
+HEAR_WITHIN = QUICK_STACK_TIMEOUT + LISTEN_FIRST + 1.0
 PEEK_AT_MOST = 4
 
 
@@ -67,6 +71,9 @@ class HeartbeatWatcher:
         self._stop = threading.Event()
         self.started = time.monotonic()
         self.problem: str | None = None
+        # When the listener began to hear events on its current connection; None while it
+        # has none (not yet, or lost).
+        self.listening_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="rabbitq-status", daemon=True)
         self._thread.start()
 
@@ -83,11 +90,11 @@ class HeartbeatWatcher:
             try:
                 self._listen()
             except (*CONNECTION_ERRORS, BrokerConnectionError) as exc:
-                self.problem = f"worker events not heard: {exc}"
+                self.problem = f"{NOT_HEARD}{exc}"
                 log.debug("status listener: %s", self.problem)
                 self._stop.wait(RECONNECT_PAUSE)
             except Exception as exc:  # the listener must outlive anything: reconnect
-                self.problem = f"worker events not heard: {exc!r}"
+                self.problem = f"{NOT_HEARD}{exc!r}"
                 log.exception("status listener failed; listening again")
                 self._stop.wait(RECONNECT_PAUSE)
 
@@ -101,9 +108,11 @@ class HeartbeatWatcher:
             channel.queue_bind(queue, EVENT_EXCHANGE, routing_key="worker.#")
             channel.basic_consume(queue, self._on_event, auto_ack=True)
             self.problem = None
+            self.listening_since = time.monotonic()
             while not self._stop.is_set():
                 connection.process_data_events(time_limit=0.5)
         finally:
+            self.listening_since = None
             with contextlib.suppress(*CONNECTION_ERRORS):
                 connection.close()
 
@@ -117,6 +126,29 @@ class HeartbeatWatcher:
             for event in events:
                 if isinstance(event, dict):
                     self._table.take(event, time.time())
+
+
+def hear_workers(
+    broker_url: str, *, within: float = HEAR_WITHIN
+) -> tuple[str | None, tuple[WorkerFigures, ...]]:
+    """The workers heard in one heartbeat interval (plus a margin) of listening, for
+    ``status --check``: ``(None, workers)``, or ``(why, ())`` when the broker could not be
+    listened to. The first failed connection is the answer: a probe is not kept waiting
+    while the broker is down. ``within`` bounds the whole wait, connecting included."""
+    watcher = HeartbeatWatcher(broker_url)
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            since = watcher.listening_since
+            if since is not None and time.monotonic() - since >= LISTEN_FIRST:
+                return None, watcher.workers()
+            if since is None and watcher.problem is not None:
+                return watcher.problem.removeprefix(NOT_HEARD), ()
+            time.sleep(0.05)
+        problem = (watcher.problem or "").removeprefix(NOT_HEARD)
+        return problem or f"no connection to the broker within {within:g}s", ()
+    finally:
+        watcher.close()
 
 
 class StatusCollector:

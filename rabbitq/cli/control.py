@@ -8,8 +8,10 @@
 
 Each node's answer is printed as it arrives (``->  node: OK`` or ``ERROR``), then how many
 answered; ``--json`` prints ``{node: answer}`` instead. ``--timeout`` is the longest wait for
-the next answer. No answer at all exits 69 (EX_UNAVAILABLE), as Celery's CLI does; a revoke
-is stored in the broker all the same, and says so.
+the next answer. No answer at all exits 69 (EX_UNAVAILABLE), as Celery's CLI does, and so
+does the silence of any node named with ``-d`` (where Celery's exits 0 if another answered):
+``rabbitq inspect ping -d NODE`` is a probe of that node. A broker that cannot be reached
+exits 1, saying why. A revoke is stored in the broker all the same, and says so.
 """
 
 from __future__ import annotations
@@ -234,6 +236,20 @@ def _ask(
     else:
         count = len(replies)
         click.echo(f"\n{count} node{'s' if count != 1 else ''} online.")
+    missing = silent_nodes(_nodes(destination), replies)
+    if missing:
+        # A node named with -d that stays silent is the answer a probe asks about: the
+        # others' replies do not make up for it (Celery's CLI exits 0 here).
+        click.echo(f"Error: no reply from {', '.join(missing)} within {timeout:g}s", err=True)
+        raise SystemExit(EX_UNAVAILABLE)
+
+
+def silent_nodes(named: list[str] | None, replies: list[Reply]) -> list[str]:
+    """The nodes named with -d that did not reply, in the order named."""
+    if named is None:
+        return []
+    answered = {node for reply in replies for node in reply}
+    return [node for node in dict.fromkeys(named) if node not in answered]
 
 
 def _print(replies: list[Reply], as_json: bool, *, summary: bool = True) -> None:

@@ -7,8 +7,9 @@ import time
 
 import click
 
-from rabbitq.amqp.status_collector import StatusCollector
+from rabbitq.amqp.status_collector import StatusCollector, hear_workers
 from rabbitq.cli.options import broker_option, management_url_option
+from rabbitq.status.check import judge_check
 from rabbitq.status.render import render_text
 from rabbitq.status.snapshot import snapshot_to_json
 
@@ -30,6 +31,27 @@ CLEAR = "\x1b[H\x1b[2J"
 )
 @click.option("--all", "show_all", is_flag=True, help="Also empty dead queues and other queues.")
 @click.option("--beat-group", default="", help="The beat group to show (default: the default).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Print one line and exit 0 if the broker is reachable and enough workers are alive "
+    "(heard by heartbeat), 1 otherwise. Needs no management API.",
+)
+@click.option(
+    "--min-workers",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="--check: alive workers needed (each process of -P N counts as one).",
+)
+@click.option(
+    "--queue",
+    "check_queues",
+    multiple=True,
+    metavar="QUEUE",
+    help="--check: count only workers consuming QUEUE; repeated, each QUEUE needs "
+    "--min-workers of its own.",
+)
 def status(
     broker: str,
     management_url: str | None,
@@ -37,12 +59,20 @@ def status(
     watch: float | None,
     show_all: bool,
     beat_group: str,
+    check: bool,
+    min_workers: int,
+    check_queues: tuple[str, ...],
 ) -> None:
     """One picture of the system: queues, workers (from heartbeats), dead letters with the
     newest reason, delay levels, chords in flight, the beat's leader and next ticks.
 
     Everything is read from RabbitMQ; the first picture takes about one heartbeat interval
     (2.5 s), to hear every worker."""
+    if check:
+        if as_json or watch is not None or show_all:
+            raise click.UsageError("--check takes none of --json, --watch, --all")
+        _check(broker, min_workers, check_queues)
+        return
     if watch is not None and watch <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--watch")
     with StatusCollector(broker, management_url, beat_group=beat_group) as collector:
@@ -59,3 +89,11 @@ def status(
                 time.sleep(watch)
         except KeyboardInterrupt:
             return  # Ctrl-C ends a watch, whenever it comes: exit 0
+
+
+def _check(broker: str, min_workers: int, queues: tuple[str, ...]) -> None:
+    problem, workers = hear_workers(broker)
+    verdict = judge_check(problem, workers, min_workers=min_workers, queues=queues)
+    click.echo(verdict.line, err=not verdict.healthy)
+    if not verdict.healthy:
+        raise SystemExit(1)

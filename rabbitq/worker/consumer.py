@@ -221,6 +221,29 @@ class Consumer:
         """Tasks started since this process began (a heartbeat's ``processed``)."""
         return self.pipeline.started
 
+    # -- what the health reports read (``health.py``) ---------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """Stopping, or recycling: no longer taking new work."""
+        return self._stopping or self.recycler.requested.is_set()
+
+    @property
+    def connected(self) -> bool:
+        """The connection is open now: not before the first, nor while aio-pika reconnects
+        (a robust connection is "closed" only once closed for good, so ask its transport)."""
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            return False
+        transport = connection.transport
+        return transport is not None and not transport.connection.is_closed
+
+    def consuming_queues(self) -> frozenset[str]:
+        """The queues with a consumer on an open channel now."""
+        return frozenset(
+            queue for queue, (underlay, _tag) in self._consumers.items() if not underlay.is_closed
+        )
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def connect(self) -> AbstractRobustConnection:

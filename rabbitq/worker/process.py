@@ -9,6 +9,9 @@ hard time limit): the same graceful stop, then a supervised process exits with
 process replaces itself with a fresh interpreter (``exec``: same pid, same arguments), which
 also ends a stuck thread. A stop signal while its tasks finish, or while one image gives way
 to the next, still means stop: the process exits 0 instead of coming back.
+
+With ``--health-port`` its event loop reports the consumer's health every second
+(``health.py``): to its own ``/health`` endpoint, or, supervised, to the supervisor's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -28,6 +32,8 @@ from rabbitq.nodename import DEFAULT_NODENAME, format_nodename
 from rabbitq.routing import load_routing
 from rabbitq.task_logs import LogFormat, task_log_handler
 from rabbitq.worker.consumer import Consumer
+from rabbitq.worker.health import LatestReport, ProcessReport, ReportDirectory, keep_reporting
+from rabbitq.worker.health_endpoint import HealthEndpoint
 from rabbitq.worker.interrupts import STOP_SIGNALS
 
 log = logging.getLogger("rabbitq.worker")
@@ -59,6 +65,10 @@ class WorkerConfig:
     heartbeat: bool = True  # worker-online/heartbeat/offline events
     metrics_port: int | None = None  # /metrics (``metrics/endpoint.py``); None: no metrics
     metrics_bind: str = "0.0.0.0"
+    health_port: int | None = None  # /health (``health_endpoint.py``); None: not served
+    health_bind: str = "0.0.0.0"
+    # A supervised child's: where it writes its health reports (``health.ReportDirectory``).
+    health_dir: str | None = None
     # A supervised child leaves SIGINT (Ctrl-C hits the whole process group) to its
     # supervisor, which forwards one SIGTERM; otherwise Ctrl-C would count as two signals.
     supervised: bool = False
@@ -111,8 +121,11 @@ class StopSignals:
         self.stop_requested.set()
 
 
-async def serve(config: WorkerConfig) -> bool:
-    """Run until told to stop (False) or to recycle the process (True)."""
+async def serve(
+    config: WorkerConfig, report_health: Callable[[ProcessReport], None] | None = None
+) -> bool:
+    """Run until told to stop (False) or to recycle the process (True), reporting the
+    consumer's health to ``report_health`` meanwhile, if given."""
     app = load_configured_app(config)
     if config.metrics_port is not None:
         # Imported only here: a worker without metrics never loads prometheus-client, and
@@ -134,6 +147,10 @@ async def serve(config: WorkerConfig) -> bool:
         heartbeat=config.heartbeat,
     )
     signals = StopSignals(asyncio.get_running_loop(), supervised=config.supervised)
+    reporting = None
+    if report_health is not None:
+        # From before the first connection: a worker waiting for the broker says so.
+        reporting = asyncio.create_task(keep_reporting(consumer, report_health))
     await consumer.middleware.emit_raising("process_start", app)
     # A signal that waited through a recycle's exec is counted by now: then no start at all
     # (a start cut short mid-connection would leave a reconnecting connection behind).
@@ -151,6 +168,8 @@ async def serve(config: WorkerConfig) -> bool:
             )
     else:
         await consumer.stop(config.shutdown_timeout)
+    if reporting is not None:
+        reporting.cancel()
     if not recycle:
         return False
     # Until the fresh image handles them, a stop signal would meet the default action (exec
@@ -204,11 +223,21 @@ def run_worker_process(config: WorkerConfig) -> None:
         from rabbitq.metrics.endpoint import MetricsEndpoint
 
         endpoint = MetricsEndpoint.single_process(config.metrics_port, config.metrics_bind)
+    health = None
+    report_health: Callable[[ProcessReport], None] | None = None
+    if config.health_dir is not None:  # supervised: the supervisor serves the port
+        report_health = ReportDirectory(config.health_dir).writer(config.process_index)
+    elif config.health_port is not None:
+        latest = LatestReport()
+        report_health = latest.put
+        health = HealthEndpoint.serve(config.health_port, config.health_bind, latest.verdict)
     try:
-        recycle = asyncio.run(serve(config))
+        recycle = asyncio.run(serve(config, report_health))
     finally:
         if endpoint is not None:
             endpoint.close()
+        if health is not None:
+            health.close()
     if recycle:
         replace_process(config)
 

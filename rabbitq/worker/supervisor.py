@@ -8,6 +8,9 @@ tasks); a second one kills them, and the broker redelivers their unacked message
 With ``--metrics-port`` the supervisor serves ``/metrics`` for all of them, in
 prometheus-client's multiprocess mode (``metrics/endpoint.py``): set up before the first
 child is spawned, told of every child that exits, removed at exit.
+With ``--health-port`` it serves ``/health`` for all of them (``worker/health.py``): each
+child reports to a directory the supervisor made, and the supervisor tells which pid runs
+each index; healthy only while every child is.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from rabbitq.worker.process import (
 
 if TYPE_CHECKING:
     from rabbitq.metrics.endpoint import MetricsEndpoint
+    from rabbitq.worker.health import SupervisedHealth
+    from rabbitq.worker.health_endpoint import HealthEndpoint
 
 log = logging.getLogger("rabbitq.supervisor")
 
@@ -50,6 +55,8 @@ class Supervisor:
         self._quick_deaths: dict[int, int] = {}
         self._signals = 0
         self._metrics: MetricsEndpoint | None = None
+        self._health: SupervisedHealth | None = None
+        self._health_endpoint: HealthEndpoint | None = None
 
     def run(self) -> int:
         # Its own lines (starts, restarts, recycles) are as much the worker's log as its
@@ -65,6 +72,7 @@ class Supervisor:
                 self.config.metrics_port, self.config.metrics_bind
             )
         try:
+            self._serve_health()
             for slot in range(self.processes):
                 self._start(slot)
             while self._signals == 0:
@@ -80,11 +88,31 @@ class Supervisor:
         finally:
             if self._metrics is not None:
                 self._metrics.close()
+            if self._health_endpoint is not None:
+                self._health_endpoint.close()
+            if self._health is not None:
+                self._health.remove()
         return 0
+
+    def _serve_health(self) -> None:
+        port = self.config.health_port
+        if port is None:
+            return
+        from rabbitq.worker.health import SupervisedHealth
+        from rabbitq.worker.health_endpoint import HealthEndpoint
+
+        self._health = SupervisedHealth(self.processes)
+        # Before the first spawn: every child writes its reports there.
+        self.config = replace(self.config, health_dir=self._health.directory)
+        self._health_endpoint = HealthEndpoint.serve(
+            port, self.config.health_bind, self._health.verdict
+        )
 
     def _exited(self, child: multiprocessing.process.BaseProcess) -> None:
         if self._metrics is not None and child.pid is not None:
             self._metrics.process_exited(child.pid)
+        if self._health is not None and child.pid is not None:
+            self._health.exited(child.pid)
 
     def _start(self, slot: int) -> None:
         # Each process is a node of its own (``nodename.py``): index 1..N, kept by its slot.
@@ -95,6 +123,8 @@ class Supervisor:
         child.start()
         self._children[slot] = child
         self._started_at[slot] = time.monotonic()
+        if self._health is not None:
+            self._health.started(slot + 1, child.pid)
         log.info("started worker process %s (pid %s)", child.name, child.pid)
         if self._signals and child.pid is not None:
             # A signal came while it was being started (a recycled child is replaced without
@@ -138,6 +168,8 @@ class Supervisor:
             self._send_all(signal.SIGKILL)
             if self._metrics is not None:
                 self._metrics.discard()
+            if self._health is not None:
+                self._health.remove()
             os._exit(EXIT_NOW_CODE)
 
     def _send_all(self, signum: int) -> None:
