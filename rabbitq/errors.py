@@ -40,7 +40,11 @@
     ├── FollowupError               a task succeeded but what follows it could not be sent
     ├── SoftTimeLimitExceeded       raised inside a task at its soft time limit
     ├── TimeLimitExceeded           a task ran past its hard time limit
+    ├── TaskRevokedError            a revoked task: its REVOKED result, what ``get()`` raises
+    │   └── Terminated              raised inside a task revoked with ``terminate=True``
+    ├── ControlError                a remote-control request was not sent, or none answered
     ├── Retry                       raised by ``task.retry()``: run the task again later
+    ├── Deferred                    raised by an ``admit`` hook: the delivery was settled elsewhere
     └── SkipTask                    raised by a ``before_process`` hook: ack, do not run
 
 Catch ``RabbitqError`` to catch everything rabbitq raises on purpose.
