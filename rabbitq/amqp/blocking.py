@@ -24,11 +24,6 @@ Safety properties, each handled below where it happens:
   reconnect (its name stays; the broker deleted the old one with the old connection).
 * events (``send_event``): on a second channel, opened at the first event, without confirms;
   callers never wait, and a bounded buffer (``event_buffer.py``) refuses what it cannot hold.
-* one thread publishing in a loop: it runs the I/O loop itself while it waits for its
-  confirm, sparing two thread wake-ups a publish (``loop_baton.py``), when nothing else is
-  in flight and no reply queue is consumed. An exception raised into it there (Ctrl-C, a
-  server's timeout signal) may leave pika's state half updated: the connection is dropped
-  and what was unconfirmed goes again on the next one, as after a lost connection.
 """
 
 from __future__ import annotations
@@ -54,7 +49,6 @@ from rabbitq.amqp.confirms import ConfirmTracker, PublishRequest
 from rabbitq.amqp.connection_parameters import describe_failure, pika_parameters
 from rabbitq.amqp.contract import BatchItem, Outcomes
 from rabbitq.amqp.event_buffer import EventBuffer
-from rabbitq.amqp.loop_baton import LoopBaton
 from rabbitq.broker_urls import endpoints
 from rabbitq.errors import (
     PublishConnectionError,
@@ -72,10 +66,6 @@ RECONNECT_BACKOFF_MAX = 5.0
 
 def to_pika_properties(envelope: Envelope) -> pika.BasicProperties:
     return pika.BasicProperties(**properties_of(envelope))
-
-
-def _nothing() -> None:
-    pass
 
 
 class BlockingPublisher:
@@ -101,16 +91,10 @@ class BlockingPublisher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pending: collections.deque[PublishRequest] = collections.deque()
-        # A ``_flush`` was handed to the loop and has not started (under the lock): a second
-        # would only wake the loop again for nothing.
-        self._flush_scheduled = False
         self._closing = False
         # The last connection failed or was lost and no new one is ready yet (under the lock).
         self._down = False
-        # Who runs the I/O loop now (``loop_baton.py``); "the I/O thread" below means its holder.
-        self._baton = LoopBaton()
         # Only the I/O thread touches what follows.
-        self._loop_stopping = False  # the current connection's loop was told to stop
         self._connection: pika.SelectConnection | None = None
         self._channel: Any = None
         self._renewing = False  # closing the channel to open a fresh one (after a nack)
@@ -141,9 +125,8 @@ class BlockingPublisher:
         reconnect: bool = True,
     ) -> None:
         """Publish and return once the broker confirmed it; raise ``PublishError`` otherwise."""
-        limit = timeout if timeout is not None else self.publish_timeout
-        request = self._submit([(exchange, routing_key, envelope)], reconnect, limit)[0]
-        self._wait([request], limit)
+        request = self._submit([(exchange, routing_key, envelope)], reconnect)[0]
+        self._wait([request], timeout)
 
     def publish_many(
         self,
@@ -160,9 +143,8 @@ class BlockingPublisher:
     ) -> Outcomes:
         """``(exchange, routing_key, envelope)`` each, confirms pipelined; one outcome per
         item, in order (``contract.py``)."""
-        limit = timeout if timeout is not None else self.publish_timeout
-        requests = self._submit(items, reconnect, limit)
-        deadline = time.monotonic() + limit
+        requests = self._submit(items, reconnect)
+        deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
         errors: list[PublishError | None] = []
         for request in requests:
             try:
@@ -190,7 +172,6 @@ class BlockingPublisher:
                     connection.ioloop.add_callback_threadsafe(
                         lambda: self._setup_replies(lambda: None)
                     )
-                    self._baton.wake()
             name = self._reply_queue
         if not self._replies_ready.wait(self.publish_timeout):
             raise PublishTimeoutError(
@@ -214,7 +195,6 @@ class BlockingPublisher:
         if connection is not None:
             with contextlib.suppress(Exception):  # going away: the reconnect sends them
                 connection.ioloop.add_callback_threadsafe(self._flush_events)
-            self._baton.wake()  # not after a caller's lingering: events go out now
         return True
 
     def close(self, timeout: float = 5.0) -> None:
@@ -232,17 +212,11 @@ class BlockingPublisher:
         if connection is not None:
             with contextlib.suppress(Exception):  # the loop may already be gone
                 connection.ioloop.add_callback_threadsafe(self._close_connection)
-        self._baton.wake()
         thread.join(timeout)
 
     def _submit(
-        self,
-        items: Sequence[tuple[str, str, Envelope]],
-        reconnect: bool = True,
-        timeout: float | None = None,
+        self, items: Sequence[tuple[str, str, Envelope]], reconnect: bool = True
     ) -> list[PublishRequest]:
-        """Queue ``items`` for the I/O thread, or, given a ``timeout`` and the loop free, send
-        them and wait up to ``timeout`` for their confirms on this thread (``_drive``)."""
         if self._pid != os.getpid():
             # Forked: the parent's thread does not exist here and its socket is not ours.
             self._reset_state()
@@ -258,83 +232,11 @@ class BlockingPublisher:
             self._pending.extend(requests)
             self._ensure_thread()
             connection = self._connection if self._ready else None
-            wake = connection is not None and not self._flush_scheduled
-            self._flush_scheduled = self._flush_scheduled or wake
-        if connection is None:
-            return requests  # connecting: the I/O thread flushes pending requests when ready
-        # Queued before taking the baton: the I/O thread, judging whether it is idle under the
-        # baton's lock, sees them (loop_baton.py).
-        if timeout is not None and self._reply_queue is None and self._baton.try_take():
-            if self._ready and not self._loop_stopping and self._connection is connection:
-                self._drive(connection, requests, time.monotonic() + timeout)
-                return requests
-            self._baton.give_back(idle=lambda: False)  # not usable now: back to the I/O thread
-        if wake:
+        if connection is not None:
             # If the connection is going away, the reconnect flushes pending requests.
             with contextlib.suppress(Exception):
                 connection.ioloop.add_callback_threadsafe(self._flush)
         return requests
-
-    def _drive(
-        self, connection: pika.SelectConnection, requests: Sequence[PublishRequest], deadline: float
-    ) -> None:
-        """Run the I/O loop on this thread (the baton is held) until ``requests`` are settled,
-        ``deadline`` passes or the loop is told to stop; then give the baton back."""
-        ioloop: Any = connection.ioloop
-        try:
-            self._flush()
-            # poll() waits for the next timer at most: this one ends the wait by the deadline.
-            by_deadline = ioloop.call_later(max(0.0, deadline - time.monotonic()), _nothing)
-            try:
-                while not self._loop_stopping and time.monotonic() < deadline:
-                    if all(request.outcome.done() for request in requests):
-                        break
-                    ioloop.poll()
-                    ioloop.process_timeouts()
-            finally:
-                ioloop.remove_timeout(by_deadline)
-        except Exception as exc:
-            # A bug (ours or pika's) met on the caller's thread: the caller waits for its
-            # confirm as usual, on the next connection.
-            log.exception("publisher loop failed on the calling thread")
-            self._abandon_connection(f"{type(exc).__name__}: {exc}")
-        except BaseException:
-            self._abandon_connection("interrupted while running the publisher's loop")
-            raise
-        finally:
-            self._baton.give_back(idle=self._idle)
-
-    def _idle(self) -> bool:
-        """Nothing for the I/O loop to do but what the caller who runs it waits for: no one
-        else's message queued or in flight, no events buffered, no reply queue consumed."""
-        return (
-            self._ready
-            and not self._loop_stopping
-            and not self._closing
-            and not self._pending
-            and not len(self._confirms)
-            and not len(self.events)
-            and self._reply_queue is None
-        )
-
-    def _abandon_connection(self, reason: str) -> None:
-        """The loop was cut off mid-work on a caller's thread: pika's state (and the tags of
-        what was sent) may be half updated, so nothing more goes on this connection. What was
-        unconfirmed is sent again on the next (at-least-once), as after a lost connection."""
-        self._last_error = reason
-        self._ready = False
-        self._hand_back_unconfirmed(
-            PublishConnectionError(
-                "the publisher's loop was interrupted before the confirm; the broker may or "
-                f"may not have the message ({reason})"
-            )
-        )
-        connection = self._connection
-        try:
-            if connection is not None:
-                connection.close()  # _on_connection_closed stops the loop; _run reconnects
-        except Exception:
-            self._loop_stopping = True  # not even a close: leave it, reconnect anyway
 
     def _wait(self, requests: Sequence[PublishRequest], timeout: float | None) -> None:
         limit = timeout if timeout is not None else self.publish_timeout
@@ -401,37 +303,12 @@ class BlockingPublisher:
             return
         with self._lock:
             self._connection = connection
-            self._loop_stopping = False
-            self._flush_scheduled = False  # one handed to the last connection's loop is lost
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
-        self._serve(connection.ioloop)
+        connection.ioloop.start()
         with self._lock:
             self._connection = None
             self._ready = False
-
-    def _serve(self, ioloop: Any) -> None:
-        """``ioloop.start()``, in turns with callers that run the loop themselves
-        (``loop_baton.py``), until ``_stop_loop``. pika's "extension" calls, as
-        ``pika.BlockingConnection`` runs the same loop."""
-        ioloop.activate_poller()  # no caller runs it before: not ready until a turn opens it
-        while True:
-            self._baton.take_turn(urgent=self._loop_stopping)
-            if self._loop_stopping:
-                try:
-                    ioloop.deactivate_poller()
-                finally:
-                    self._baton.end_turn(idle=lambda: False)
-                return
-            try:
-                ioloop.poll()
-                ioloop.process_timeouts()
-            finally:
-                self._baton.end_turn(idle=self._idle)
-
-    def _stop_loop(self, connection: pika.SelectConnection) -> None:
-        self._loop_stopping = True
-        connection.ioloop.stop()  # wakes a poll() in progress
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
         self._blocked_reason = None
@@ -443,7 +320,7 @@ class BlockingPublisher:
         self._node += 1
         log.warning("publisher cannot connect: %s", self._last_error)
         self._connection_failed()
-        self._stop_loop(connection)
+        connection.ioloop.stop()
 
     def _on_connection_closed(self, connection: pika.SelectConnection, reason: Any) -> None:
         self._ready = False
@@ -457,7 +334,7 @@ class BlockingPublisher:
             self._node += 1
             log.warning("publisher connection lost (%s); reconnecting", reason)
         self._requeue_unconfirmed()
-        self._stop_loop(connection)
+        connection.ioloop.stop()
 
     def _on_channel_open(self, channel: Any) -> None:
         self._channel = channel
@@ -605,37 +482,27 @@ class BlockingPublisher:
         self._flush_events()
 
     def _flush(self) -> None:
-        channel = self._channel
-        with self._lock:
-            self._flush_scheduled = False
-            if not self._ready or channel is None:
-                return
-            # All at once: one lock round trip, not one a message (nothing below adds more).
-            batch = list(self._pending)
-            self._pending.clear()
-        index = 0
-        try:
-            for index, request in enumerate(batch):  # noqa: B007 (read after an interruption)
-                if request.abandoned or request.outcome.done():
-                    continue
-                try:
-                    channel.basic_publish(
-                        request.exchange,
-                        request.routing_key,
-                        request.envelope.body,
-                        to_pika_properties(request.envelope),
-                        mandatory=True,
-                    )
-                except Exception as exc:
-                    request.resolve(PublishError(f"publish failed: {type(exc).__name__}: {exc}"))
-                    continue
-                self._confirms.sent(request)
-        except BaseException:
-            # Interrupted on a caller's thread (see _drive): what was not sent (and the one
-            # being sent, which goes again on the next connection) waits for the next flush.
+        if not self._ready or self._channel is None:
+            return
+        while True:
             with self._lock:
-                self._pending.extendleft(reversed(batch[index:]))
-            raise
+                if not self._pending:
+                    return
+                request = self._pending.popleft()
+            if request.abandoned or request.outcome.done():
+                continue
+            try:
+                self._channel.basic_publish(
+                    request.exchange,
+                    request.routing_key,
+                    request.envelope.body,
+                    to_pika_properties(request.envelope),
+                    mandatory=True,
+                )
+            except Exception as exc:
+                request.resolve(PublishError(f"publish failed: {type(exc).__name__}: {exc}"))
+                continue
+            self._confirms.sent(request)
 
     def _on_return(
         self, _channel: Any, _method: Any, properties: pika.BasicProperties, _body: bytes
@@ -725,7 +592,7 @@ class BlockingPublisher:
         if connection.is_open:
             connection.close()
         else:
-            self._stop_loop(connection)
+            connection.ioloop.stop()
 
 
 _live_publishers: weakref.WeakSet[BlockingPublisher] = weakref.WeakSet()
