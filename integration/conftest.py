@@ -68,14 +68,19 @@ OWN_BROKER_FIXTURES = frozenset({"small_broker", "broker_not_started_yet", "rest
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """In the RabbitMQ 4.0 pass (``RABBITQ_TEST_BROKER_PASS``), skip what only starts the
-    machine's own 3.10 nodes again: the first pass ran it, and it says nothing about 4.0."""
+    machine's own 3.10 nodes again, and what is marked ``first_pass_only`` (logs, process
+    signals, result backends, command-line parsing): the first pass ran them, and they say
+    nothing about 4.0."""
     if not os.environ.get("RABBITQ_TEST_BROKER_PASS"):
         return
     skip = pytest.mark.skip(reason="runs the machine's own RabbitMQ nodes; the first pass ran it")
+    once = pytest.mark.skip(reason="says nothing about the broker's version; the first pass ran it")
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if item.get_closest_marker("own_broker") or fixtures & OWN_BROKER_FIXTURES:
             item.add_marker(skip)
+        elif item.get_closest_marker("first_pass_only"):
+            item.add_marker(once)
 
 
 @pytest.fixture(scope="session")

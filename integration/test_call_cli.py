@@ -9,10 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from integration.cli_support import app_module, run_cli
 from integration.support import drain_queue, queue_depth, ran_ids, running_worker, wait_for
 from rabbitq.message import TaskMessage, decode_task, envelope_from_properties, utcnow
 from rabbitq.testing import free_port
+
+# Argument handling and send_task, not the broker's version: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
 
 DEAD_BROKER = "amqp://guest:guest@127.0.0.1:{port}/"
 

@@ -22,7 +22,8 @@ from integration.apps import core_app
 from integration.support import REPO_ROOT, consumer_count, queue_depth, ran_labels, wait_for
 from rabbitq.testing import die_with_parent
 
-pytestmark = pytest.mark.timeout(120)
+# Signals and process groups, not the broker: once, in the first pass.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.first_pass_only]
 
 
 class SessionWorker:

@@ -20,6 +20,9 @@ from rabbitq.results.redis import result_key
 from rabbitq.serializers import JSON
 from rabbitq.testing import free_port
 
+# The result backends and the command line, not the broker: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
+
 EX_TEMPFAIL = 75
 
 

@@ -12,6 +12,9 @@ from integration.apps import logging_app
 from integration.support import running_worker, wait_for
 from rabbitq import chain
 
+# Log records, not the broker: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
+
 
 @pytest.fixture
 def queue(broker_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch) -> str:
