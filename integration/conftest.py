@@ -68,9 +68,9 @@ OWN_BROKER_FIXTURES = frozenset({"small_broker", "broker_not_started_yet", "rest
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """In the RabbitMQ 4.0 pass (``RABBITQ_TEST_BROKER_PASS``), skip what only starts the
-    machine's own 3.10 nodes again, and what is marked ``first_pass_only`` (logs, process
-    signals, result backends, command-line parsing): the first pass ran them, and they say
-    nothing about 4.0."""
+    machine's own 3.10 nodes again, and what is marked ``first_pass_only`` (what the worker
+    process, a framework, the command line, logs or a result backend do, with the broker only
+    as a transport): the first pass ran them, and they say nothing about 4.0."""
     if not os.environ.get("RABBITQ_TEST_BROKER_PASS"):
         return
     skip = pytest.mark.skip(reason="runs the machine's own RabbitMQ nodes; the first pass ran it")

@@ -34,6 +34,9 @@ from rabbitq.message import TaskMessage, encode_task
 from rabbitq.serializers import MSGPACK
 from rabbitq.testing import free_port
 
+# The dashboard in a real browser, not the broker's version: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

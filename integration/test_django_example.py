@@ -14,6 +14,9 @@ import pytest
 from integration.support import queue_depth, running_worker, wait_for
 from integration.web_support import DJANGO_PROJECT, free_port, serving
 
+# A Django project, not the broker's version: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
+
 pytest.importorskip("django")
 
 

@@ -14,7 +14,8 @@ from integration.apps import core_app
 from integration.metrics_support import Scrape, free_port
 from integration.support import LoggedProcess, running_worker, wait_for
 
-pytestmark = pytest.mark.timeout(180)
+# Prometheus' exporter, not the broker's version: once, in the first pass.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.first_pass_only]
 
 
 def test_the_exporter_serves_the_brokers_known_contents_as_gauges(

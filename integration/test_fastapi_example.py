@@ -12,6 +12,9 @@ import pytest
 from integration.support import running_worker, wait_for
 from integration.web_support import free_port, serving
 
+# A FastAPI app, not the broker's version: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
+
 pytest.importorskip("fastapi")
 
 

@@ -14,6 +14,9 @@ import pytest
 from integration.support import REPO_ROOT, ran_labels, running_worker, wait_for
 from integration.web_support import free_port, serving
 
+# gunicorn's preload and fork, not the broker's version: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
+
 pytest.importorskip("gunicorn")
 
 

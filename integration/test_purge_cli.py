@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from integration.cli_support import fill_queue, run_cli, run_cli_in_terminal
 from integration.support import queue_depth, wait_for
 from rabbitq.amqp.connection_parameters import open_blocking
+
+# The purge command line, not the broker's version: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
 
 
 def test_purge_empties_each_named_queue_and_says_how_many_it_removed(

@@ -30,7 +30,8 @@ from integration.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.timeout(240)
+# Recycling worker processes, not the broker's version: once, in the first pass.
+pytestmark = [pytest.mark.timeout(240), pytest.mark.first_pass_only]
 
 APP = "integration.apps.recycling_app"
 RECYCLING = "recycling worker process"

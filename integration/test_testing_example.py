@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# The testing helpers, not the broker's version: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "testing"
 
 

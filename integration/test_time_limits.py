@@ -27,7 +27,8 @@ from integration.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.timeout(180)
+# Time limits enforced in the worker, not the broker's version: once, in the first pass.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.first_pass_only]
 
 LIMITS_APP = "integration.apps.limits_app"
 

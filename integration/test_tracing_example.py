@@ -9,6 +9,9 @@ import pytest
 from examples import tracing
 from integration.support import running_worker, wait_for
 
+# A tracing example's log lines, not the broker's version: once, in the first pass.
+pytestmark = pytest.mark.first_pass_only
+
 
 def test_the_callers_trace_id_reaches_the_log_lines_of_thread_and_async_tasks(
     broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

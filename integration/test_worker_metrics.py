@@ -16,7 +16,8 @@ from integration.apps import core_app
 from integration.metrics_support import Scrape, free_port
 from integration.support import WorkerProcess, running_worker, wait_for
 
-pytestmark = pytest.mark.timeout(240)
+# The worker's metrics, not the broker's version: once, in the first pass.
+pytestmark = [pytest.mark.timeout(240), pytest.mark.first_pass_only]
 
 PREFETCH = 5
 
