@@ -161,7 +161,7 @@ class Consumer:
                 self._publisher,
                 self._acks,
                 concurrency=concurrency,
-                stopping=lambda: self._stopping or self.recycler.requested.is_set(),
+                stopping=lambda: self.stopping,
             )
             if found
             else None
@@ -181,7 +181,7 @@ class Consumer:
             slots=Slots(concurrency),
             worker_name=self.nodename,
             # Recycling: what has not started yet is handed back, as at a stop.
-            stopping=lambda: self._stopping or self.recycler.requested.is_set(),
+            stopping=lambda: self.stopping,
             redeclare=self._redeclare,
             recycle=self.recycler.recycle_by,
             end_now=end_now,
@@ -225,7 +225,8 @@ class Consumer:
 
     @property
     def stopping(self) -> bool:
-        """Stopping, or recycling: no longer taking new work."""
+        """Stopping, or recycling: no longer taking new work (the limits and the pipeline
+        ask it too)."""
         return self._stopping or self.recycler.requested.is_set()
 
     @property
